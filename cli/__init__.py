@@ -1,0 +1,1 @@
+"""The command-line skin over the library: each command turns options into one library call and renders it."""

@@ -1,0 +1,154 @@
+"""One output sink for every command: human lines, or one JSON document with ``--json``.
+
+Results go to stdout; events (progress, heartbeats, warnings) go to stderr — rendered with rich on a TTY, as
+throttled plain lines otherwise, and as JSON lines with ``--json`` so a wizard calling the CLI can follow along
+while stdout stays one parseable document.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import IO, Any
+
+import click
+
+from nemoclaw_runtime.events import (
+    Event,
+    EventSink,
+    Heartbeat,
+    Info,
+    LogLine,
+    PhaseChanged,
+    Progress,
+    Warning,
+    event_to_dict,
+)
+
+json_option = click.option("--json", "json_mode", is_flag=True, help="Print one JSON document instead of text.")
+
+PLAIN_PROGRESS_EVERY_S = 5.0
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(value) < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"  # pragma: no cover
+
+
+class Output:
+    def __init__(self, json_mode: bool, *, out: IO[str] | None = None, err: IO[str] | None = None,
+                 tty: bool | None = None) -> None:
+        self.json_mode = json_mode
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.tty = self.err.isatty() if tty is None else tty
+        self._renderer: _EventRenderer | None = None
+
+    def result(self, data: Any, human: Callable[[], Iterable[str]] | None = None) -> None:
+        """Print the command's result: ``data`` as JSON, or the lines ``human()`` yields."""
+        self.close_progress()
+        if self.json_mode:
+            self.out.write(json.dumps(data, indent=2, default=str) + "\n")
+        elif human is not None:
+            for line in human():
+                self.out.write(line + "\n")
+        self.out.flush()
+
+    def warn(self, message: str) -> None:
+        self.events()(Warning(message))
+
+    def events(self) -> EventSink:
+        if self._renderer is None:
+            self._renderer = _EventRenderer(self)
+        return self._renderer
+
+    def close_progress(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+
+
+class _EventRenderer:
+    def __init__(self, output: Output) -> None:
+        self.output = output
+        self._progress: Any = None  # rich.progress.Progress, created on the first byte event on a TTY
+        self._tasks: dict[tuple[str, str], Any] = {}
+        self._last_plain: dict[tuple[str, str], float] = {}
+
+    def __call__(self, event: Event) -> None:
+        if self.output.json_mode:
+            self._write(json.dumps(event_to_dict(event), default=str))
+        elif isinstance(event, Progress):
+            self._render_progress(event)
+        else:
+            self._write(_plain(event))
+
+    def _write(self, line: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(line, markup=False, highlight=False)
+        else:
+            self.output.err.write(line + "\n")
+            self.output.err.flush()
+
+    def _render_progress(self, event: Progress) -> None:
+        key = (event.task, event.subject)
+        if self.output.tty:
+            self._render_rich(key, event)
+            return
+        now = time.monotonic()
+        finished = event.total_bytes is not None and event.done_bytes >= event.total_bytes
+        if finished or now - self._last_plain.get(key, 0.0) >= PLAIN_PROGRESS_EVERY_S:
+            self._last_plain[key] = now
+            self._write(_plain(event))
+
+    def _render_rich(self, key: tuple[str, str], event: Progress) -> None:
+        from rich.console import Console
+        from rich.progress import (BarColumn, DownloadColumn, Progress as RichProgress, TextColumn,
+                                   TimeElapsedColumn, TransferSpeedColumn)
+
+        if self._progress is None:
+            self._progress = RichProgress(
+                TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                TextColumn("{task.fields[items]}"), TimeElapsedColumn(),
+                console=Console(file=self.output.err), transient=False)
+            self._progress.start()
+        items = f"{event.items_done}/{event.items_total} layers" if event.items_total else ""
+        if key not in self._tasks:
+            self._tasks[key] = self._progress.add_task(f"{event.task} {event.subject}", total=event.total_bytes,
+                                                       items=items)
+        self._progress.update(self._tasks[key], completed=event.done_bytes, total=event.total_bytes, items=items)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+            self._tasks.clear()
+
+
+def _plain(event: Event) -> str:
+    if isinstance(event, PhaseChanged):
+        return f"==> {event.message}"
+    if isinstance(event, Progress):
+        pct = f" ({100 * event.done_bytes / event.total_bytes:.0f}%)" if event.total_bytes else ""
+        items = f", {event.items_done}/{event.items_total} layers" if event.items_total else ""
+        rate = f", {human_bytes(event.rate_bytes_per_s)}/s" if event.rate_bytes_per_s else ""
+        return (f"    {event.task} {event.subject}: {human_bytes(event.done_bytes)} of "
+                f"{human_bytes(event.total_bytes)}{pct}{items}{rate}")
+    if isinstance(event, Heartbeat):
+        minutes, seconds = divmod(int(event.elapsed_s), 60)
+        last = f"; last log: {event.last_log_line}" if event.last_log_line else ""
+        return f"    still {event.phase} ({minutes}m {seconds:02d}s elapsed; {event.state}){last}"
+    if isinstance(event, LogLine):
+        return f"    [{event.source}] {event.line}"
+    if isinstance(event, Warning):
+        return f"Warning: {event.message}"
+    if isinstance(event, Info):
+        return f"    {event.message}"
+    return str(event)

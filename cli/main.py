@@ -1,0 +1,94 @@
+"""Entry point of the ``nemoclaw-runtime`` command.
+
+Commands are imported only when used (``--help`` stays fast: docker-py, httpx and pynvml load lazily), and every
+error leaves through :func:`main`: one line, the remedy, the documented exit code, and a traceback only with
+``NEMOCLAW_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from typing import Any
+
+import click
+
+from nemoclaw_runtime._version import __version__
+
+# name -> "module:attribute"; modules are imported on first use.
+COMMANDS: dict[str, str] = {
+    "gpus": "nemoclaw_runtime.cli.gpus:gpus",
+    "models": "nemoclaw_runtime.cli.models:models",
+    "pull": "nemoclaw_runtime.cli.pull:pull",
+    "up": "nemoclaw_runtime.cli.up:up",
+    "ps": "nemoclaw_runtime.cli.ops:ps",
+    "stop": "nemoclaw_runtime.cli.ops:stop",
+    "logs": "nemoclaw_runtime.cli.ops:logs",
+    "options": "nemoclaw_runtime.cli.options:options",
+    "validate": "nemoclaw_runtime.cli.validate:validate",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name, target in COMMANDS.items() if _module_exists(target)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None or not _module_exists(target):
+            return None
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+
+
+def _module_exists(target: str) -> bool:
+    return importlib.util.find_spec(target.split(":")[0]) is not None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="nemoclaw-runtime")
+def cli() -> None:
+    """Serve a model on this NVIDIA machine with vLLM, NIM or Ollama.
+
+    \b
+    Exit codes: 0 ok · 1 internal error · 2 invalid input · 3 preflight refused ·
+    4 download failed · 5 runtime not ready · 6 no such managed container · 130 cancelled.
+    Set NEMOCLAW_DEBUG=1 to see tracebacks.
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    sys.exit(run(args))
+
+
+def run(args: list[str]) -> int:
+    """Run the CLI with ``args`` and return the exit code (tests call this directly)."""
+    from nemoclaw_runtime.cli._errors import render_error  # light: no heavy imports
+
+    json_mode = "--json" in args
+    debug = os.environ.get("NEMOCLAW_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+    try:
+        result: Any = cli.main(args=args, prog_name="nemoclaw-runtime", standalone_mode=False)
+        return int(result) if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Cancelled.", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Cancelled.", err=True)
+        return 130
+    except BaseException as exc:  # noqa: BLE001 - the one place every error becomes an exit code
+        if isinstance(exc, SystemExit):
+            raise
+        return render_error(exc, json_mode=json_mode, debug=debug)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

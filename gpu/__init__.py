@@ -1,0 +1,1 @@
+"""GPU inventory (NVML) and host profiles."""

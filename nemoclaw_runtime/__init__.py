@@ -1,0 +1,55 @@
+"""nemoclaw-runtime: serve a model on this NVIDIA machine with vLLM, NIM or Ollama.
+
+The public library API lives here. Names are imported on first use so that ``import nemoclaw_runtime`` (and the
+CLI's ``--help``) never loads docker-py, httpx or NVML.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from nemoclaw_runtime._version import __version__
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "Settings": "nemoclaw_runtime.settings",
+    "Secret": "nemoclaw_runtime.secret",
+    "CancelToken": "nemoclaw_runtime.clock",
+    "SystemClock": "nemoclaw_runtime.clock",
+    "ContainerSpec": "nemoclaw_runtime.runtimes.spec",
+    "GpuRequest": "nemoclaw_runtime.runtimes.spec",
+}
+for _name in ("Event", "EventSink", "PhaseChanged", "Progress", "Heartbeat", "LogLine", "Info", "Warning",
+              "event_to_dict"):
+    _EXPORTS[_name] = "nemoclaw_runtime.events"
+for _name in ("NemoclawError", "InvalidInput", "UnknownModel", "InvalidSetting", "PreflightRefused", "MissingToken",
+              "AccessDenied", "NoSuitableGpu", "DockerUnavailable", "PortInUse", "InsufficientResources", "NameTaken",
+              "UnsupportedRuntime", "DownloadFailed", "PullStalled", "PullTimedOut", "ImageNotFound",
+              "RegistryAuthFailed", "RuntimeNotReady", "ContainerExited", "ReadinessTimeout", "ValidationFailed",
+              "NoSuchContainer", "Cancelled"):
+    _EXPORTS[_name] = "nemoclaw_runtime.errors"
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nemoclaw_runtime' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from nemoclaw_runtime.clock import CancelToken, SystemClock
+    from nemoclaw_runtime.errors import *  # noqa: F403
+    from nemoclaw_runtime.events import *  # noqa: F403
+    from nemoclaw_runtime.runtimes.spec import ContainerSpec, GpuRequest
+    from nemoclaw_runtime.secret import Secret
+    from nemoclaw_runtime.settings import Settings

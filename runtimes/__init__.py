@@ -1,0 +1,1 @@
+"""Runtime drivers (vLLM, NIM, Ollama) and the Docker layer they share."""

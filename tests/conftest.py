@@ -1,0 +1,24 @@
+"""Shared test set-up. Every test starts from a clean environment: no NEMOCLAW_* / token / proxy variables leak in
+from the developer's shell, and HOME / state / caches point into tmp_path."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+_LEAKY_PREFIXES = ("NEMOCLAW_", "HF_", "HUGGING_FACE_", "NGC_", "NVIDIA_", "XDG_")
+_LEAKY_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy", "NO_PROXY",
+                "no_proxy", "DOCKER_CONFIG")
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    for name in list(os.environ):
+        if name.startswith(_LEAKY_PREFIXES) or name in _LEAKY_NAMES:
+            monkeypatch.delenv(name, raising=False)
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+    monkeypatch.setenv("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
