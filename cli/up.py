@@ -1,0 +1,91 @@
+"""``nemoclaw-runtime up RUNTIME``: one library call (``plan`` with ``--dry-run``, else ``up``), rendered."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from nemoclaw_runtime.cli._output import Output, json_option
+
+RUNTIMES = ("vllm",)
+
+
+@click.command()
+@click.argument("runtime", type=click.Choice(RUNTIMES))
+@click.option("--model", help="Registry slug or full Hugging Face id (default: the host profile's default).")
+@click.option("--port", type=int, help="Host port (default NEMOCLAW_VLLM_PORT or 8000).")
+@click.option("--gpus", default="all", show_default=True, help="all, none, or indices such as 0,1.")
+@click.option("--image", help="Run this image instead of the registry's (mirrors, air-gapped hosts).")
+@click.option("--name", help="Container name (default nemoclaw-vllm).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address the port is published on; anything but loopback exposes the server to the network.")
+@click.option("--no-prefetch", is_flag=True, help="Let the container download the weights itself.")
+@click.option("--timeout", "timeout_s", type=float, help="Seconds to wait for readiness (default 1800).")
+@click.option("--no-validate", is_flag=True, help="Skip the real request sent once the server is ready.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (no download, no container, no network).")
+@json_option
+def up(runtime: str, model: str | None, port: int | None, gpus: str, image: str | None, name: str | None,
+       host: str, no_prefetch: bool, timeout_s: float | None, no_validate: bool, dry_run: bool,
+       json_mode: bool) -> None:
+    """Start RUNTIME serving a model and wait until it answers.
+
+    \b
+    Examples:
+      nemoclaw-runtime up vllm --model qwen3.6-27b
+      nemoclaw-runtime up vllm --dry-run --json
+    """
+    from nemoclaw_runtime.runtimes import pipeline
+    from nemoclaw_runtime.settings import Settings
+
+    output = Output(json_mode)
+    settings = Settings.from_env(os.environ)
+    request = pipeline.make_request(runtime, model=model, port=port, gpus=gpus, image=image, name=name, host=host,
+                                    prefetch=not no_prefetch, timeout_s=timeout_s, validate=not no_validate)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        output.warn(f"publishing on {host}: the server will be reachable from other machines, without a key")
+    if dry_run:
+        the_plan = pipeline.plan(request, settings=settings, events=output.events())
+        output.result(the_plan.to_dict(), lambda: _plan_lines(the_plan.to_dict()))
+        return
+    result = pipeline.up(request, settings=settings, events=output.events())
+    output.result(result.to_dict(), lambda: _result_lines(result.to_dict()))
+
+
+def _plan_lines(plan: dict[str, Any]) -> Iterator[str]:
+    container = plan["container"]
+    yield f"Plan for {plan['runtime']} (dry run: nothing was downloaded or started)"
+    yield f"  profile:   {plan['profile']}" + (f" ({plan['profile_name']})" if plan["profile_name"] else "")
+    yield f"  model:     {plan['model']} → {plan['model_id']} (served as {plan['served_model_id']})"
+    yield f"  image:     {plan['image']} (pinned to this platform's digest at pull time)"
+    yield f"  container: {container['name']}, restart {container['restart_policy']}, ipc {container['ipc_mode']}," \
+          f" gpus {container['gpus']}"
+    for port in container["ports"]:
+        yield f"  port:      {port['host_ip']}:{port['host_port']} → {port['container_port']}/{port['protocol']}"
+    for mount in container["mounts"]:
+        yield f"  mount:     {mount['source']} → {mount['target']}"
+    for key, value in container["env"].items():
+        yield f"  env:       {key}={value}"
+    yield "  argv:      " + " ".join(plan["argv"])
+    yield f"  ready:     {plan['base_url']}/models lists {plan['served_model_id']} within {plan['ready_timeout_s']:g} s"
+    for check in plan["checks"]:
+        yield f"  {'✓' if check['ok'] else '✗'} {check['check']}: {check['detail']}"
+    for note in plan["notes"]:
+        yield f"  note: {note}"
+
+
+def _result_lines(result: dict[str, Any]) -> Iterator[str]:
+    how = "adopted the running server" if result["adopted"] else ("reused" if result["reused"] else "started")
+    yield f"✓ {result['runtime']} is serving {result['model']} at {result['base_url']} ({how})"
+    yield f"  served model id: {result['served_model_id']}"
+    if result["context_window"]:
+        yield f"  context window:  {result['context_window']} tokens (max_model_len)"
+    if result["name"]:
+        yield f"  container:       {result['name']}"
+    if result["image"]:
+        pinned = f"@{result['digest']}" if result["digest"] else " (not pinned)"
+        yield f"  image:           {result['image']}{pinned}"
+    if result["validated_api"]:
+        yield f"  validated:       {result['validated_api']}"

@@ -1,0 +1,138 @@
+"""The small contract every runtime driver (vLLM, NIM, Ollama) meets, and the values ``up`` works with.
+
+A driver is pure planning: from an :class:`UpRequest`, the settings, the GPU inventory and the registry it builds a
+:class:`Plan` — the exact ``ContainerSpec`` plus what readiness must see — without touching Docker or the network.
+The pipeline (``runtimes/pipeline.py``) owns every side effect: weights, pull, container, readiness, validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from nemoclaw_runtime.runtimes.spec import ContainerSpec, GpuRequest
+
+if TYPE_CHECKING:
+    from nemoclaw_runtime.gpu import GpuInventory
+    from nemoclaw_runtime.settings import Settings
+
+MAX_CONTEXT_WINDOW = 4_194_304
+
+
+@dataclass(frozen=True)
+class UpRequest:
+    """What the caller asked for; ``None`` means "the default from settings / registry / profile"."""
+
+    runtime: str
+    model: str | None = None
+    port: int | None = None
+    gpus: GpuRequest = field(default_factory=GpuRequest)
+    image: str | None = None
+    name: str | None = None
+    host: str = "127.0.0.1"
+    prefetch: bool = True
+    timeout_s: float | None = None
+    validate: bool = True
+    allow_no_tools: bool = False
+
+
+@dataclass(frozen=True)
+class Check:
+    """One preflight check as shown in a plan: what was checked, whether it passed, and what was found."""
+
+    name: str
+    ok: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"check": self.name, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything ``up`` would do, computed without side effects (``--dry-run`` prints it)."""
+
+    runtime: str
+    profile: str
+    profile_name: str | None
+    model: str  # registry slug / catalog name / Ollama tag
+    model_id: str  # what the server is asked to load (HF id for vLLM)
+    served_model_id: str  # what /v1/models must list
+    spec: ContainerSpec
+    port: int
+    host: str
+    ready_timeout_s: float
+    base_url: str
+    gated: bool = False
+    token_variable: str | None = None  # the env variable the token came from (never the value)
+    prefetch: bool = True
+    validate: bool = True
+    checks: tuple[Check, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runtime": self.runtime,
+            "profile": self.profile,
+            "profile_name": self.profile_name,
+            "model": self.model,
+            "model_id": self.model_id,
+            "served_model_id": self.served_model_id,
+            "base_url": self.base_url,
+            "image": self.spec.image,
+            "argv": list(self.spec.command),
+            "container": self.spec.to_dict(),
+            "ready_timeout_s": self.ready_timeout_s,
+            "gated": self.gated,
+            "token_variable": self.token_variable,
+            "prefetch": self.prefetch,
+            "validate": self.validate,
+            "checks": [c.to_dict() for c in self.checks],
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class UpResult:
+    """What ``up`` brought up (or found already serving)."""
+
+    runtime: str
+    name: str | None
+    model: str
+    served_model_id: str
+    base_url: str
+    image: str | None
+    digest: str | None
+    context_window: int | None
+    reused: bool = False
+    adopted: bool = False
+    container_id: str | None = None
+    weights_revision: str | None = None
+    validated_api: str | None = None
+    elapsed_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runtime": self.runtime,
+            "name": self.name,
+            "model": self.model,
+            "served_model_id": self.served_model_id,
+            "base_url": self.base_url,
+            "image": self.image,
+            "digest": self.digest,
+            "context_window": self.context_window,
+            "reused": self.reused,
+            "adopted": self.adopted,
+            "container_id": self.container_id,
+            "weights_revision": self.weights_revision,
+            "validated_api": self.validated_api,
+            "elapsed_s": round(self.elapsed_s, 3) if self.elapsed_s is not None else None,
+        }
+
+
+class RuntimeDriver(Protocol):
+    """One per runtime. Planning only: a driver never creates a Docker client, an HTTP client or a clock."""
+
+    name: str
+
+    def plan(self, request: UpRequest, settings: Settings, inventory: GpuInventory) -> Plan: ...

@@ -1,0 +1,182 @@
+"""The managed-vLLM driver: from a model slug to the exact container that serves it.
+
+Pure planning (no Docker, no network): the registry gives the ``vllm serve`` argv, the GPU profile gives the image
+and the default model, the settings give port, image override and extra args. The image's own entrypoint is kept
+(NGC images exec the command), the command is the argv — never a shell string, never a ``pip install`` at start.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nemoclaw_runtime.errors import InvalidInput, MissingToken, NoSuitableGpu
+from nemoclaw_runtime.runtimes.driver import Check, Plan, UpRequest
+from nemoclaw_runtime.runtimes.spec import (
+    LABEL_IMAGE,
+    LABEL_MODEL,
+    LABEL_RUNTIME,
+    LABEL_SERVED_MODEL,
+    ContainerSpec,
+    GpuRequest,
+    Mount,
+    PortBinding,
+)
+
+if TYPE_CHECKING:
+    from nemoclaw_runtime.gpu import GpuInventory
+    from nemoclaw_runtime.registry import Registry, VllmModel, VllmProfile
+    from nemoclaw_runtime.settings import Settings
+
+RUNTIME = "vllm"
+CONTAINER_PORT = 8000
+CONTAINER_HF_HOME = "/root/.cache/huggingface"
+DEFAULT_CONTAINER_NAME = "nemoclaw-vllm"
+#: Used when no GPU profile applies (``--gpus none`` on a host without a usable GPU): the generic Linux image.
+FALLBACK_GPU_PROFILE = "linux-nvidia"
+
+
+class VllmDriver:
+    name = RUNTIME
+
+    def __init__(self, registry: Registry | None = None) -> None:
+        if registry is None:
+            from nemoclaw_runtime.registry import load_registry
+
+            registry = load_registry()
+        self.registry = registry
+
+    def plan(self, request: UpRequest, settings: Settings, inventory: GpuInventory) -> Plan:
+        from nemoclaw_runtime.gpu import has_usable_gpu
+
+        checks: list[Check] = []
+        profile = self.registry.vllm_profile_for(inventory.profile)
+        extra = _extra_args(settings)
+        model = self._resolve_model(request, settings, profile)
+        served_id = model.served_model_id(extra)
+        checks.append(Check("model", True, f"{model.slug} ({model.hf_id}), served as {served_id}"))
+
+        if request.gpus.mode != "none" and not has_usable_gpu(inventory):
+            raise NoSuitableGpu(
+                f"No usable NVIDIA GPU for vLLM: {inventory.reason or 'host profile is ' + inventory.profile}",
+                remedy="check the driver with `nemoclaw-runtime gpus`; `--gpus none` starts the container without GPUs"
+                " (for testing only)",
+            )
+        checks.append(Check("gpu", True, _gpu_detail(request.gpus, inventory)))
+
+        token = settings.hf_token_value()
+        token_variable = self._gate(model, token, request.prefetch)
+        if model.gated:
+            checks.append(Check("hf-token", True, f"gated model; token from {token_variable}"))
+
+        image_profile = profile or self.registry.vllm_profile_for(FALLBACK_GPU_PROFILE)
+        image = request.image or settings.vllm_image or (image_profile.image if image_profile else None)
+        if not image:
+            raise InvalidInput("No vLLM image for this host", remedy="pass --image or set NEMOCLAW_VLLM_IMAGE")
+        port = request.port or settings.vllm_port
+        name = request.name or (profile.container_name if profile else DEFAULT_CONTAINER_NAME)
+        spec = self._spec(name, image, model, extra, served_id, port, request, settings, token)
+        timeout = request.timeout_s or settings.vllm_ready_timeout
+        return Plan(
+            runtime=RUNTIME,
+            profile=inventory.profile,
+            profile_name=profile.name if profile else None,
+            model=model.slug,
+            model_id=model.hf_id,
+            served_model_id=served_id,
+            spec=spec,
+            port=port,
+            host=request.host,
+            ready_timeout_s=timeout,
+            base_url=f"http://{_url_host(request.host)}:{port}/v1",
+            gated=model.gated,
+            token_variable=token_variable,
+            prefetch=request.prefetch,
+            validate=request.validate,
+            checks=tuple(checks),
+            notes=_notes(profile, request, settings),
+        )
+
+    # --- pieces ---------------------------------------------------------------------------------------------------
+
+    def _resolve_model(self, request: UpRequest, settings: Settings, profile: VllmProfile | None) -> VllmModel:
+        if request.model is not None and request.model.strip():
+            return self.registry.resolve_vllm_model(request.model, profile=profile, source="--model")
+        if settings.vllm_model:
+            return self.registry.resolve_vllm_model(settings.vllm_model, profile=profile,
+                                                    source="NEMOCLAW_VLLM_MODEL")
+        if profile is None:
+            raise NoSuitableGpu(
+                "No vLLM host profile for this machine, so there is no default model",
+                remedy="pass --model SLUG (see `nemoclaw-runtime models --all`) or check `nemoclaw-runtime gpus`",
+            )
+        return self.registry.resolve_vllm_model(None, profile=profile)
+
+    @staticmethod
+    def _gate(model: VllmModel, token: tuple[str, object] | None, prefetch: bool) -> str | None:
+        if not model.gated:
+            return token[0] if token and not prefetch else None
+        if token is None:
+            raise MissingToken(
+                f"Model '{model.hf_id}' is gated on Hugging Face and no token is set: one of HF_TOKEN,"
+                " HUGGING_FACE_HUB_TOKEN is required",
+                remedy=f"accept the licence at {model.licence_url}, then export HF_TOKEN=<your token>",
+                details={"model": model.slug, "licence_url": model.licence_url,
+                         "variables": ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"]},
+            )
+        return token[0]
+
+    def _spec(self, name: str, image: str, model: VllmModel, extra: tuple[str, ...], served_id: str, port: int,
+              request: UpRequest, settings: Settings, token: tuple[str, object] | None) -> ContainerSpec:
+        env: list[tuple[str, object]] = [("HF_HOME", CONTAINER_HF_HOME)]
+        if request.prefetch:
+            # Weights are already in the mounted cache: the container must not reach the hub, nor see the token.
+            env.append(("HF_HUB_OFFLINE", "1"))
+        else:
+            if token is not None:
+                env.append(("HF_TOKEN", token[1]))  # a Secret: only the create call ever reveals it
+            if settings.hf_endpoint:
+                env.append(("HF_ENDPOINT", settings.hf_endpoint))
+        return ContainerSpec(
+            name=name,
+            runtime=RUNTIME,
+            image=image,
+            command=model.serve_argv(extra),
+            env=tuple(env),  # type: ignore[arg-type]
+            labels=((LABEL_RUNTIME, RUNTIME), (LABEL_MODEL, model.slug), (LABEL_SERVED_MODEL, served_id),
+                    (LABEL_IMAGE, image)),
+            ports=(PortBinding(CONTAINER_PORT, port, request.host),),
+            gpus=request.gpus,
+            mounts=(Mount(str(settings.hf_home), CONTAINER_HF_HOME),),
+            restart_policy="unless-stopped",
+            ipc_mode="host",
+        )
+
+
+def _extra_args(settings: Settings) -> tuple[str, ...]:
+    from nemoclaw_runtime.registry import parse_extra_args
+
+    return parse_extra_args(settings.vllm_extra_args_json)
+
+
+def _gpu_detail(gpus: GpuRequest, inventory: GpuInventory) -> str:
+    if gpus.mode == "none":
+        return "--gpus none: the container gets no GPU"
+    lines = "; ".join(inventory.summary_lines) if inventory.summary_lines else inventory.profile
+    return f"{gpus} of: {lines}"
+
+
+def _notes(profile: VllmProfile | None, request: UpRequest, settings: Settings) -> tuple[str, ...]:
+    notes = []
+    if profile is None:
+        notes.append(f"no vLLM host profile for this machine; using the {FALLBACK_GPU_PROFILE} image")
+    if request.image or settings.vllm_image:
+        notes.append("image overridden by " + ("--image" if request.image else "NEMOCLAW_VLLM_IMAGE"))
+    if request.host not in ("127.0.0.1", "localhost", "::1"):
+        notes.append(f"port published on {request.host}: reachable from other machines")
+    return tuple(notes)
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
