@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import click
+import pytest
+
+from nemoclaw_runtime.cli import main as cli_main
+from nemoclaw_runtime.errors import EXIT_CODES, Cancelled, InvalidInput, MissingToken, NemoclawError
+
+
+def _with_command(monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:
+    @click.command()
+    @click.option("--json", "json_mode", is_flag=True)
+    def boom(json_mode: bool) -> None:
+        raise exc
+
+    monkeypatch.setattr(cli_main.LazyGroup, "get_command", lambda self, ctx, name: boom if name == "boom" else None)
+
+
+def test_known_error_is_one_line_with_remedy_and_exit_code(monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    _with_command(monkeypatch, MissingToken("Model 'x' is gated", remedy="export HF_TOKEN=..."))
+    assert cli_main.run(["boom"]) == 3
+    err = capsys.readouterr().err
+    assert "Error: Model 'x' is gated" in err and "fix: export HF_TOKEN=..." in err
+    assert "Traceback" not in err
+
+
+def test_json_mode_prints_the_error_document(monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    _with_command(monkeypatch, InvalidInput("bad", remedy="fix it"))
+    assert cli_main.run(["boom", "--json"]) == 2
+    document = json.loads(capsys.readouterr().out)
+    assert document["error"] == "InvalidInput" and document["exit_code"] == 2 and document["remedy"] == "fix it"
+
+
+def test_unexpected_error_is_exit_1_without_traceback(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    _with_command(monkeypatch, RuntimeError("oops"))
+    assert cli_main.run(["boom"]) == 1
+    err = capsys.readouterr().err
+    assert "internal error: RuntimeError: oops" in err and "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("NEMOCLAW_DEBUG", "1")
+    _with_command(monkeypatch, RuntimeError("oops"))
+    assert cli_main.run(["boom"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_keyboard_interrupt_and_cancel_are_130(monkeypatch: pytest.MonkeyPatch) -> None:
+    _with_command(monkeypatch, KeyboardInterrupt())
+    assert cli_main.run(["boom"]) == 130
+    _with_command(monkeypatch, Cancelled("stopped"))
+    assert cli_main.run(["boom"]) == 130
+
+
+def test_unknown_flag_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main.run(["--no-such-flag"]) == 2
+
+
+def test_every_error_class_has_a_documented_exit_code() -> None:
+    import nemoclaw_runtime.errors as errors
+
+    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, NemoclawError)]
+    assert len(classes) > 20
+    assert all(c.exit_code in EXIT_CODES for c in classes)
+
+
+def test_help_does_not_import_heavy_libraries() -> None:
+    code = ("import sys\nfrom nemoclaw_runtime.cli.main import run\nrun(['--help'])\n"
+            "heavy = [m for m in ('docker', 'httpx', 'pynvml', 'huggingface_hub', 'rich') if m in sys.modules]\n"
+            "print('HEAVY=' + ','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "HEAVY="

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import pytest
+
+from nemoclaw_runtime.errors import InvalidSetting
+from nemoclaw_runtime.secret import Secret
+from nemoclaw_runtime.settings import CATALOGUE, Settings
+
+
+def test_defaults_from_an_empty_mapping() -> None:
+    settings = Settings.from_env({})
+    assert settings.vllm_port == 8000
+    assert settings.ollama_port == 11434
+    assert settings.vllm_ready_timeout == 1800.0
+    assert settings.nim_ready_timeout == 1200.0
+    assert settings.pull_max_timeout == 43200.0
+    assert settings.local_inference_timeout == 180.0
+    assert settings.warnings == ()
+
+
+def test_every_catalogue_field_exists_on_settings() -> None:
+    fields = set(Settings.__dataclass_fields__)
+    assert {s.field for s in CATALOGUE} <= fields
+    assert len({s.variable for s in CATALOGUE}) == len(CATALOGUE)
+
+
+@pytest.mark.parametrize("raw", ["80", "70000", "abc", "8000.5", "-1"])
+def test_bad_port_names_the_variable(raw: str) -> None:
+    with pytest.raises(InvalidSetting) as info:
+        Settings.from_env({"NEMOCLAW_VLLM_PORT": raw})
+    assert info.value.message == f'Invalid port: NEMOCLAW_VLLM_PORT="{raw}" — must be an integer between 1024 and 65535'
+    assert info.value.exit_code == 2
+
+
+def test_bad_strict_timeout_is_exit_2() -> None:
+    with pytest.raises(InvalidSetting, match="NEMOCLAW_VLLM_READY_TIMEOUT"):
+        Settings.from_env({"NEMOCLAW_VLLM_READY_TIMEOUT": "soon"})
+
+
+@pytest.mark.parametrize("variable", ["NEMOCLAW_OLLAMA_PULL_TIMEOUT", "NEMOCLAW_LOCAL_INFERENCE_TIMEOUT"])
+def test_lenient_timeouts_fall_back_with_a_warning(variable: str) -> None:
+    settings = Settings.from_env({variable: "nope"})
+    assert len(settings.warnings) == 1 and variable in settings.warnings[0]
+    assert settings.ollama_pull_timeout == 1800.0 and settings.local_inference_timeout == 180.0
+
+
+def test_tokens_are_secrets_and_whitespace_only_is_ignored() -> None:
+    settings = Settings.from_env({"HF_TOKEN": "   ", "HUGGING_FACE_HUB_TOKEN": "hf_secretvalue123"})
+    found = settings.hf_token_value()
+    assert found is not None and found[0] == "HUGGING_FACE_HUB_TOKEN"
+    assert isinstance(found[1], Secret) and found[1].reveal() == "hf_secretvalue123"
+    assert "hf_secretvalue123" not in repr(settings)
+
+
+def test_hf_token_wins_over_legacy_name() -> None:
+    settings = Settings.from_env({"HF_TOKEN": "a1", "HUGGING_FACE_HUB_TOKEN": "b2"})
+    assert settings.hf_token_value()[0] == "HF_TOKEN"  # type: ignore[index]
+
+
+def test_ngc_key_order() -> None:
+    env = {"NVIDIA_API_KEY": "c", "NVIDIA_INFERENCE_API_KEY": "b"}
+    assert Settings.from_env(env).ngc_key_value()[0] == "NVIDIA_INFERENCE_API_KEY"  # type: ignore[index]
+    assert Settings.from_env({**env, "NGC_API_KEY": "a"}).ngc_key_value()[0] == "NGC_API_KEY"  # type: ignore[index]
+    assert Settings.from_env({}).ngc_key_value() is None
+
+
+def test_paths_derive_from_the_injected_home() -> None:
+    settings = Settings.from_env({"HOME": "/h"})
+    assert str(settings.hf_home) == "/h/.cache/huggingface"
+    assert str(settings.state_dir) == "/h/.local/state/nemoclaw-runtime"
+    assert str(settings.docker_config_path) == "/h/.docker/config.json"
+    assert str(Settings.from_env({"HOME": "/h", "HF_HOME": "/data/hf"}).hf_home) == "/data/hf"
+
+
+def test_from_env_does_not_touch_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEMOCLAW_VLLM_PORT", "9001")
+    assert Settings.from_env({}).vllm_port == 8000
+    assert Settings.from_env().vllm_port == 9001
+
+
+def test_provider_is_validated() -> None:
+    assert Settings.from_env({"NEMOCLAW_PROVIDER": " Install-VLLM "}).provider == "install-vllm"
+    with pytest.raises(InvalidSetting, match="NEMOCLAW_PROVIDER"):
+        Settings.from_env({"NEMOCLAW_PROVIDER": "cloud"})
+
+
+def test_secret_never_formats_its_value() -> None:
+    secret = Secret("hf_abcdefghijkl")
+    assert "hf_abc" not in f"{secret} {secret!r} {secret:>20}"
+    with pytest.raises(TypeError):
+        import pickle
+
+        pickle.dumps(secret)
