@@ -50,11 +50,9 @@ class VllmDriver:
 
         checks: list[Check] = []
         profile = self.registry.vllm_profile_for(inventory.profile)
+        # Order matters: bad input (exit 2) before the host check (exit 3), the host check before the default.
         extra = _extra_args(settings)
-        model = self._resolve_model(request, settings, profile)
-        served_id = model.served_model_id(extra)
-        checks.append(Check("model", True, f"{model.slug} ({model.hf_id}), served as {served_id}"))
-
+        explicit = self._resolve_explicit_model(request, settings, profile)
         if request.gpus.mode != "none" and not has_usable_gpu(inventory):
             raise NoSuitableGpu(
                 f"No usable NVIDIA GPU for vLLM: {inventory.reason or 'host profile is ' + inventory.profile}",
@@ -62,6 +60,9 @@ class VllmDriver:
                 " (for testing only)",
             )
         checks.append(Check("gpu", True, _gpu_detail(request.gpus, inventory)))
+        model = explicit or self._default_model(profile)
+        served_id = model.served_model_id(extra)
+        checks.append(Check("model", True, f"{model.slug} ({model.hf_id}), served as {served_id}"))
 
         token = settings.hf_token_value()
         token_variable = self._gate(model, token, request.prefetch)
@@ -98,12 +99,16 @@ class VllmDriver:
 
     # --- pieces ---------------------------------------------------------------------------------------------------
 
-    def _resolve_model(self, request: UpRequest, settings: Settings, profile: VllmProfile | None) -> VllmModel:
+    def _resolve_explicit_model(self, request: UpRequest, settings: Settings,
+                                profile: VllmProfile | None) -> VllmModel | None:
         if request.model is not None and request.model.strip():
             return self.registry.resolve_vllm_model(request.model, profile=profile, source="--model")
         if settings.vllm_model:
             return self.registry.resolve_vllm_model(settings.vllm_model, profile=profile,
                                                     source="NEMOCLAW_VLLM_MODEL")
+        return None
+
+    def _default_model(self, profile: VllmProfile | None) -> VllmModel:
         if profile is None:
             raise NoSuitableGpu(
                 "No vLLM host profile for this machine, so there is no default model",
