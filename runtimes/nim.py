@@ -1,0 +1,109 @@
+"""The NIM driver: a catalog entry that fits this host's GPU memory, run as ``nemoclaw-nim-<name>``.
+
+Pure planning, like the vLLM driver. The NGC key is required before anything is pulled or started (NemoClaw users
+watched a keyless NIM exit with "Authentication Error" and then waited out the whole timeout); it reaches the
+container only through its environment, as ``NGC_API_KEY`` and ``NIM_NGC_API_KEY``, never argv.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nemoclaw_runtime.errors import MissingToken, NoSuitableGpu
+from nemoclaw_runtime.runtimes.driver import Check, Plan, UpRequest
+from nemoclaw_runtime.runtimes.spec import (
+    LABEL_IMAGE,
+    LABEL_MODEL,
+    LABEL_RUNTIME,
+    LABEL_SERVED_MODEL,
+    ContainerSpec,
+    Mount,
+    PortBinding,
+)
+from nemoclaw_runtime.runtimes.vllm import _url_host
+
+if TYPE_CHECKING:
+    from nemoclaw_runtime.gpu import GpuInventory
+    from nemoclaw_runtime.registry import NimModel, Registry
+    from nemoclaw_runtime.secret import Secret
+    from nemoclaw_runtime.settings import Settings
+
+RUNTIME = "nim"
+CONTAINER_PORT = 8000
+CONTAINER_CACHE = "/opt/nim/.cache"
+DEFAULT_NAME = "nemoclaw"
+NAME_PREFIX = "nemoclaw-nim-"
+SHM_SIZE = "16g"
+
+
+def container_name(name: str | None) -> str:
+    """``nemoclaw-nim-<name>`` (NemoClaw's naming); a name already carrying the prefix is kept as is."""
+    base = (name or DEFAULT_NAME).strip()
+    return base if base.startswith(NAME_PREFIX) else f"{NAME_PREFIX}{base}"
+
+
+class NimDriver:
+    name = RUNTIME
+
+    def __init__(self, registry: Registry | None = None) -> None:
+        if registry is None:
+            from nemoclaw_runtime.registry import load_registry
+
+            registry = load_registry()
+        self.registry = registry
+
+    def plan(self, request: UpRequest, settings: Settings, inventory: GpuInventory) -> Plan:
+        from nemoclaw_runtime.gpu import has_usable_gpu
+
+        wanted = request.model if request.model and request.model.strip() else settings.model
+        source = "--model" if request.model and request.model.strip() else "NEMOCLAW_MODEL"
+        if request.gpus.mode != "none" and not has_usable_gpu(inventory):
+            raise NoSuitableGpu(
+                f"No usable NVIDIA GPU for NIM: {inventory.reason or 'host profile is ' + inventory.profile}",
+                remedy="check the driver with `nemoclaw-runtime gpus`")
+        model = self.registry.resolve_nim_model(wanted, budget_mib=inventory.memory_budget_mib, source=source)
+        key = _ngc_key(settings)
+        image = request.image or settings.nim_image or model.image
+        port = request.port or settings.vllm_port
+        spec = self._spec(container_name(request.name), image, model, port, request, settings, key[1])
+        budget = inventory.memory_budget_mib
+        checks = (
+            Check("model", True, f"{model.name} (min {model.min_vram_mib} MiB; this host {budget} MiB)"),
+            Check("ngc-key", True, f"from {key[0]}"),
+        )
+        return Plan(
+            runtime=RUNTIME, profile=inventory.profile, profile_name=None, model=model.name, model_id=model.served_id,
+            served_model_id=model.served_id, spec=spec, port=port, host=request.host,
+            ready_timeout_s=request.timeout_s or settings.nim_ready_timeout,
+            base_url=f"http://{_url_host(request.host)}:{port}/v1", token_variable=key[0], prefetch=False,
+            validate=request.validate, checks=checks,
+            notes=("image overridden",) if (request.image or settings.nim_image) else ())
+
+    @staticmethod
+    def _spec(name: str, image: str, model: NimModel, port: int, request: UpRequest, settings: Settings,
+              key: Secret) -> ContainerSpec:
+        cache = (settings.xdg_cache_home or settings.home / ".cache") / "nim"
+        return ContainerSpec(
+            name=name,
+            runtime=RUNTIME,
+            image=image,
+            command=(),  # NIM images start their server from their own entrypoint
+            env=(("NGC_API_KEY", key), ("NIM_NGC_API_KEY", key)),
+            labels=((LABEL_RUNTIME, RUNTIME), (LABEL_MODEL, model.name), (LABEL_SERVED_MODEL, model.served_id),
+                    (LABEL_IMAGE, image)),
+            ports=(PortBinding(CONTAINER_PORT, port, request.host),),
+            gpus=request.gpus,
+            mounts=(Mount(str(cache), CONTAINER_CACHE),),
+            restart_policy="unless-stopped",
+            shm_size=SHM_SIZE,
+        )
+
+
+def _ngc_key(settings: Settings) -> tuple[str, Secret]:
+    found = settings.ngc_key_value()
+    if found is None:
+        raise MissingToken(
+            "NIM needs an NGC API key and none is set: one of NGC_API_KEY, NVIDIA_INFERENCE_API_KEY, NVIDIA_API_KEY",
+            remedy="create a key at https://org.ngc.nvidia.com/setup/api-key, then export NGC_API_KEY=<key>",
+            details={"variables": ["NGC_API_KEY", "NVIDIA_INFERENCE_API_KEY", "NVIDIA_API_KEY"]})
+    return found
