@@ -35,12 +35,13 @@ def detect_host(settings: Any) -> Any:
     from nemoclaw_runtime.gpu import detect_gpus
     from nemoclaw_runtime.registry.listing import HostView
 
-    inventory = detect_gpus(settings=settings)
+    inventory = detect_gpus(settings)
     return HostView(
         gpu_profile=inventory.profile,
         memory_budget_mib=inventory.memory_budget_mib,
         compute_constrained=bool(inventory.compute_constrained),
-        reason=getattr(inventory, "reason", None),
+        reason=inventory.reason,
+        available_memory_mib=inventory.available_memory_mib,
     )
 
 
@@ -53,6 +54,8 @@ def render(listing: dict[str, Any]) -> Iterator[str]:
     memory = f"{budget} MiB GPU memory" if budget else "GPU memory unknown"
     constrained = ", compute-constrained" if host["compute_constrained"] else ""
     yield f"Host: GPU profile {host['gpu_profile']}, {memory}{constrained}"
+    if host["reason"]:
+        yield f"  {host['reason']}"
     if "vllm" in listing:
         yield from _render_vllm(listing["vllm"])
     if "nim" in listing:
@@ -108,7 +111,8 @@ def _render_nim(group: dict[str, Any]) -> Iterator[str]:
 
 def _render_ollama(group: dict[str, Any]) -> Iterator[str]:
     yield ""
-    yield "Ollama starter models:"
+    memory = f"{group['memory_mib']} MiB available" if group["memory_mib"] else "memory unknown"
+    yield f"Ollama starter models ({memory}):"
     rows = []
     for entry in group["entries"]:
         notes = ["default"] if entry["default"] else []

@@ -23,10 +23,18 @@ class HostView:
     memory_budget_mib: int | None
     compute_constrained: bool = False
     reason: str | None = None  # why the profile is what it is (e.g. why there is no GPU), when known
+    available_memory_mib: int | None = None  # free GPU memory (host memory on unified-memory machines)
 
     @property
     def nvidia_known(self) -> bool:
         return self.gpu_profile != NO_GPU_PROFILE
+
+    @property
+    def ollama_memory_mib(self) -> int | None:
+        """NemoClaw's effective memory for Ollama starters: what is available when known, else the total."""
+        if self.available_memory_mib is not None and self.available_memory_mib > 0:
+            return self.available_memory_mib
+        return self.memory_budget_mib
 
 
 def model_listing(registry: Registry, host: HostView, *, runtime: str | None = None,
@@ -41,6 +49,7 @@ def model_listing(registry: Registry, host: HostView, *, runtime: str | None = N
         "host": {
             "gpu_profile": host.gpu_profile,
             "memory_budget_mib": host.memory_budget_mib,
+            "available_memory_mib": host.available_memory_mib,
             "compute_constrained": host.compute_constrained,
             "reason": host.reason,
         },
@@ -59,8 +68,7 @@ def _vllm_group(registry: Registry, host: HostView, include_all: bool) -> dict[s
     models = registry.vllm_models if include_all else registry.vllm_picker_order(profile)
     note = None
     if profile is None:
-        why = f" ({host.reason})" if host.reason else ""
-        note = (f"No vLLM host profile for GPU profile '{host.gpu_profile}'{why}: managed vLLM needs a DGX Spark, "
+        note = (f"No vLLM host profile for GPU profile '{host.gpu_profile}': managed vLLM needs a DGX Spark, "
                 f"DGX Station or a Linux host with an NVIDIA GPU."
                 + ("" if include_all else " Use --all to list every model anyway."))
     return {
@@ -113,27 +121,29 @@ def _nim_entry(model: NimModel, host: HostView, default: NimModel | None) -> dic
 
 def _ollama_group(registry: Registry, host: HostView, include_all: bool) -> dict[str, Any]:
     rules = {"nvidia_known": host.nvidia_known, "compute_constrained": host.compute_constrained}
-    offered = registry.fittable_ollama_starters(host.memory_budget_mib, **rules)
-    default = registry.default_ollama_starter(host.memory_budget_mib, **rules)
+    memory = host.ollama_memory_mib
+    offered = registry.fittable_ollama_starters(memory, **rules)
+    default = registry.default_ollama_starter(memory, **rules)
     models = sorted(registry.ollama_starters, key=lambda s: s.required_memory_mib) if include_all else offered
     note = None
     if not offered:
         note = "No Ollama starter model fits this host's memory."
-    elif not host.nvidia_known or not host.memory_budget_mib:
+    elif not host.nvidia_known or not memory:
         note = f"Memory unknown or no NVIDIA GPU: only {registry.ollama_fallback_tag} is offered."
-    return {"entries": [_ollama_entry(s, host, s in offered, s is default) for s in models], "note": note}
+    entries = [_ollama_entry(s, memory, s in offered, s is default) for s in models]
+    return {"entries": entries, "memory_mib": memory, "note": note}
 
 
-def _ollama_entry(starter: OllamaStarter, host: HostView, offered: bool, default: bool) -> dict[str, Any]:
+def _ollama_entry(starter: OllamaStarter, memory: int | None, offered: bool, default: bool) -> dict[str, Any]:
     entry = starter.to_dict()
-    known = host.memory_budget_mib is not None and host.memory_budget_mib > 0
+    known = memory is not None and memory > 0
     entry.update({
         "hf_id": None,
         "image": None,
         "gated": False,
         "max_model_len": None,
         "platforms": None,
-        "fits": starter.fits(host.memory_budget_mib) if known else None,
+        "fits": starter.fits(memory) if known else None,
         "offered": offered,
         "default": default,
     })

@@ -286,6 +286,6 @@ def load_ollama(path: Path) -> tuple[tuple[OllamaStarter, ...], str]:
     starters: tuple[OllamaStarter, ...] = read_entries(path, document, "starter", "tag", build_ollama_starter)
     check_unique(path, "starter", [s.tag for s in starters], "tag")
     fallback = document.get("fallback_tag")
-    if fallback not in {s.tag for s in starters}:
+    if not isinstance(fallback, str) or fallback not in {s.tag for s in starters}:
         raise registry_data_error(path, "file", "fallback_tag", f"must be one of the starter tags (got {fallback!r})")
     return starters, fallback

@@ -21,31 +21,31 @@ from nemoclaw_runtime.registry import (
 # tokens our data files must hold, so the comparison is token by token against the reference.
 NEMOCLAW_TABLE = [
     ("qwen3.6-27b", "Qwen/Qwen3.6-27B-FP8", 262144, False, ("dgx-spark", "dgx-station", "linux-nvidia"),
-     "--gpu-memory-utilization 0.7 --max-num-seqs 4 --reasoning-parser qwen3 --enable-auto-tool-choice "
-     "--tool-call-parser qwen3_coder --load-format fastsafetensors --enable-prefix-caching"),
+     ("--gpu-memory-utilization 0.7 --max-num-seqs 4 --reasoning-parser qwen3 --enable-auto-tool-choice "
+     "--tool-call-parser qwen3_coder --load-format fastsafetensors --enable-prefix-caching")),
     ("deepseek-r1-distill-70b", "deepseek-ai/DeepSeek-R1-Distill-Llama-70B", 32768, True,
      ("dgx-spark", "dgx-station", "linux-nvidia"),
-     "--gpu-memory-utilization 0.7 --max-num-seqs 4 --reasoning-parser deepseek_r1 --enable-auto-tool-choice "
-     "--tool-call-parser hermes"),
+     ("--gpu-memory-utilization 0.7 --max-num-seqs 4 --reasoning-parser deepseek_r1 --enable-auto-tool-choice "
+     "--tool-call-parser hermes")),
     ("nemotron-3-nano-4b", "nvidia/NVIDIA-Nemotron-3-Nano-4B-FP8", 262144, False,
      ("dgx-spark", "dgx-station", "linux-nvidia"),
-     "--gpu-memory-utilization 0.7 --load-format fastsafetensors --enable-auto-tool-choice "
-     "--tool-call-parser qwen3_coder"),
+     ("--gpu-memory-utilization 0.7 --load-format fastsafetensors --enable-auto-tool-choice "
+     "--tool-call-parser qwen3_coder")),
     ("deepseek-v4-flash", "deepseek-ai/DeepSeek-V4-Flash", 1048576, False, ("dgx-station",),
-     "--kv-cache-dtype fp8 --block-size 256 --enable-prefix-caching --gpu-memory-utilization 0.92 "
+     ("--kv-cache-dtype fp8 --block-size 256 --enable-prefix-caching --gpu-memory-utilization 0.92 "
      "--compilation-config '{\"cudagraph_mode\":\"FULL_AND_PIECEWISE\",\"custom_ops\":[\"all\"]}' "
      "--attention_config.use_fp4_indexer_cache True --tokenizer-mode deepseek_v4 --tool-call-parser deepseek_v4 "
      "--enable-auto-tool-choice --reasoning-parser deepseek_v4 --no-disable-hybrid-kv-cache-manager "
      "--disable-uvicorn-access-log --max-cudagraph-capture-size 128 "
      "--speculative-config '{\"method\":\"mtp\",\"num_speculative_tokens\":3}' --max-num-batched-tokens 8192 "
-     "--max-num-seqs 16 --prefix-cache-retention-interval auto"),
+     "--max-num-seqs 16 --prefix-cache-retention-interval auto")),
     ("qwen3.6-35b-a3b-nvfp4", "nvidia/Qwen3.6-35B-A3B-NVFP4", 262144, False, ("dgx-spark",),
-     "--gpu-memory-utilization 0.4 --dtype auto --quantization modelopt --kv-cache-dtype fp8 "
+     ("--gpu-memory-utilization 0.4 --dtype auto --quantization modelopt --kv-cache-dtype fp8 "
      "--attention-backend flashinfer --moe-backend marlin --max-num-seqs 4 --max-num-batched-tokens 8192 "
      "--enable-chunked-prefill --async-scheduling --enable-prefix-caching --enable-auto-tool-choice "
      "--tool-call-parser qwen3_xml --reasoning-parser qwen3 "
      "--speculative-config '{\"method\":\"mtp\",\"num_speculative_tokens\":3,\"moe_backend\":\"triton\"}' "
-     "--load-format fastsafetensors"),
+     "--load-format fastsafetensors")),
 ]
 SLUGS = [row[0] for row in NEMOCLAW_TABLE]
 
