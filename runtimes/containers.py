@@ -233,7 +233,8 @@ class DockerContainerManager:
                 self.docker.stop_container(info.id, timeout=self.stop_timeout_s)
 
 
-def _no_such(missing: Sequence[str], foreign: Sequence[str], runtime: str | None) -> NoSuchContainer:
+def _no_such(missing: Sequence[str], foreign: Sequence[str], runtime: str | None, *,
+             suffix: str = "") -> NoSuchContainer:
     kind = f"managed {runtime} container" if runtime else "managed container"
     parts = []
     if missing:
@@ -242,7 +243,7 @@ def _no_such(missing: Sequence[str], foreign: Sequence[str], runtime: str | None
         verb = "was" if len(foreign) == 1 else "were"
         noun = "container" if len(foreign) == 1 else "containers"
         parts.append(f"{noun} {', '.join(foreign)} {verb} not created by nemoclaw-runtime (left untouched)")
-    message = "; ".join(parts)
+    message = "; ".join(parts) + suffix
     return NoSuchContainer(message[0].upper() + message[1:],
                            remedy="run `nemoclaw-runtime ps` to see the containers nemoclaw-runtime manages",
                            details={"missing": list(missing), "foreign": list(foreign)})
@@ -361,7 +362,7 @@ def _resolve_all(manager: DockerContainerManager, names: Sequence[str], runtime:
         else:
             found.append(info)
     if missing or foreign:
-        raise _no_such(missing, foreign, runtime)
+        raise _no_such(missing, foreign, runtime, suffix="; nothing was stopped" if len(names) > 1 else "")
     return found
 
 

@@ -1,0 +1,123 @@
+"""``ps``, ``stop`` and ``logs``: the ops commands over the containers nemoclaw-runtime manages.
+
+Each command is one library call (``runtimes/containers.py``) rendered through ``Output``. Nothing here imports
+docker-py: the library connects lazily when the command runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import click
+
+from nemoclaw_runtime.cli._output import Output, json_option
+from nemoclaw_runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from nemoclaw_runtime.runtimes.containers import ManagedContainerView
+
+DEFAULT_TAIL = 80
+_PS_COLUMNS = ("NAME", "RUNTIME", "MODEL", "STATE", "HEALTH", "BASE URL", "IMAGE", "CREATED")
+
+
+def _settings(output: Output) -> Settings:
+    settings = Settings.from_env()  # the CLI edge: the one place the process environment is read
+    for warning in settings.warnings:
+        output.warn(warning)
+    return settings
+
+
+@click.command("ps")
+@click.option("--runtime", metavar="R", help="Only containers of this runtime (vllm, nim, ollama).")
+@json_option
+def ps(runtime: str | None, json_mode: bool) -> None:
+    """List the containers nemoclaw-runtime manages (found by label; nothing else is shown)."""
+    from nemoclaw_runtime.runtimes.containers import list_managed
+
+    output = Output(json_mode)
+    views = list_managed(_settings(output), runtime=runtime)
+    output.result([view.to_dict() for view in views], lambda: _ps_lines(views))
+
+
+def _ps_lines(views: Sequence[ManagedContainerView]) -> Iterator[str]:
+    if not views:
+        yield "No managed containers."
+        return
+    rows = [_PS_COLUMNS] + [_ps_row(v) for v in views]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_PS_COLUMNS))]
+    for row in rows:
+        yield "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+
+
+def _ps_row(view: ManagedContainerView) -> tuple[str, ...]:
+    state = view.state
+    if view.exit_code is not None and view.state != "running":
+        state = f"{state} ({view.exit_code})"
+    return (view.name, view.runtime or "-", view.model or "-", state, view.health or "-", view.base_url or "-",
+            view.image or "-", _short_time(view.created))
+
+
+def _short_time(created: str | None) -> str:
+    """``2026-11-24T00:35:34.123456789Z`` → ``2026-11-24 00:35:34``."""
+    if not created:
+        return "-"
+    return created.replace("T", " ").split(".")[0].rstrip("Z")
+
+
+@click.command("stop")
+@click.argument("names", nargs=-1, metavar="NAME…")
+@click.option("--all", "all_", is_flag=True, help="Stop every managed container (with --runtime: of that runtime).")
+@click.option("--runtime", metavar="R", help="Only containers of this runtime (vllm, nim, ollama).")
+@json_option
+def stop(names: tuple[str, ...], all_: bool, runtime: str | None, json_mode: bool) -> None:
+    """Stop and remove managed containers. Images and model weights stay.
+
+    Containers nemoclaw-runtime did not create are never touched: naming one exits with 6 and stops nothing.
+    """
+    from nemoclaw_runtime.runtimes.containers import stop_managed
+
+    from nemoclaw_runtime.events import Event, Info
+
+    output = Output(json_mode)
+    sink = output.events()
+
+    def warnings_only(event: Event) -> None:  # the result already lists what was stopped
+        if not isinstance(event, Info):
+            sink(event)
+
+    stopped = stop_managed(_settings(output), names, all=all_, runtime=runtime, events=warnings_only)
+    output.result({"stopped": stopped}, lambda: _stop_lines(stopped, runtime))
+
+
+def _stop_lines(stopped: Iterable[str], runtime: str | None) -> Iterator[str]:
+    names = list(stopped)
+    if not names:
+        yield f"No managed {runtime} containers to stop." if runtime else "No managed containers to stop."
+    for name in names:
+        yield f"Stopped and removed {name}"
+
+
+@click.command("logs")
+@click.argument("name")
+@click.option("--tail", "-n", type=click.IntRange(min=0), default=DEFAULT_TAIL, show_default=True,
+              help="How many of the last lines to show.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the container stops or Ctrl-C.")
+def logs(name: str, tail: int, follow: bool) -> None:
+    """Show the log (stdout and stderr) of a managed container."""
+    from nemoclaw_runtime.runtimes.containers import managed_logs
+
+    output = Output(False)
+    lines = managed_logs(_settings(output), name, tail=tail, follow=follow)
+    try:
+        for line in lines:
+            output.out.write(line.rstrip("\n") + "\n")
+            if follow:
+                output.out.flush()
+    except KeyboardInterrupt:  # Ctrl-C is how a follow ends: not an error
+        pass
+    finally:
+        close = getattr(lines, "close", None)
+        if close is not None:
+            close()
+        output.out.flush()
