@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nemoclaw_runtime.errors import InvalidInput
 from nemoclaw_runtime.gpu.devices import read_driver_version, read_gpus
 from nemoclaw_runtime.gpu.facts import GpuInfo, HostFacts, MachineInfo
 from nemoclaw_runtime.gpu.host import HostProbe, SystemHostProbe, read_machine
@@ -28,8 +27,16 @@ from nemoclaw_runtime.gpu.profiles import (
     classify,
     is_jetson,
 )
-from nemoclaw_runtime.gpu.snapshot import SnapshotError, facts_from_dict, facts_to_dict, gpu_to_dict, load_snapshot_file
+from nemoclaw_runtime.gpu.snapshot import (
+    SnapshotError,
+    facts_from_dict,
+    facts_to_dict,
+    gpu_to_dict,
+    load_snapshot_file,
+)
 from nemoclaw_runtime.gpu.summary import summary_lines as format_summary
+
+from nemoclaw_runtime.errors import InvalidInput
 from nemoclaw_runtime.settings import Settings
 
 NO_GPU_REASON = "NVML is working but lists no NVIDIA GPU"
@@ -162,7 +169,8 @@ def read_facts(*, nvml: object | None = None, host: HostProbe | None = None) -> 
 def build_inventory(facts: HostFacts) -> GpuInventory:
     """Derive the whole inventory from raw facts (pure: live reads and snapshot replays both end here)."""
     machine = facts.machine
-    gpus, notes = facts.gpus, ()
+    gpus = facts.gpus
+    notes: tuple[str, ...] = ()
     if not gpus and is_jetson(machine.product_name, (), machine.tegra_device_nodes):
         gpus, notes = _jetson_firmware_gpu(machine, facts.nvml_error)
     if not gpus:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from types import TracebackType
-from typing import Any
+from typing import Any, final
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ def no_driver_reason(code: int | None, detail: str) -> str:
     return f"NVML could not be initialised ({detail})"
 
 
+@final
 class NvmlSession:
     """A bounded NVML session over a pynvml-like module. Thread-safe; use as a context manager."""
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 MIB = 1024 * 1024
 
@@ -55,12 +55,12 @@ _ERROR_NAMES = {
 class NVMLError(Exception):
     """Like pynvml's: ``NVMLError(code)`` builds the matching subclass; ``.value`` is the code."""
 
-    _by_code: dict[int, type[NVMLError]] = {}
+    _by_code: ClassVar[dict[int, type[NVMLError]]] = {}
+    value: int
 
-    def __new__(cls, value: int = NVML_ERROR_UNKNOWN) -> NVMLError:
-        if cls is NVMLError:
-            cls = NVMLError._by_code.get(value, cls)
-        obj = Exception.__new__(cls)
+    def __new__(cls, value: int = NVML_ERROR_UNKNOWN) -> NVMLError:  # noqa: PYI034 - may build a subclass
+        target = NVMLError._by_code.get(value, cls) if cls is NVMLError else cls
+        obj = Exception.__new__(target)
         obj.value = value
         return obj
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from nemoclaw_runtime.gpu.host import (
     DEVICE_TREE_MODEL,
     DMI_PRODUCT_NAME,
@@ -12,6 +11,7 @@ from nemoclaw_runtime.gpu.host import (
     normalise_arch,
     read_machine,
 )
+
 from tests.fakes.fake_nvml import FakeHost
 
 
