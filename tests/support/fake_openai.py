@@ -58,7 +58,8 @@ class FakeOpenAI:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openai", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-openai", daemon=True)  # a short poll: quick to stop
 
     @property
     def port(self) -> int:
@@ -82,7 +83,7 @@ class FakeOpenAI:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> FakeOpenAI:
+    def __enter__(self) -> FakeOpenAI:  # noqa: PYI034 - never subclassed
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -135,10 +136,11 @@ class FakeOpenAI:
 
     def _responses(self) -> tuple[int, dict[str, str], bytes]:
         if self.behaviour == "responses-stream":
-            events = [{"type": "response.created", "response": {"id": "resp_1", "status": "in_progress"}},
-                      {"type": "response.output_text.delta", "delta": self.reply[:3]},
-                      {"type": "response.output_text.delta", "delta": self.reply[3:]},
-                      {"type": "response.completed", "response": {"id": "resp_1", "status": "completed"}}]
+            events: list[dict[str, Any]] = [
+                {"type": "response.created", "response": {"id": "resp_1", "status": "in_progress"}},
+                {"type": "response.output_text.delta", "delta": self.reply[:3]},
+                {"type": "response.output_text.delta", "delta": self.reply[3:]},
+                {"type": "response.completed", "response": {"id": "resp_1", "status": "completed"}}]
             return _sse(events)
         if self.behaviour == "responses-broken":  # 200, but no created/delta/completed a client could follow
             return _sse([{"type": "response.in_progress"}])
@@ -156,10 +158,10 @@ def _sse(events: list[dict[str, Any]]) -> tuple[int, dict[str, str], bytes]:
 
 def _handler_for(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             self._serve(None)
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             try:
@@ -181,7 +183,7 @@ def _handler_for(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):  # the client gave up (the "slow" behaviour)
                 pass
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     return Handler
