@@ -12,8 +12,12 @@ from nemoclaw_runtime.cli._output import Output, json_option
 
 
 @click.command()
-@click.option("--runtime", type=click.Choice(["vllm", "nim", "ollama"]), default=None,
-              help="List one runtime's models only (default: all three).")
+@click.option(
+    "--runtime",
+    type=click.Choice(["vllm", "nim", "ollama"]),
+    default=None,
+    help="List one runtime's models only (default: all three).",
+)
 @click.option("--all", "include_all", is_flag=True, help="List every entry, not only those for this host.")
 @json_option
 def models(runtime: str | None, include_all: bool, json_mode: bool) -> None:
@@ -45,7 +49,7 @@ def detect_host(settings: Any) -> Any:
     )
 
 
-# --- human output ---------------------------------------------------------------------------------------------
+# --- human output -------------------------------------------------------------------------------------------
 
 
 def render(listing: dict[str, Any]) -> Iterator[str]:
@@ -71,7 +75,7 @@ def _marker(entry: dict[str, Any]) -> str:
 def _table(rows: list[list[str]]) -> Iterator[str]:
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))] if rows else []
     for row in rows:
-        yield "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+        yield "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
 
 
 def _render_vllm(group: dict[str, Any]) -> Iterator[str]:
@@ -85,11 +89,20 @@ def _render_vllm(group: dict[str, Any]) -> Iterator[str]:
         if entry["default"]:
             notes.append("default")
         if entry["gated"]:
-            notes.append(f"gated: needs {' or '.join(entry['token_variables'])}; licence {entry['licence_url']}")
+            notes.append(
+                f"gated: needs {' or '.join(entry['token_variables'])}; licence {entry['licence_url']}"
+            )
         if not entry["for_this_host"] and profile is not None:
             notes.append(f"not for this host (platforms: {', '.join(entry['platforms'])})")
-        rows.append([_marker(entry), entry["slug"], entry["hf_id"], f"{entry['max_model_len']} tokens",
-                     "; ".join(notes)])
+        rows.append(
+            [
+                _marker(entry),
+                entry["slug"],
+                entry["hf_id"],
+                f"{entry['max_model_len']} tokens",
+                "; ".join(notes),
+            ]
+        )
     yield from _table(rows)
     if group["note"]:
         yield f"  {group['note']}"
@@ -102,8 +115,16 @@ def _render_nim(group: dict[str, Any]) -> Iterator[str]:
     for entry in group["entries"]:
         fits = {True: "fits", False: "too big", None: "fit unknown"}[entry["fits"]]
         notes = ["default"] if entry["default"] else []
-        rows.append([_marker(entry), entry["name"], entry["image"], f"min {entry['min_vram_mib']} MiB", fits,
-                     "; ".join(notes)])
+        rows.append(
+            [
+                _marker(entry),
+                entry["name"],
+                entry["image"],
+                f"min {entry['min_vram_mib']} MiB",
+                fits,
+                "; ".join(notes),
+            ]
+        )
     yield from _table(rows)
     if group["note"]:
         yield f"  {group['note']}"
@@ -120,8 +141,15 @@ def _render_ollama(group: dict[str, Any]) -> Iterator[str]:
             notes.append("compute-intensive")
         if not entry["offered"]:
             notes.append("not offered on this host")
-        rows.append([_marker(entry), entry["tag"], f"needs {entry['required_memory_mib']} MiB",
-                     f"{entry['download_bytes'] / 1e9:.1f} GB download", "; ".join(notes)])
+        rows.append(
+            [
+                _marker(entry),
+                entry["tag"],
+                f"needs {entry['required_memory_mib']} MiB",
+                f"{entry['download_bytes'] / 1e9:.1f} GB download",
+                "; ".join(notes),
+            ]
+        )
     yield from _table(rows)
     if group["note"]:
         yield f"  {group['note']}"

@@ -1,6 +1,7 @@
 """The model registry: managed-vLLM entries and host profiles, the NIM catalog and Ollama starter models.
 
-The values live in ``registry/data/*.toml`` and are validated when loaded; :func:`load_registry` caches the result.
+The values live in ``registry/data/*.toml`` and are validated when loaded; :func:`load_registry` caches
+the result.
 
     >>> registry = load_registry()
     >>> profile = registry.vllm_profile_for("dgx-spark")
@@ -28,7 +29,15 @@ from nemoclaw_runtime.registry.entries import (
     served_name_from_args,
 )
 from nemoclaw_runtime.registry.extra_args import EXTRA_ARGS_VARIABLE, parse_extra_args
-from nemoclaw_runtime.registry.loader import DATA_DIR, NIM_FILE, OLLAMA_FILE, VLLM_FILE, load_nim, load_ollama, load_vllm
+from nemoclaw_runtime.registry.loader import (
+    DATA_DIR,
+    NIM_FILE,
+    OLLAMA_FILE,
+    VLLM_FILE,
+    load_nim,
+    load_ollama,
+    load_vllm,
+)
 
 __all__ = [
     "DATA_DIR",

@@ -27,7 +27,7 @@ class Registry:
     ollama_starters: tuple[OllamaStarter, ...]
     ollama_fallback_tag: str
 
-    # --- vLLM ------------------------------------------------------------------------------------------------
+    # --- vLLM -----------------------------------------------------------------------------------------------
 
     def vllm_profile_for(self, gpu_profile: str) -> VllmProfile | None:
         """The vLLM profile for a GPU profile (``jetson`` → the Linux one); ``None`` for ``none``.
@@ -39,8 +39,13 @@ class Registry:
         for profile in self.vllm_profiles.values():
             if gpu_profile == profile.gpu_profile or gpu_profile in profile.also_for:
                 return profile
-        known = sorted({NO_GPU_PROFILE, *self.vllm_profiles, *(a for p in self.vllm_profiles.values()
-                                                              for a in p.also_for)})
+        known = sorted(
+            {
+                NO_GPU_PROFILE,
+                *self.vllm_profiles,
+                *(a for p in self.vllm_profiles.values() for a in p.also_for),
+            }
+        )
         raise InvalidInput(
             f"Unknown GPU profile '{gpu_profile}'. Known profiles: {', '.join(known)}.",
             remedy="check the GPU snapshot named by NEMOCLAW_GPU_SNAPSHOT, or run `nemoclaw-runtime gpus`",
@@ -56,19 +61,22 @@ class Registry:
         """The entry for a slug or HF id; :class:`UnknownModel` otherwise."""
         return self.resolve_vllm_model(slug, profile=None)
 
-    def resolve_vllm_model(self, text: str | None, *, profile: VllmProfile | None,
-                           source: str = "NEMOCLAW_VLLM_MODEL") -> VllmModel:
+    def resolve_vllm_model(
+        self, text: str | None, *, profile: VllmProfile | None, source: str = "NEMOCLAW_VLLM_MODEL"
+    ) -> VllmModel:
         """The model to serve: ``text`` when given (any platform), else the profile's default.
 
-        ``source`` names where ``text`` came from (a variable, or an option such as ``--model``) for the error.
+        ``source`` names where ``text`` came from (a variable, or an option such as ``--model``) for the
+        error message.
         """
         if text is None or not text.strip():
             if profile is None:
                 raise InvalidInput(
                     "No default vLLM model without a GPU profile: this host has no DGX Spark, DGX Station or "
                     "NVIDIA GPU profile.",
-                    remedy=f"name a model with --model or NEMOCLAW_VLLM_MODEL (see `{LIST_COMMAND} --runtime vllm "
-                           f"--all`)",
+                    remedy=f"name a model with --model or NEMOCLAW_VLLM_MODEL "
+                    f"(see `{LIST_COMMAND} --runtime vllm "
+                    f"--all`)",
                     details={"variable": source},
                 )
             return self._by_slug(profile.default_slug)
@@ -107,14 +115,15 @@ class Registry:
         default = self._by_slug(profile.default_slug)
         return (default, *(model for model in models if model is not default))
 
-    # --- NIM -------------------------------------------------------------------------------------------------
+    # --- NIM ------------------------------------------------------------------------------------------------
 
     def nim_models_fitting(self, budget_mib: int | None) -> tuple[NimModel, ...]:
-        """Catalog entries with ``min_vram_mib <= budget_mib``, in catalog order; none when the budget is unknown."""
+        """Entries with ``min_vram_mib <= budget_mib``, in catalog order; none when the budget is unknown."""
         return tuple(model for model in self.nim_models if model.fits(budget_mib))
 
-    def resolve_nim_model(self, text: str | None, *, budget_mib: int | None,
-                          source: str = "NEMOCLAW_MODEL") -> NimModel:
+    def resolve_nim_model(
+        self, text: str | None, *, budget_mib: int | None, source: str = "NEMOCLAW_MODEL"
+    ) -> NimModel:
         """The NIM model to serve: ``text`` (name, served id or image, any case), else the first that fits.
 
         Unknown → :class:`UnknownModel` (exit 2); too big for a known budget → :class:`InsufficientResources`.
@@ -123,8 +132,9 @@ class Registry:
             fitting = self.nim_models_fitting(budget_mib)
             if not fitting:
                 raise NoSuitableGpu(
-                    "No NIM models fit your GPU VRAM." if budget_mib else
-                    "No NIM model can be chosen: the GPU memory of this host is unknown.",
+                    "No NIM models fit your GPU VRAM."
+                    if budget_mib
+                    else "No NIM model can be chosen: the GPU memory of this host is unknown.",
                     remedy=f"see `{LIST_COMMAND} --runtime nim --all` for each model's minimum VRAM",
                     details={"budget_mib": budget_mib},
                 )
@@ -140,17 +150,19 @@ class Registry:
             )
         if found.fits(budget_mib) is False:
             raise InsufficientResources(
-                f"NIM model '{found.name}' needs at least {found.min_vram_mib} MiB of GPU memory; this host has "
+                f"NIM model '{found.name}' needs at least {found.min_vram_mib} MiB of GPU memory; "
+                f"this host has "
                 f"{budget_mib} MiB.",
                 remedy=f"pick a smaller model from `{LIST_COMMAND} --runtime nim`",
                 details={"model": found.name, "min_vram_mib": found.min_vram_mib, "budget_mib": budget_mib},
             )
         return found
 
-    # --- Ollama ----------------------------------------------------------------------------------------------
+    # --- Ollama ---------------------------------------------------------------------------------------------
 
-    def fittable_ollama_starters(self, memory_mib: int | None, *, nvidia_known: bool,
-                                 compute_constrained: bool) -> tuple[OllamaStarter, ...]:
+    def fittable_ollama_starters(
+        self, memory_mib: int | None, *, nvidia_known: bool, compute_constrained: bool
+    ) -> tuple[OllamaStarter, ...]:
         """NemoClaw's ``fittableOllamaModelTags``: the starters to offer, smallest first.
 
         Only the fallback starter (``qwen3.5:9b``) unless this is a known (NVIDIA) host with known memory;
@@ -160,15 +172,18 @@ class Registry:
             return tuple(s for s in self.ollama_starters if s.tag == self.ollama_fallback_tag)
         smallest_first = sorted(self.ollama_starters, key=lambda s: (s.required_memory_mib, s.tag))
         return tuple(
-            starter for starter in smallest_first
+            starter
+            for starter in smallest_first
             if starter.fits(memory_mib) and not (compute_constrained and starter.compute_intensive)
         )
 
-    def default_ollama_starter(self, memory_mib: int | None, *, nvidia_known: bool,
-                               compute_constrained: bool) -> OllamaStarter | None:
+    def default_ollama_starter(
+        self, memory_mib: int | None, *, nvidia_known: bool, compute_constrained: bool
+    ) -> OllamaStarter | None:
         """The largest fittable starter, or ``None`` when nothing fits."""
-        fittable = self.fittable_ollama_starters(memory_mib, nvidia_known=nvidia_known,
-                                                 compute_constrained=compute_constrained)
+        fittable = self.fittable_ollama_starters(
+            memory_mib, nvidia_known=nvidia_known, compute_constrained=compute_constrained
+        )
         return fittable[-1] if fittable else None
 
     def ollama_starter(self, tag: str) -> OllamaStarter | None:

@@ -1,7 +1,7 @@
 """The registry's values: one frozen dataclass per kind of entry, and the served-model-id rules.
 
-These are plain values built by :mod:`nemoclaw_runtime.registry.loader` from the data files; nothing here reads a
-file or the environment.
+These are plain values built by :mod:`nemoclaw_runtime.registry.loader` from the data files; nothing here
+reads a file or the environment.
 """
 
 from __future__ import annotations
@@ -36,22 +36,22 @@ def is_safe_model_id(text: object) -> bool:
 def served_name_from_args(tokens: Sequence[str]) -> str | None:
     """The value of ``--served-model-name`` in ``tokens``, or ``None`` when the flag is absent.
 
-    Accepts ``--served-model-name X`` (all following tokens that do not start with ``-`` are its values, as vLLM
-    parses them) and ``--served-model-name=X``. Anything but exactly one safe value — several values, the flag
-    given twice, no value, an unsafe id — raises :class:`InvalidInput`.
+    Accepts ``--served-model-name X`` (all following tokens that do not start with ``-`` are its values, as
+    vLLM parses them) and ``--served-model-name=X``. Anything but exactly one safe value — several values,
+    the flag given twice, no value, an unsafe id — raises :class:`InvalidInput`.
     """
     values: list[str] = []
     occurrences = 0
     for position, token in enumerate(tokens):
         if token == SERVED_NAME_FLAG:
             occurrences += 1
-            for following in tokens[position + 1:]:
+            for following in tokens[position + 1 :]:
                 if following.startswith("-"):
                     break
                 values.append(following)
         elif token.startswith(SERVED_NAME_FLAG + "="):
             occurrences += 1
-            values.append(token[len(SERVED_NAME_FLAG) + 1:])
+            values.append(token[len(SERVED_NAME_FLAG) + 1 :])
     if occurrences == 0:
         return None
     if occurrences > 1 or len(values) != 1 or not is_safe_model_id(values[0]):
@@ -77,9 +77,13 @@ class VllmModel:
     def serve_argv(self, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
         """The container command: ``vllm serve <hf_id> --port 8000 --max-model-len N <flags> <extra>``."""
         return (
-            "vllm", "serve", self.hf_id,
-            "--port", str(VLLM_CONTAINER_PORT),
-            "--max-model-len", str(self.max_model_len),
+            "vllm",
+            "serve",
+            self.hf_id,
+            "--port",
+            str(VLLM_CONTAINER_PORT),
+            "--max-model-len",
+            str(self.max_model_len),
             *self.flags,
             *extra,
         )

@@ -2,8 +2,8 @@
 
 The value is a JSON array of strings; each is trimmed and becomes one argv token appended after the registry
 entry's flags. Nothing is shell-quoted because nothing goes through a shell. Error texts follow NemoClaw's
-(``must be a JSON array…``, ``[i] must be a string.``, ``[i] must not be empty.``, ``[i] must not contain control
-characters.``) and never echo the value: extra args may carry an ``--api-key``.
+(``must be a JSON array…``, ``[i] must be a string.``, ``[i] must not be empty.``, ``[i] must not contain
+control characters.``) and never echo the value: extra args may carry an ``--api-key``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ _FORBIDDEN_FLAGS = ("--port",)
 
 
 def parse_extra_args(raw: str | None, *, variable: str = EXTRA_ARGS_VARIABLE) -> tuple[str, ...]:
-    """Parse the extra-args JSON: blank → ``()``; otherwise a tuple of trimmed, non-empty, control-free tokens.
+    """Parse the extra-args JSON: blank → ``()``; else a tuple of trimmed, non-empty, control-free tokens.
 
     Raises :class:`InvalidSetting` (exit 2) naming ``variable`` and, for a bad element, its index.
     """
@@ -30,10 +30,15 @@ def parse_extra_args(raw: str | None, *, variable: str = EXTRA_ARGS_VARIABLE) ->
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise _invalid(variable, f"{variable} must be a JSON array of strings; it is not valid JSON "
-                                 f"({exc.msg} at line {exc.lineno} column {exc.colno}).") from None
+        raise _invalid(
+            variable,
+            f"{variable} must be a JSON array of strings; it is not valid JSON "
+            f"({exc.msg} at line {exc.lineno} column {exc.colno}).",
+        ) from None
     if not isinstance(value, list):
-        raise _invalid(variable, f"{variable} must be a JSON array of strings; got a JSON {_json_kind(value)}.")
+        raise _invalid(
+            variable, f"{variable} must be a JSON array of strings; got a JSON {_json_kind(value)}."
+        )
     return tuple(_token(variable, index, item) for index, item in enumerate(value))
 
 
@@ -49,20 +54,24 @@ def _token(variable: str, index: int, item: object) -> str:
         if token == flag or token.startswith(flag + "="):
             raise _invalid(
                 variable,
-                f"{variable}[{index}] must not set {flag}: vLLM always listens on port 8000 inside its container.",
+                f"{variable}[{index}] must not set {flag}: "
+                "vLLM always listens on port 8000 inside its container.",
                 index,
                 remedy="choose the host port with --port or NEMOCLAW_VLLM_PORT instead",
             )
     return token
 
 
-def _invalid(variable: str, message: str, index: int | None = None, *, remedy: str | None = None) -> InvalidSetting:
+def _invalid(
+    variable: str, message: str, index: int | None = None, *, remedy: str | None = None
+) -> InvalidSetting:
     details: dict[str, object] = {"variable": variable}
     if index is not None:
         details["index"] = index
     return InvalidSetting(
         message,
-        remedy=remedy or f"""set {variable} to a JSON array of strings, e.g. '["--max-num-seqs", "8"]', or unset it""",
+        remedy=remedy
+        or f"""set {variable} to a JSON array of strings, e.g. '["--max-num-seqs", "8"]', or unset it""",
         details=details,
     )
 

@@ -1,7 +1,7 @@
 """What ``nemoclaw-runtime models`` shows: the registry's entries for one host, as JSON-ready data.
 
-Kept in the library (not the CLI) so a wizard gets the same answer the command prints. It takes the three facts
-it needs about the host (GPU profile, memory budget, compute-constrained) rather than the GPU inventory type.
+Kept in the library (not the CLI) so a wizard gets the same answer the command prints. It takes the facts it
+needs about the host (GPU profile, memory budget, compute-constrained) rather than the GPU inventory type.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ class HostView:
         return self.memory_budget_mib
 
 
-def model_listing(registry: Registry, host: HostView, *, runtime: str | None = None,
-                  include_all: bool = False) -> dict[str, Any]:
+def model_listing(
+    registry: Registry, host: HostView, *, runtime: str | None = None, include_all: bool = False
+) -> dict[str, Any]:
     """The listing for ``runtime`` (every runtime when ``None``): entries for this host, or all of them.
 
     Returns ``{"host": {...}, "all": bool, "<runtime>": {"entries": [...], "note": str | None, ...}}``.
@@ -60,7 +61,7 @@ def model_listing(registry: Registry, host: HostView, *, runtime: str | None = N
     return result
 
 
-# --- vLLM -----------------------------------------------------------------------------------------------------
+# --- vLLM ---------------------------------------------------------------------------------------------------
 
 
 def _vllm_group(registry: Registry, host: HostView, include_all: bool) -> dict[str, Any]:
@@ -68,9 +69,11 @@ def _vllm_group(registry: Registry, host: HostView, include_all: bool) -> dict[s
     models = registry.vllm_models if include_all else registry.vllm_picker_order(profile)
     note = None
     if profile is None:
-        note = (f"No vLLM host profile for GPU profile '{host.gpu_profile}': managed vLLM needs a DGX Spark, "
-                f"DGX Station or a Linux host with an NVIDIA GPU."
-                + ("" if include_all else " Use --all to list every model anyway."))
+        note = (
+            f"No vLLM host profile for GPU profile '{host.gpu_profile}': managed vLLM needs a DGX Spark, "
+            f"DGX Station or a Linux host with an NVIDIA GPU."
+            + ("" if include_all else " Use --all to list every model anyway.")
+        )
     return {
         "profile": profile.to_dict() if profile else None,
         "entries": [_vllm_entry(model, profile) for model in models],
@@ -86,7 +89,7 @@ def _vllm_entry(model: VllmModel, profile: VllmProfile | None) -> dict[str, Any]
     return entry
 
 
-# --- NIM ------------------------------------------------------------------------------------------------------
+# --- NIM ----------------------------------------------------------------------------------------------------
 
 
 def _nim_group(registry: Registry, host: HostView, include_all: bool) -> dict[str, Any]:
@@ -95,8 +98,11 @@ def _nim_group(registry: Registry, host: HostView, include_all: bool) -> dict[st
     models = registry.nim_models if include_all else fitting
     note = None
     if not fitting:
-        note = ("No NIM models fit your GPU VRAM." if host.memory_budget_mib else
-                "The GPU memory of this host is unknown, so no NIM model can be offered.")
+        note = (
+            "No NIM models fit your GPU VRAM."
+            if host.memory_budget_mib
+            else "The GPU memory of this host is unknown, so no NIM model can be offered."
+        )
         if not include_all:
             note += " Use --all to list the whole catalog."
     return {"entries": [_nim_entry(model, host, default) for model in models], "note": note}
@@ -104,19 +110,21 @@ def _nim_group(registry: Registry, host: HostView, include_all: bool) -> dict[st
 
 def _nim_entry(model: NimModel, host: HostView, default: NimModel | None) -> dict[str, Any]:
     entry = model.to_dict()
-    entry.update({
-        "slug": model.name,
-        "hf_id": None,
-        "gated": True,  # every NIM image and container needs an NGC key
-        "max_model_len": None,
-        "platforms": None,
-        "fits": model.fits(host.memory_budget_mib),
-        "default": model is default,
-    })
+    entry.update(
+        {
+            "slug": model.name,
+            "hf_id": None,
+            "gated": True,  # every NIM image and container needs an NGC key
+            "max_model_len": None,
+            "platforms": None,
+            "fits": model.fits(host.memory_budget_mib),
+            "default": model is default,
+        }
+    )
     return entry
 
 
-# --- Ollama ---------------------------------------------------------------------------------------------------
+# --- Ollama -------------------------------------------------------------------------------------------------
 
 
 def _ollama_group(registry: Registry, host: HostView, include_all: bool) -> dict[str, Any]:
@@ -137,14 +145,16 @@ def _ollama_group(registry: Registry, host: HostView, include_all: bool) -> dict
 def _ollama_entry(starter: OllamaStarter, memory: int | None, offered: bool, default: bool) -> dict[str, Any]:
     entry = starter.to_dict()
     known = memory is not None and memory > 0
-    entry.update({
-        "hf_id": None,
-        "image": None,
-        "gated": False,
-        "max_model_len": None,
-        "platforms": None,
-        "fits": starter.fits(memory) if known else None,
-        "offered": offered,
-        "default": default,
-    })
+    entry.update(
+        {
+            "hf_id": None,
+            "image": None,
+            "gated": False,
+            "max_model_len": None,
+            "platforms": None,
+            "fits": starter.fits(memory) if known else None,
+            "offered": offered,
+            "default": default,
+        }
+    )
     return entry

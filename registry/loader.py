@@ -54,7 +54,8 @@ def registry_data_error(path: Path, entry: str, field: str | None, problem: str)
     where = f"{entry}, field '{field}'" if field else entry
     return NemoclawError(
         f"Invalid registry data in {path}: {where}: {problem}",
-        remedy="reinstall nemoclaw-runtime (pip install --force-reinstall nemoclaw-runtime) or undo the local edit",
+        remedy="reinstall nemoclaw-runtime (pip install --force-reinstall nemoclaw-runtime), "
+        "or undo the local edit",
         details={"file": str(path), "entry": entry, "field": field},
     )
 
@@ -116,17 +117,30 @@ class EntryReader:
             raise self.error(field, f"must be true or false (got {value!r})")
         return value
 
-    def text_list(self, field: str, *, allowed: tuple[str, ...] | None = None, non_empty: bool = True,
-                  unique: bool = True) -> tuple[str, ...]:
+    def text_list(
+        self,
+        field: str,
+        *,
+        allowed: tuple[str, ...] | None = None,
+        non_empty: bool = True,
+        unique: bool = True,
+    ) -> tuple[str, ...]:
         value = self._get(field)
         if not isinstance(value, list) or (non_empty and not value):
-            raise self.error(field, f"must be a {'non-empty ' if non_empty else ''}list of strings (got {value!r})")
+            raise self.error(
+                field, f"must be a {'non-empty ' if non_empty else ''}list of strings (got {value!r})"
+            )
         for position, item in enumerate(value):
             if not isinstance(item, str) or not item or item != item.strip() or _CONTROL_RE.search(item):
-                raise self.error(f"{field}[{position}]", f"must be a non-empty string without surrounding "
-                                                         f"whitespace or control characters (got {item!r})")
+                raise self.error(
+                    f"{field}[{position}]",
+                    f"must be a non-empty string without surrounding "
+                    f"whitespace or control characters (got {item!r})",
+                )
             if allowed is not None and item not in allowed:
-                raise self.error(f"{field}[{position}]", f"must be one of {', '.join(allowed)} (got {item!r})")
+                raise self.error(
+                    f"{field}[{position}]", f"must be one of {', '.join(allowed)} (got {item!r})"
+                )
         if unique and len(set(value)) != len(value):
             raise self.error(field, f"must not repeat a value (got {value!r})")
         return tuple(value)
@@ -137,8 +151,9 @@ class EntryReader:
             raise self.error(unknown[0], "is not a known field (a typo?)")
 
 
-def read_entries(path: Path, document: Mapping[str, Any], table: str, label_field: str,
-                 build: Callable[[EntryReader], Any]) -> tuple[Any, ...]:
+def read_entries(
+    path: Path, document: Mapping[str, Any], table: str, label_field: str, build: Callable[[EntryReader], Any]
+) -> tuple[Any, ...]:
     """Build one value per ``[[table]]`` entry, rejecting unknown fields."""
     raw_entries = document.get(table)
     if not isinstance(raw_entries, list) or not raw_entries:
@@ -157,7 +172,7 @@ def check_top_level(path: Path, document: Mapping[str, Any], allowed: set[str]) 
         raise registry_data_error(path, "file", unknown[0], "is not a known top-level key (a typo?)")
 
 
-# --- vLLM -----------------------------------------------------------------------------------------------------
+# --- vLLM ---------------------------------------------------------------------------------------------------
 
 
 def build_vllm_model(reader: EntryReader) -> VllmModel:
@@ -174,7 +189,7 @@ def build_vllm_model(reader: EntryReader) -> VllmModel:
 
 
 def check_flags(reader: EntryReader, flags: tuple[str, ...]) -> tuple[str, ...]:
-    """Flags are argv tokens: the first is a flag, none is shell text, JSON values parse, reserved flags stay out."""
+    """Flags are argv tokens: the first is a flag, no shell text, JSON values parse, no reserved flags."""
     if flags and not flags[0].startswith("--"):
         raise reader.error("flags[0]", f"must be a flag starting with '--' (got {flags[0]!r})")
     seen: set[str] = set()
@@ -185,7 +200,9 @@ def check_flags(reader: EntryReader, flags: tuple[str, ...]) -> tuple[str, ...]:
             raise reader.error(field, f"repeats {name}")
         seen.add(name)
         if token[0] in "'\"" or token[-1] in "'\"" or " " in token:
-            raise reader.error(field, f"must be one argv token, not shell text: no quotes or spaces (got {token!r})")
+            raise reader.error(
+                field, f"must be one argv token, not shell text: no quotes or spaces (got {token!r})"
+            )
         if token.startswith(("{", "[")):
             try:
                 json.loads(token)
@@ -215,7 +232,9 @@ def load_vllm(path: Path) -> tuple[tuple[VllmModel, ...], dict[str, VllmProfile]
     models: tuple[VllmModel, ...] = read_entries(path, document, "model", "slug", build_vllm_model)
     check_unique(path, "model", [m.slug.lower() for m in models], "slug")
     check_unique(path, "model", [m.hf_id.lower() for m in models], "hf_id")
-    profiles: tuple[VllmProfile, ...] = read_entries(path, document, "profile", "gpu_profile", build_vllm_profile)
+    profiles: tuple[VllmProfile, ...] = read_entries(
+        path, document, "profile", "gpu_profile", build_vllm_profile
+    )
     check_profiles(path, profiles, models)
     return models, {profile.gpu_profile: profile for profile in profiles}
 
@@ -234,21 +253,28 @@ def check_profiles(path: Path, profiles: tuple[VllmProfile, ...], models: tuple[
     for profile in profiles:
         entry = f"profile '{profile.gpu_profile}'"
         if profile.gpu_profile not in VLLM_PLATFORMS:
-            raise registry_data_error(path, entry, "gpu_profile", f"must be one of {', '.join(VLLM_PLATFORMS)}")
+            raise registry_data_error(
+                path, entry, "gpu_profile", f"must be one of {', '.join(VLLM_PLATFORMS)}"
+            )
         for name in (profile.gpu_profile, *profile.also_for):
             if name in claimed:
                 raise registry_data_error(path, entry, "gpu_profile", f"'{name}' is served by two profiles")
             claimed.add(name)
         default = by_slug.get(profile.default_slug)
         if default is None:
-            raise registry_data_error(path, entry, "default_slug",
-                                      f"'{profile.default_slug}' is not a [[model]] slug in this file")
+            raise registry_data_error(
+                path, entry, "default_slug", f"'{profile.default_slug}' is not a [[model]] slug in this file"
+            )
         if not default.serves_on(profile.gpu_profile):
-            raise registry_data_error(path, entry, "default_slug",
-                                      f"'{default.slug}' does not list {profile.gpu_profile} in its platforms")
+            raise registry_data_error(
+                path,
+                entry,
+                "default_slug",
+                f"'{default.slug}' does not list {profile.gpu_profile} in its platforms",
+            )
 
 
-# --- NIM and Ollama --------------------------------------------------------------------------------------------
+# --- NIM and Ollama -----------------------------------------------------------------------------------------
 
 
 def build_nim_model(reader: EntryReader) -> NimModel:
@@ -287,5 +313,7 @@ def load_ollama(path: Path) -> tuple[tuple[OllamaStarter, ...], str]:
     check_unique(path, "starter", [s.tag for s in starters], "tag")
     fallback = document.get("fallback_tag")
     if not isinstance(fallback, str) or fallback not in {s.tag for s in starters}:
-        raise registry_data_error(path, "file", "fallback_tag", f"must be one of the starter tags (got {fallback!r})")
+        raise registry_data_error(
+            path, "file", "fallback_tag", f"must be one of the starter tags (got {fallback!r})"
+        )
     return starters, fallback

@@ -15,8 +15,9 @@ from nemoclaw_runtime.registry.listing import HostView
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
 
 
-def _run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, snapshot: str | None,
-         *args: str) -> tuple[int, str, str]:
+def _run(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, snapshot: str | None, *args: str
+) -> tuple[int, str, str]:
     if snapshot is not None:
         monkeypatch.setenv("NEMOCLAW_GPU_SNAPSHOT", str(FIXTURES / f"{snapshot}.json"))
     code = run(["models", *args])
@@ -24,25 +25,51 @@ def _run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, sn
     return code, captured.out, captured.err
 
 
-def _json(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, snapshot: str | None,
-          *args: str) -> dict[str, Any]:
+def _json(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, snapshot: str | None, *args: str
+) -> dict[str, Any]:
     code, out, err = _run(capsys, monkeypatch, snapshot, *args, "--json")
     assert code == 0, err
     return json.loads(out)  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize(("snapshot", "gpu_profile", "default", "slugs"), [
-    ("dgx_spark", "dgx-spark", "qwen3.6-35b-a3b-nvfp4",
-     ["qwen3.6-35b-a3b-nvfp4", "qwen3.6-27b", "deepseek-r1-distill-70b", "nemotron-3-nano-4b"]),
-    ("dgx_station", "dgx-station", "deepseek-v4-flash",
-     ["deepseek-v4-flash", "qwen3.6-27b", "deepseek-r1-distill-70b", "nemotron-3-nano-4b"]),
-    ("h100_x8", "linux-nvidia", "nemotron-3-nano-4b",
-     ["nemotron-3-nano-4b", "qwen3.6-27b", "deepseek-r1-distill-70b"]),
-    ("jetson_orin", "jetson", "nemotron-3-nano-4b",
-     ["nemotron-3-nano-4b", "qwen3.6-27b", "deepseek-r1-distill-70b"]),
-])
-def test_vllm_entries_for_profile(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-                                  snapshot: str, gpu_profile: str, default: str, slugs: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("snapshot", "gpu_profile", "default", "slugs"),
+    [
+        (
+            "dgx_spark",
+            "dgx-spark",
+            "qwen3.6-35b-a3b-nvfp4",
+            ["qwen3.6-35b-a3b-nvfp4", "qwen3.6-27b", "deepseek-r1-distill-70b", "nemotron-3-nano-4b"],
+        ),
+        (
+            "dgx_station",
+            "dgx-station",
+            "deepseek-v4-flash",
+            ["deepseek-v4-flash", "qwen3.6-27b", "deepseek-r1-distill-70b", "nemotron-3-nano-4b"],
+        ),
+        (
+            "h100_x8",
+            "linux-nvidia",
+            "nemotron-3-nano-4b",
+            ["nemotron-3-nano-4b", "qwen3.6-27b", "deepseek-r1-distill-70b"],
+        ),
+        (
+            "jetson_orin",
+            "jetson",
+            "nemotron-3-nano-4b",
+            ["nemotron-3-nano-4b", "qwen3.6-27b", "deepseek-r1-distill-70b"],
+        ),
+    ],
+)
+def test_vllm_entries_for_profile(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    snapshot: str,
+    gpu_profile: str,
+    default: str,
+    slugs: list[str],
+) -> None:
     doc = _json(capsys, monkeypatch, snapshot, "--runtime", "vllm")
     assert doc["host"]["gpu_profile"] == gpu_profile
     assert set(doc) == {"host", "all", "vllm"}
@@ -54,7 +81,9 @@ def test_vllm_entries_for_profile(capsys: pytest.CaptureFixture[str], monkeypatc
         assert entry["serve_argv"][:3] == ["vllm", "serve", entry["hf_id"]]
 
 
-def test_vllm_all_lists_every_entry(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_vllm_all_lists_every_entry(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     doc = _json(capsys, monkeypatch, "h100_x8", "--runtime", "vllm", "--all")
     entries = {e["slug"]: e for e in doc["vllm"]["entries"]}
     assert len(entries) == 5
@@ -65,8 +94,9 @@ def test_vllm_all_lists_every_entry(capsys: pytest.CaptureFixture[str], monkeypa
     assert gated["max_model_len"] == 32768
 
 
-def test_no_gpu_vllm_says_why_and_suggests_all(capsys: pytest.CaptureFixture[str],
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_gpu_vllm_says_why_and_suggests_all(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, out, _ = _run(capsys, monkeypatch, "no_gpu", "--runtime", "vllm")
     assert code == 0
     assert "No vLLM host profile for GPU profile 'none'" in out
@@ -84,7 +114,11 @@ def test_nim_fit_against_budget(capsys: pytest.CaptureFixture[str], monkeypatch:
     monkeypatch.setattr(models_cli, "detect_host", lambda settings: HostView("linux-nvidia", 24576))
     doc = _json(capsys, monkeypatch, None, "--runtime", "nim")
     names = [e["name"] for e in doc["nim"]["entries"]]
-    assert names == ["nemotron-3-nano-30b-a3b", "llama-3.3-nemotron-super-49b-v1", "meta/llama-3.1-8b-instruct"]
+    assert names == [
+        "nemotron-3-nano-30b-a3b",
+        "llama-3.3-nemotron-super-49b-v1",
+        "meta/llama-3.1-8b-instruct",
+    ]
     assert all(e["fits"] is True for e in doc["nim"]["entries"])
     assert doc["nim"]["entries"][0]["default"] is True
     every = _json(capsys, monkeypatch, None, "--runtime", "nim", "--all")["nim"]["entries"]
@@ -99,8 +133,9 @@ def test_nim_with_no_gpu(capsys: pytest.CaptureFixture[str], monkeypatch: pytest
     assert all(e["fits"] is None and e["default"] is False for e in doc["nim"]["entries"])
 
 
-def test_ollama_on_jetson_skips_compute_intensive(capsys: pytest.CaptureFixture[str],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ollama_on_jetson_skips_compute_intensive(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     doc = _json(capsys, monkeypatch, "jetson_orin", "--runtime", "ollama")
     assert doc["host"]["compute_constrained"] is True
     assert [(e["tag"], e["default"]) for e in doc["ollama"]["entries"]] == [("qwen3.5:9b", True)]
@@ -111,15 +146,21 @@ def test_ollama_on_jetson_skips_compute_intensive(capsys: pytest.CaptureFixture[
         assert {"tag", "required_memory_mib", "download_bytes", "fits", "default"} <= set(entry)
 
 
-def test_ollama_uses_available_memory(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ollama_uses_available_memory(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     host = HostView("linux-nvidia", 81920, available_memory_mib=28000)
     monkeypatch.setattr(models_cli, "detect_host", lambda settings: host)
     entries = _json(capsys, monkeypatch, None, "--runtime", "ollama")["ollama"]["entries"]
-    assert [(e["tag"], e["default"]) for e in entries] == [("qwen3.5:9b", False), ("nemotron-3-nano:30b", True)]
+    assert [(e["tag"], e["default"]) for e in entries] == [
+        ("qwen3.5:9b", False),
+        ("nemotron-3-nano:30b", True),
+    ]
 
 
-def test_without_runtime_lists_all_three_groups(capsys: pytest.CaptureFixture[str],
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_runtime_lists_all_three_groups(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     doc = _json(capsys, monkeypatch, "dgx_spark")
     assert {"vllm", "nim", "ollama"} <= set(doc)
     code, out, _ = _run(capsys, monkeypatch, "dgx_spark")
@@ -128,7 +169,9 @@ def test_without_runtime_lists_all_three_groups(capsys: pytest.CaptureFixture[st
     assert "NIM (needs an NGC key" in out and "Ollama starter models" in out
 
 
-def test_human_marks_default_and_gated(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_human_marks_default_and_gated(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, out, _ = _run(capsys, monkeypatch, "dgx_station", "--runtime", "vllm")
     assert code == 0
     lines = out.splitlines()
@@ -138,14 +181,17 @@ def test_human_marks_default_and_gated(capsys: pytest.CaptureFixture[str], monke
     assert "gated: needs HF_TOKEN" in gated_line and "https://huggingface.co/" in gated_line
 
 
-def test_bad_runtime_is_usage_error(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_runtime_is_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, _, err = _run(capsys, monkeypatch, "dgx_spark", "--runtime", "tgi")
     assert code == 2
     assert "tgi" in err
 
 
-def test_bad_snapshot_exits_2(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-                              tmp_path: Path) -> None:
+def test_bad_snapshot_exits_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("NEMOCLAW_GPU_SNAPSHOT", str(tmp_path / "missing.json"))
     assert run(["models"]) == 2
 
@@ -154,8 +200,10 @@ def test_module_import_is_light() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, nemoclaw_runtime.cli.models; "
-            "bad = [m for m in ('docker', 'httpx', 'pynvml', 'huggingface_hub', 'rich') if m in sys.modules]; "
-            "print(bad)")
+    code = (
+        "import sys, nemoclaw_runtime.cli.models; "
+        "bad = [m for m in ('docker', 'httpx', 'pynvml', 'huggingface_hub', 'rich') if m in sys.modules]; "
+        "print(bad)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

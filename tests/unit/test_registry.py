@@ -20,32 +20,74 @@ from nemoclaw_runtime.registry import (
 # NemoClaw's registry table (vllm-models.ts), modelArgs verbatim as shell text: shlex turns it into the argv
 # tokens our data files must hold, so the comparison is token by token against the reference.
 NEMOCLAW_TABLE = [
-    ("qwen3.6-27b", "Qwen/Qwen3.6-27B-FP8", 262144, False, ("dgx-spark", "dgx-station", "linux-nvidia"),
-     ("--gpu-memory-utilization 0.7 --max-num-seqs 4 --reasoning-parser qwen3 --enable-auto-tool-choice "
-     "--tool-call-parser qwen3_coder --load-format fastsafetensors --enable-prefix-caching")),
-    ("deepseek-r1-distill-70b", "deepseek-ai/DeepSeek-R1-Distill-Llama-70B", 32768, True,
-     ("dgx-spark", "dgx-station", "linux-nvidia"),
-     ("--gpu-memory-utilization 0.7 --max-num-seqs 4 --reasoning-parser deepseek_r1 --enable-auto-tool-choice "
-     "--tool-call-parser hermes")),
-    ("nemotron-3-nano-4b", "nvidia/NVIDIA-Nemotron-3-Nano-4B-FP8", 262144, False,
-     ("dgx-spark", "dgx-station", "linux-nvidia"),
-     ("--gpu-memory-utilization 0.7 --load-format fastsafetensors --enable-auto-tool-choice "
-     "--tool-call-parser qwen3_coder")),
-    ("deepseek-v4-flash", "deepseek-ai/DeepSeek-V4-Flash", 1048576, False, ("dgx-station",),
-     ("--kv-cache-dtype fp8 --block-size 256 --enable-prefix-caching --gpu-memory-utilization 0.92 "
-     "--compilation-config '{\"cudagraph_mode\":\"FULL_AND_PIECEWISE\",\"custom_ops\":[\"all\"]}' "
-     "--attention_config.use_fp4_indexer_cache True --tokenizer-mode deepseek_v4 --tool-call-parser deepseek_v4 "
-     "--enable-auto-tool-choice --reasoning-parser deepseek_v4 --no-disable-hybrid-kv-cache-manager "
-     "--disable-uvicorn-access-log --max-cudagraph-capture-size 128 "
-     "--speculative-config '{\"method\":\"mtp\",\"num_speculative_tokens\":3}' --max-num-batched-tokens 8192 "
-     "--max-num-seqs 16 --prefix-cache-retention-interval auto")),
-    ("qwen3.6-35b-a3b-nvfp4", "nvidia/Qwen3.6-35B-A3B-NVFP4", 262144, False, ("dgx-spark",),
-     ("--gpu-memory-utilization 0.4 --dtype auto --quantization modelopt --kv-cache-dtype fp8 "
-     "--attention-backend flashinfer --moe-backend marlin --max-num-seqs 4 --max-num-batched-tokens 8192 "
-     "--enable-chunked-prefill --async-scheduling --enable-prefix-caching --enable-auto-tool-choice "
-     "--tool-call-parser qwen3_xml --reasoning-parser qwen3 "
-     "--speculative-config '{\"method\":\"mtp\",\"num_speculative_tokens\":3,\"moe_backend\":\"triton\"}' "
-     "--load-format fastsafetensors")),
+    (
+        "qwen3.6-27b",
+        "Qwen/Qwen3.6-27B-FP8",
+        262144,
+        False,
+        ("dgx-spark", "dgx-station", "linux-nvidia"),
+        (
+            "--gpu-memory-utilization 0.7 --max-num-seqs 4 --reasoning-parser qwen3 "
+            "--enable-auto-tool-choice --tool-call-parser qwen3_coder --load-format fastsafetensors "
+            "--enable-prefix-caching"
+        ),
+    ),
+    (
+        "deepseek-r1-distill-70b",
+        "deepseek-ai/DeepSeek-R1-Distill-Llama-70B",
+        32768,
+        True,
+        ("dgx-spark", "dgx-station", "linux-nvidia"),
+        (
+            "--gpu-memory-utilization 0.7 --max-num-seqs 4 --reasoning-parser deepseek_r1 "
+            "--enable-auto-tool-choice --tool-call-parser hermes"
+        ),
+    ),
+    (
+        "nemotron-3-nano-4b",
+        "nvidia/NVIDIA-Nemotron-3-Nano-4B-FP8",
+        262144,
+        False,
+        ("dgx-spark", "dgx-station", "linux-nvidia"),
+        (
+            "--gpu-memory-utilization 0.7 --load-format fastsafetensors --enable-auto-tool-choice "
+            "--tool-call-parser qwen3_coder"
+        ),
+    ),
+    (
+        "deepseek-v4-flash",
+        "deepseek-ai/DeepSeek-V4-Flash",
+        1048576,
+        False,
+        ("dgx-station",),
+        (
+            "--kv-cache-dtype fp8 --block-size 256 --enable-prefix-caching --gpu-memory-utilization 0.92 "
+            '--compilation-config \'{"cudagraph_mode":"FULL_AND_PIECEWISE","custom_ops":["all"]}\' '
+            "--attention_config.use_fp4_indexer_cache True --tokenizer-mode deepseek_v4 "
+            "--tool-call-parser deepseek_v4 "
+            "--enable-auto-tool-choice --reasoning-parser deepseek_v4 --no-disable-hybrid-kv-cache-manager "
+            "--disable-uvicorn-access-log --max-cudagraph-capture-size 128 "
+            '--speculative-config \'{"method":"mtp","num_speculative_tokens":3}\' '
+            "--max-num-batched-tokens 8192 "
+            "--max-num-seqs 16 --prefix-cache-retention-interval auto"
+        ),
+    ),
+    (
+        "qwen3.6-35b-a3b-nvfp4",
+        "nvidia/Qwen3.6-35B-A3B-NVFP4",
+        262144,
+        False,
+        ("dgx-spark",),
+        (
+            "--gpu-memory-utilization 0.4 --dtype auto --quantization modelopt --kv-cache-dtype fp8 "
+            "--attention-backend flashinfer --moe-backend marlin --max-num-seqs 4 "
+            "--max-num-batched-tokens 8192 "
+            "--enable-chunked-prefill --async-scheduling --enable-prefix-caching --enable-auto-tool-choice "
+            "--tool-call-parser qwen3_xml --reasoning-parser qwen3 "
+            '--speculative-config \'{"method":"mtp","num_speculative_tokens":3,"moe_backend":"triton"}\' '
+            "--load-format fastsafetensors"
+        ),
+    ),
 ]
 SLUGS = [row[0] for row in NEMOCLAW_TABLE]
 
@@ -67,10 +109,18 @@ def test_vllm_entries_in_registry_order(registry: Registry) -> None:
     assert [m.slug for m in registry.vllm_models] == SLUGS
 
 
-@pytest.mark.parametrize(("slug", "hf_id", "max_len", "gated", "platforms", "shell_args"), NEMOCLAW_TABLE,
-                         ids=SLUGS)
-def test_vllm_entry_matches_nemoclaw(registry: Registry, slug: str, hf_id: str, max_len: int, gated: bool,
-                                     platforms: tuple[str, ...], shell_args: str) -> None:
+@pytest.mark.parametrize(
+    ("slug", "hf_id", "max_len", "gated", "platforms", "shell_args"), NEMOCLAW_TABLE, ids=SLUGS
+)
+def test_vllm_entry_matches_nemoclaw(
+    registry: Registry,
+    slug: str,
+    hf_id: str,
+    max_len: int,
+    gated: bool,
+    platforms: tuple[str, ...],
+    shell_args: str,
+) -> None:
     model = registry.vllm_model(slug)
     assert model.hf_id == hf_id
     assert model.max_model_len == max_len
@@ -79,10 +129,22 @@ def test_vllm_entry_matches_nemoclaw(registry: Registry, slug: str, hf_id: str, 
     assert model.flags == tuple(shlex.split(shell_args))
 
 
-@pytest.mark.parametrize(("slug", "hf_id", "max_len", "shell_args"),
-                         [(row[0], row[1], row[2], row[5]) for row in NEMOCLAW_TABLE], ids=SLUGS)
+@pytest.mark.parametrize(
+    ("slug", "hf_id", "max_len", "shell_args"),
+    [(row[0], row[1], row[2], row[5]) for row in NEMOCLAW_TABLE],
+    ids=SLUGS,
+)
 def test_serve_argv_exact(registry: Registry, slug: str, hf_id: str, max_len: int, shell_args: str) -> None:
-    expected = ["vllm", "serve", hf_id, "--port", "8000", "--max-model-len", str(max_len), *shlex.split(shell_args)]
+    expected = [
+        "vllm",
+        "serve",
+        hf_id,
+        "--port",
+        "8000",
+        "--max-model-len",
+        str(max_len),
+        *shlex.split(shell_args),
+    ]
     assert list(registry.vllm_model(slug).serve_argv()) == expected
     extra = ("--max-num-seqs", "2")
     assert list(registry.vllm_model(slug).serve_argv(extra)) == [*expected, *extra]
@@ -102,20 +164,31 @@ def test_serve_argv_has_no_shell_or_pip(registry: Registry) -> None:
         assert not {"pip", "&&", "bash", "-lc", "export"} & set(argv)
 
 
-# --- profiles --------------------------------------------------------------------------------------------------
+# --- profiles -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("gpu_profile", "name", "image", "default"), [
-    ("dgx-spark", "DGX Spark", "nvcr.io/nvidia/vllm:26.05.post1-py3", "qwen3.6-35b-a3b-nvfp4"),
-    ("dgx-station", "DGX Station", "nvcr.io/nvidia/vllm:26.05.post1-py3", "deepseek-v4-flash"),
-    ("linux-nvidia", "Linux + NVIDIA GPU", "nvcr.io/nvidia/vllm:26.03.post1-py3", "nemotron-3-nano-4b"),
-])
+@pytest.mark.parametrize(
+    ("gpu_profile", "name", "image", "default"),
+    [
+        ("dgx-spark", "DGX Spark", "nvcr.io/nvidia/vllm:26.05.post1-py3", "qwen3.6-35b-a3b-nvfp4"),
+        ("dgx-station", "DGX Station", "nvcr.io/nvidia/vllm:26.05.post1-py3", "deepseek-v4-flash"),
+        ("linux-nvidia", "Linux + NVIDIA GPU", "nvcr.io/nvidia/vllm:26.03.post1-py3", "nemotron-3-nano-4b"),
+    ],
+)
 def test_profiles(registry: Registry, gpu_profile: str, name: str, image: str, default: str) -> None:
     profile = registry.vllm_profiles[gpu_profile]
     assert registry.vllm_profile_for(gpu_profile) is profile
-    assert (profile.name, profile.gpu_profile, profile.image, profile.default_slug) == (name, gpu_profile, image,
-                                                                                         default)
-    assert (profile.pull_timeout_s, profile.load_timeout_s, profile.container_name) == (43200, 1800, "nemoclaw-vllm")
+    assert (profile.name, profile.gpu_profile, profile.image, profile.default_slug) == (
+        name,
+        gpu_profile,
+        image,
+        default,
+    )
+    assert (profile.pull_timeout_s, profile.load_timeout_s, profile.container_name) == (
+        43200,
+        1800,
+        "nemoclaw-vllm",
+    )
     assert registry.resolve_vllm_model(None, profile=profile).slug == default
     assert registry.resolve_vllm_model("   ", profile=profile).slug == default
 
@@ -131,12 +204,21 @@ def test_unknown_gpu_profile_is_an_error(registry: Registry) -> None:
         registry.vllm_profile_for("n1x")
 
 
-@pytest.mark.parametrize(("gpu_profile", "expected"), [
-    ("dgx-spark", ["qwen3.6-27b", "deepseek-r1-distill-70b", "nemotron-3-nano-4b", "qwen3.6-35b-a3b-nvfp4"]),
-    ("dgx-station", ["qwen3.6-27b", "deepseek-r1-distill-70b", "nemotron-3-nano-4b", "deepseek-v4-flash"]),
-    ("linux-nvidia", ["qwen3.6-27b", "deepseek-r1-distill-70b", "nemotron-3-nano-4b"]),
-    ("jetson", ["qwen3.6-27b", "deepseek-r1-distill-70b", "nemotron-3-nano-4b"]),
-])
+@pytest.mark.parametrize(
+    ("gpu_profile", "expected"),
+    [
+        (
+            "dgx-spark",
+            ["qwen3.6-27b", "deepseek-r1-distill-70b", "nemotron-3-nano-4b", "qwen3.6-35b-a3b-nvfp4"],
+        ),
+        (
+            "dgx-station",
+            ["qwen3.6-27b", "deepseek-r1-distill-70b", "nemotron-3-nano-4b", "deepseek-v4-flash"],
+        ),
+        ("linux-nvidia", ["qwen3.6-27b", "deepseek-r1-distill-70b", "nemotron-3-nano-4b"]),
+        ("jetson", ["qwen3.6-27b", "deepseek-r1-distill-70b", "nemotron-3-nano-4b"]),
+    ],
+)
 def test_models_for_profile_registry_order(registry: Registry, gpu_profile: str, expected: list[str]) -> None:
     profile = registry.vllm_profile_for(gpu_profile)
     assert [m.slug for m in registry.vllm_models_for(profile)] == expected
@@ -150,13 +232,21 @@ def test_models_for_no_profile_is_empty(registry: Registry) -> None:
     assert registry.vllm_picker_order(None) == ()
 
 
-# --- lookup ----------------------------------------------------------------------------------------------------
+# --- lookup -------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", [
-    "qwen3.6-27b", "QWEN3.6-27B", "  qwen3.6-27b  ", "\tQwen3.6-27b\n",
-    "Qwen/Qwen3.6-27B-FP8", "qwen/qwen3.6-27b-fp8", "  QWEN/QWEN3.6-27B-FP8 ",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "qwen3.6-27b",
+        "QWEN3.6-27B",
+        "  qwen3.6-27b  ",
+        "\tQwen3.6-27b\n",
+        "Qwen/Qwen3.6-27B-FP8",
+        "qwen/qwen3.6-27b-fp8",
+        "  QWEN/QWEN3.6-27B-FP8 ",
+    ],
+)
 def test_lookup_by_slug_or_hf_id_any_case_trimmed(registry: Registry, text: str) -> None:
     assert registry.resolve_vllm_model(text, profile=None).slug == "qwen3.6-27b"
 
@@ -177,8 +267,10 @@ def test_unknown_slug_message_lists_all_five(registry: Registry) -> None:
         registry.resolve_vllm_model("llama-9000", profile=registry.vllm_profiles["dgx-spark"])
     error = caught.value
     assert error.message == (
-        "Unknown NEMOCLAW_VLLM_MODEL='llama-9000'. Recognised values: 'qwen3.6-27b', 'deepseek-r1-distill-70b', "
-        "'nemotron-3-nano-4b', 'deepseek-v4-flash', 'qwen3.6-35b-a3b-nvfp4' (or the full Hugging Face model id).")
+        "Unknown NEMOCLAW_VLLM_MODEL='llama-9000'. Recognised values: 'qwen3.6-27b', "
+        "'deepseek-r1-distill-70b', 'nemotron-3-nano-4b', 'deepseek-v4-flash', 'qwen3.6-35b-a3b-nvfp4' "
+        "(or the full Hugging Face model id)."
+    )
     assert error.exit_code == 2
     assert error.remedy is not None and "nemoclaw-runtime models" in error.remedy
     assert error.details["recognised"] == SLUGS
@@ -202,7 +294,7 @@ def test_partial_names_do_not_match(registry: Registry) -> None:
     assert registry.find_vllm_model("Qwen3.6-27B-FP8") is None  # HF id without its org
 
 
-# --- gating, served ids ----------------------------------------------------------------------------------------
+# --- gating, served ids -------------------------------------------------------------------------------------
 
 
 def test_gated_entries_carry_token_variables_and_licence(registry: Registry) -> None:
@@ -219,34 +311,51 @@ def test_served_model_id_defaults_to_hf_id(registry: Registry) -> None:
         assert is_safe_model_id(model.served_model_id())
 
 
-@pytest.mark.parametrize("extra", [
-    ("--served-model-name", "my-model"),
-    ("--served-model-name=my-model",),
-    ("--max-num-seqs", "2", "--served-model-name", "my-model", "--enable-chunked-prefill"),
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ("--served-model-name", "my-model"),
+        ("--served-model-name=my-model",),
+        ("--max-num-seqs", "2", "--served-model-name", "my-model", "--enable-chunked-prefill"),
+    ],
+)
 def test_served_model_name_from_extra_args(registry: Registry, extra: tuple[str, ...]) -> None:
     assert registry.vllm_model("qwen3.6-27b").served_model_id(extra) == "my-model"
 
 
-@pytest.mark.parametrize("extra", [
-    ("--served-model-name", "a", "b"),
-    ("--served-model-name", "a", "--served-model-name", "b"),
-    ("--served-model-name=a", "--served-model-name", "a"),
-    ("--served-model-name",),
-    ("--served-model-name", "--max-num-seqs", "2"),
-    ("--served-model-name=",),
-    ("--served-model-name", "bad id"),
-    ("--served-model-name=bad$id",),
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ("--served-model-name", "a", "b"),
+        ("--served-model-name", "a", "--served-model-name", "b"),
+        ("--served-model-name=a", "--served-model-name", "a"),
+        ("--served-model-name",),
+        ("--served-model-name", "--max-num-seqs", "2"),
+        ("--served-model-name=",),
+        ("--served-model-name", "bad id"),
+        ("--served-model-name=bad$id",),
+    ],
+)
 def test_bad_served_model_name(registry: Registry, extra: tuple[str, ...]) -> None:
     with pytest.raises(InvalidInput, match="^--served-model-name must specify exactly one safe model ID$"):
         registry.vllm_model("qwen3.6-27b").served_model_id(extra)
 
 
-@pytest.mark.parametrize(("text", "safe"), [
-    ("nvidia/nemotron-3-nano", True), ("Qwen/Qwen3.6-27B-FP8", True), ("a:b_c.d-e", True),
-    ("", False), ("a b", False), ("a;rm", False), ("a\nb", False), ("é", False), (None, False), (3, False),
-])
+@pytest.mark.parametrize(
+    ("text", "safe"),
+    [
+        ("nvidia/nemotron-3-nano", True),
+        ("Qwen/Qwen3.6-27B-FP8", True),
+        ("a:b_c.d-e", True),
+        ("", False),
+        ("a b", False),
+        ("a;rm", False),
+        ("a\nb", False),
+        ("é", False),
+        (None, False),
+        (3, False),
+    ],
+)
 def test_is_safe_model_id(text: object, safe: bool) -> None:
     assert is_safe_model_id(text) is safe
 

@@ -40,17 +40,20 @@ def test_not_an_array(raw: str) -> None:
     assert "index" not in caught.value.details
 
 
-@pytest.mark.parametrize(("raw", "index", "problem"), [
-    ('[1]', 0, "must be a string."),
-    ('["--a", null]', 1, "must be a string."),
-    ('["--a", "b", ["c"]]', 2, "must be a string."),
-    ('["--a", ""]', 1, "must not be empty."),
-    ('["   "]', 0, "must not be empty."),
-    ('["--a", "b\\u0000c"]', 1, "must not contain control characters."),
-    ('["a\\nb"]', 0, "must not contain control characters."),
-    ('["--x", "y", "a\\u007fb"]', 2, "must not contain control characters."),
-    ('["a\\u001fb"]', 0, "must not contain control characters."),
-])
+@pytest.mark.parametrize(
+    ("raw", "index", "problem"),
+    [
+        ("[1]", 0, "must be a string."),
+        ('["--a", null]', 1, "must be a string."),
+        ('["--a", "b", ["c"]]', 2, "must be a string."),
+        ('["--a", ""]', 1, "must not be empty."),
+        ('["   "]', 0, "must not be empty."),
+        ('["--a", "b\\u0000c"]', 1, "must not contain control characters."),
+        ('["a\\nb"]', 0, "must not contain control characters."),
+        ('["--x", "y", "a\\u007fb"]', 2, "must not contain control characters."),
+        ('["a\\u001fb"]', 0, "must not contain control characters."),
+    ],
+)
 def test_bad_element_names_index(raw: str, index: int, problem: str) -> None:
     with pytest.raises(InvalidSetting) as caught:
         parse_extra_args(raw)

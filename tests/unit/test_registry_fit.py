@@ -13,39 +13,85 @@ def registry() -> Registry:
     return load_registry()
 
 
-# --- NIM -------------------------------------------------------------------------------------------------------
+# --- NIM ----------------------------------------------------------------------------------------------------
 
 
 def test_nim_catalog_exact(registry: Registry) -> None:
     rows = [(m.name, m.image, m.min_vram_mib, m.served_id) for m in registry.nim_models]
     assert rows == [
-        ("nemotron-3-super-120b-a12b", "nvcr.io/nim/nvidia/nemotron-3-super-120b-a12b:latest", 40960,
-         "nvidia/nemotron-3-super-120b-a12b"),
-        ("nemotron-3-nano-30b-a3b", "nvcr.io/nim/nvidia/nemotron-3-nano:latest", 8192, "nvidia/nemotron-3-nano"),
-        ("llama-3.1-nemotron-70b-instruct", "nvcr.io/nim/nvidia/llama-3.1-nemotron-70b-instruct:latest", 81920,
-         "nvidia/llama-3.1-nemotron-70b-instruct"),
-        ("llama-3.3-nemotron-super-49b-v1", "nvcr.io/nim/nvidia/llama-3.3-nemotron-super-49b-v1:latest", 24576,
-         "nvidia/llama-3.3-nemotron-super-49b-v1"),
-        ("meta/llama-3.1-8b-instruct", "nvcr.io/nim/meta/llama-3.1-8b-instruct:latest", 16384,
-         "meta/llama-3.1-8b-instruct"),
+        (
+            "nemotron-3-super-120b-a12b",
+            "nvcr.io/nim/nvidia/nemotron-3-super-120b-a12b:latest",
+            40960,
+            "nvidia/nemotron-3-super-120b-a12b",
+        ),
+        (
+            "nemotron-3-nano-30b-a3b",
+            "nvcr.io/nim/nvidia/nemotron-3-nano:latest",
+            8192,
+            "nvidia/nemotron-3-nano",
+        ),
+        (
+            "llama-3.1-nemotron-70b-instruct",
+            "nvcr.io/nim/nvidia/llama-3.1-nemotron-70b-instruct:latest",
+            81920,
+            "nvidia/llama-3.1-nemotron-70b-instruct",
+        ),
+        (
+            "llama-3.3-nemotron-super-49b-v1",
+            "nvcr.io/nim/nvidia/llama-3.3-nemotron-super-49b-v1:latest",
+            24576,
+            "nvidia/llama-3.3-nemotron-super-49b-v1",
+        ),
+        (
+            "meta/llama-3.1-8b-instruct",
+            "nvcr.io/nim/meta/llama-3.1-8b-instruct:latest",
+            16384,
+            "meta/llama-3.1-8b-instruct",
+        ),
     ]
 
 
-@pytest.mark.parametrize(("budget", "expected"), [
-    (None, []),
-    (0, []),
-    (8191, []),
-    (8192, ["nemotron-3-nano-30b-a3b"]),
-    (16383, ["nemotron-3-nano-30b-a3b"]),
-    (16384, ["nemotron-3-nano-30b-a3b", "meta/llama-3.1-8b-instruct"]),
-    (24576, ["nemotron-3-nano-30b-a3b", "llama-3.3-nemotron-super-49b-v1", "meta/llama-3.1-8b-instruct"]),
-    (40960, ["nemotron-3-super-120b-a12b", "nemotron-3-nano-30b-a3b", "llama-3.3-nemotron-super-49b-v1",
-             "meta/llama-3.1-8b-instruct"]),
-    (81919, ["nemotron-3-super-120b-a12b", "nemotron-3-nano-30b-a3b", "llama-3.3-nemotron-super-49b-v1",
-             "meta/llama-3.1-8b-instruct"]),
-    (81920, ["nemotron-3-super-120b-a12b", "nemotron-3-nano-30b-a3b", "llama-3.1-nemotron-70b-instruct",
-             "llama-3.3-nemotron-super-49b-v1", "meta/llama-3.1-8b-instruct"]),
-])
+@pytest.mark.parametrize(
+    ("budget", "expected"),
+    [
+        (None, []),
+        (0, []),
+        (8191, []),
+        (8192, ["nemotron-3-nano-30b-a3b"]),
+        (16383, ["nemotron-3-nano-30b-a3b"]),
+        (16384, ["nemotron-3-nano-30b-a3b", "meta/llama-3.1-8b-instruct"]),
+        (24576, ["nemotron-3-nano-30b-a3b", "llama-3.3-nemotron-super-49b-v1", "meta/llama-3.1-8b-instruct"]),
+        (
+            40960,
+            [
+                "nemotron-3-super-120b-a12b",
+                "nemotron-3-nano-30b-a3b",
+                "llama-3.3-nemotron-super-49b-v1",
+                "meta/llama-3.1-8b-instruct",
+            ],
+        ),
+        (
+            81919,
+            [
+                "nemotron-3-super-120b-a12b",
+                "nemotron-3-nano-30b-a3b",
+                "llama-3.3-nemotron-super-49b-v1",
+                "meta/llama-3.1-8b-instruct",
+            ],
+        ),
+        (
+            81920,
+            [
+                "nemotron-3-super-120b-a12b",
+                "nemotron-3-nano-30b-a3b",
+                "llama-3.1-nemotron-70b-instruct",
+                "llama-3.3-nemotron-super-49b-v1",
+                "meta/llama-3.1-8b-instruct",
+            ],
+        ),
+    ],
+)
 def test_nim_filter_thresholds(registry: Registry, budget: int | None, expected: list[str]) -> None:
     assert [m.name for m in registry.nim_models_fitting(budget)] == expected
 
@@ -62,8 +108,10 @@ def test_nim_default_without_fit(registry: Registry, budget: int | None) -> None
     assert caught.value.exit_code == 3
 
 
-@pytest.mark.parametrize("text", ["nemotron-3-nano-30b-a3b", "NVIDIA/Nemotron-3-Nano",
-                                  " nvcr.io/nim/nvidia/nemotron-3-nano:latest "])
+@pytest.mark.parametrize(
+    "text",
+    ["nemotron-3-nano-30b-a3b", "NVIDIA/Nemotron-3-Nano", " nvcr.io/nim/nvidia/nemotron-3-nano:latest "],
+)
 def test_nim_lookup(registry: Registry, text: str) -> None:
     assert registry.resolve_nim_model(text, budget_mib=None).served_id == "nvidia/nemotron-3-nano"
 
@@ -75,11 +123,14 @@ def test_nim_unknown_and_too_big(registry: Registry) -> None:
         registry.resolve_nim_model("llama-3.1-nemotron-70b-instruct", budget_mib=40960)
 
 
-# --- Ollama ----------------------------------------------------------------------------------------------------
+# --- Ollama -------------------------------------------------------------------------------------------------
 
 
 def test_ollama_starters_exact(registry: Registry) -> None:
-    rows = [(s.tag, s.required_memory_mib, s.download_bytes, s.compute_intensive) for s in registry.ollama_starters]
+    rows = [
+        (s.tag, s.required_memory_mib, s.download_bytes, s.compute_intensive)
+        for s in registry.ollama_starters
+    ]
     assert rows == [
         ("qwen3.6:35b", 30000, 24_000_000_000, True),
         ("nemotron-3-nano:30b", 26000, 19_000_000_000, True),
@@ -87,24 +138,35 @@ def test_ollama_starters_exact(registry: Registry) -> None:
     ]
 
 
-def _tags(registry: Registry, memory: int | None, nvidia: bool = True, constrained: bool = False) -> list[str]:
-    return [s.tag for s in registry.fittable_ollama_starters(memory, nvidia_known=nvidia,
-                                                             compute_constrained=constrained)]
+def _tags(
+    registry: Registry, memory: int | None, nvidia: bool = True, constrained: bool = False
+) -> list[str]:
+    return [
+        s.tag
+        for s in registry.fittable_ollama_starters(
+            memory, nvidia_known=nvidia, compute_constrained=constrained
+        )
+    ]
 
 
-@pytest.mark.parametrize(("memory", "nvidia", "expected"), [
-    (None, True, ["qwen3.5:9b"]),
-    (0, True, ["qwen3.5:9b"]),
-    (200000, False, ["qwen3.5:9b"]),
-    (None, False, ["qwen3.5:9b"]),
-    (11999, True, []),
-    (12000, True, ["qwen3.5:9b"]),
-    (25999, True, ["qwen3.5:9b"]),
-    (26000, True, ["qwen3.5:9b", "nemotron-3-nano:30b"]),
-    (30000, True, ["qwen3.5:9b", "nemotron-3-nano:30b", "qwen3.6:35b"]),
-    (128000, True, ["qwen3.5:9b", "nemotron-3-nano:30b", "qwen3.6:35b"]),
-])
-def test_fittable_smallest_first(registry: Registry, memory: int | None, nvidia: bool, expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("memory", "nvidia", "expected"),
+    [
+        (None, True, ["qwen3.5:9b"]),
+        (0, True, ["qwen3.5:9b"]),
+        (200000, False, ["qwen3.5:9b"]),
+        (None, False, ["qwen3.5:9b"]),
+        (11999, True, []),
+        (12000, True, ["qwen3.5:9b"]),
+        (25999, True, ["qwen3.5:9b"]),
+        (26000, True, ["qwen3.5:9b", "nemotron-3-nano:30b"]),
+        (30000, True, ["qwen3.5:9b", "nemotron-3-nano:30b", "qwen3.6:35b"]),
+        (128000, True, ["qwen3.5:9b", "nemotron-3-nano:30b", "qwen3.6:35b"]),
+    ],
+)
+def test_fittable_smallest_first(
+    registry: Registry, memory: int | None, nvidia: bool, expected: list[str]
+) -> None:
     assert _tags(registry, memory, nvidia) == expected
 
 
@@ -113,16 +175,20 @@ def test_compute_constrained_skips_intensive(registry: Registry) -> None:
     assert _tags(registry, 8000, constrained=True) == []
 
 
-@pytest.mark.parametrize(("memory", "constrained", "expected"), [
-    (128000, False, "qwen3.6:35b"),
-    (28000, False, "nemotron-3-nano:30b"),
-    (13000, False, "qwen3.5:9b"),
-    (128000, True, "qwen3.5:9b"),
-    (None, False, "qwen3.5:9b"),
-    (4000, False, None),
-])
-def test_default_is_largest_fit(registry: Registry, memory: int | None, constrained: bool,
-                                expected: str | None) -> None:
+@pytest.mark.parametrize(
+    ("memory", "constrained", "expected"),
+    [
+        (128000, False, "qwen3.6:35b"),
+        (28000, False, "nemotron-3-nano:30b"),
+        (13000, False, "qwen3.5:9b"),
+        (128000, True, "qwen3.5:9b"),
+        (None, False, "qwen3.5:9b"),
+        (4000, False, None),
+    ],
+)
+def test_default_is_largest_fit(
+    registry: Registry, memory: int | None, constrained: bool, expected: str | None
+) -> None:
     default = registry.default_ollama_starter(memory, nvidia_known=True, compute_constrained=constrained)
     assert (default.tag if default else None) == expected
 
