@@ -370,3 +370,11 @@ def test_json_document_fields() -> None:
     assert doc["summary"] == ["NVIDIA GPU detected (8x NVIDIA H100 80GB HBM3, 652472 MB)"]
     assert doc["snapshot"]["schema"] == 1
     assert doc["gpus"][0]["pci_device_id"] == "0x233010DE"
+
+
+def test_package_exports_resolve() -> None:
+    from nemoclaw_runtime import gpu
+
+    assert len(set(gpu.__all__)) == len(gpu.__all__)
+    assert all(getattr(gpu, name) is not None for name in gpu.__all__)
+    assert gpu.PROFILES == ("dgx-spark", "dgx-station", "jetson", "linux-nvidia", "none")
