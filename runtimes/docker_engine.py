@@ -14,6 +14,7 @@ Two sharp edges of docker-py are handled here (see docker-engine-notes.md):
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import threading
@@ -28,6 +29,8 @@ import docker.errors
 import requests.exceptions
 from docker.types import DeviceRequest
 from docker.types import Mount as DockerMount
+from nemoclaw_runtime.runtimes.engine import ContainerInfo, ContainerState
+from nemoclaw_runtime.runtimes.spec import ContainerSpec, image_repository
 
 from nemoclaw_runtime.errors import (
     DockerUnavailable,
@@ -38,8 +41,6 @@ from nemoclaw_runtime.errors import (
     NoSuchContainer,
     RegistryAuthFailed,
 )
-from nemoclaw_runtime.runtimes.engine import ContainerInfo, ContainerState
-from nemoclaw_runtime.runtimes.spec import ContainerSpec, image_repository
 from nemoclaw_runtime.secret import REDACTED, Secret
 from nemoclaw_runtime.settings import Settings
 
@@ -369,7 +370,7 @@ class DockerEngine:
 
     def stop_container(self, name_or_id: str, *, timeout: float = 10) -> None:
         with self._t("stopping a container", subject=name_or_id):
-            self._api.stop(name_or_id, timeout=max(0, int(round(timeout))))
+            self._api.stop(name_or_id, timeout=max(0, round(timeout)))
 
     def remove_container(self, name_or_id: str, *, force: bool = False) -> None:
         with self._t("removing a container", subject=name_or_id):
@@ -481,10 +482,9 @@ class DockerPullStream:
                 pass
 
     def close(self) -> None:
-        try:
+        # closing a dead response must never mask the real outcome of the pull
+        with contextlib.suppress(Exception):
             self._response.close()
-        except Exception:  # noqa: BLE001 - closing a dead response must never mask the real outcome
-            pass
 
     def __iter__(self) -> Iterator[Mapping[str, Any]]:
         try:
