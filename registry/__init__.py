@@ -44,13 +44,14 @@ __all__ = [
     "EXTRA_ARGS_VARIABLE",
     "HF_TOKEN_VARIABLES",
     "NGC_KEY_VARIABLES",
-    "SAFE_MODEL_ID_RE",
-    "VLLM_CONTAINER_PORT",
     "NimModel",
     "OllamaStarter",
     "Registry",
+    "SAFE_MODEL_ID_RE",
+    "VLLM_CONTAINER_PORT",
     "VllmModel",
     "VllmProfile",
+    "clear_registry_cache",
     "is_safe_model_id",
     "load_registry",
     "parse_extra_args",
@@ -81,4 +82,6 @@ def _load_cached(folder: Path) -> Registry:
     )
 
 
-load_registry.cache_clear = _load_cached.cache_clear  # type: ignore[attr-defined]
+def clear_registry_cache() -> None:
+    """Forget loaded registries (tests that edit data files in place)."""
+    _load_cached.cache_clear()

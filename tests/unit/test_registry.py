@@ -378,3 +378,31 @@ def test_entries_are_frozen(registry: Registry) -> None:
         registry.vllm_models[0].slug = "x"  # type: ignore[misc]
     with pytest.raises(TypeError):
         registry.vllm_profiles["dgx-spark"] = registry.vllm_profiles["dgx-station"]  # type: ignore[index]
+
+
+def test_public_names_exported_and_sorted() -> None:
+    import nemoclaw_runtime.registry as package
+
+    assert package.__all__ == sorted(package.__all__)
+    for name in package.__all__:
+        assert hasattr(package, name), name
+    for name in (
+        "load_registry",
+        "Registry",
+        "VllmModel",
+        "VllmProfile",
+        "NimModel",
+        "OllamaStarter",
+        "parse_extra_args",
+        "is_safe_model_id",
+    ):
+        assert name in package.__all__
+
+
+def test_clear_registry_cache() -> None:
+    from nemoclaw_runtime.registry import clear_registry_cache
+
+    first = load_registry()
+    clear_registry_cache()
+    second = load_registry()
+    assert second is not first and second == first
