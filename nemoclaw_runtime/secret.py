@@ -35,5 +35,5 @@ class Secret:
     def __bool__(self) -> bool:
         return bool(self._value)
 
-    def __reduce__(self) -> object:  # never pickled into a cache or a log by accident
+    def __reduce__(self) -> str | tuple[object, ...]:  # never pickled into a cache or a log by accident
         raise TypeError("Secret values are not serialisable")
