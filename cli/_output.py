@@ -110,8 +110,14 @@ class _EventRenderer:
 
     def _render_rich(self, key: tuple[str, str], event: Progress) -> None:
         from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, Progress as RichProgress, TextColumn,
-                                   TimeElapsedColumn, TransferSpeedColumn)
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TransferSpeedColumn,
+        )
+        from rich.progress import Progress as RichProgress
 
         if self._progress is None:
             self._progress = RichProgress(

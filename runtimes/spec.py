@@ -75,7 +75,7 @@ class GpuRequest:
         if not parts or not all(p.isdigit() for p in parts):
             raise InvalidInput(
                 f"Invalid --gpus value {text!r}: expected all, none, or GPU indices such as 0,1",
-                remedy="pass --gpus all, --gpus none, or a comma-separated list of indices from `nemoclaw-runtime gpus`",
+                remedy="pass --gpus all, --gpus none, or comma-separated indices from `nemoclaw-runtime gpus`",
             )
         return cls("indices", tuple(sorted({int(p) for p in parts})))
 
