@@ -18,7 +18,8 @@ A threaded ``http.server`` on a free port that answers ``GET /v1/models``, ``POS
 With ``api_key`` set, every request without ``Authorization: Bearer <api_key>`` gets a 401 whose body (like a
 careless server's) echoes the header it got — so tests can check that excerpts are redacted.
 
-Use the ``fake_openai`` fixture (a factory; servers stop at teardown) or the ``serve_fake_openai`` context manager.
+Use the ``fake_openai`` fixture or ``fake_openai_servers()`` (factories; servers stop at teardown) or the
+``serve_fake_openai`` context manager.
 """
 
 from __future__ import annotations
@@ -195,9 +196,9 @@ def serve_fake_openai(behaviour: str = "normal", **options: Any) -> Iterator[Fak
         yield fake
 
 
-@pytest.fixture
-def fake_openai() -> Iterator[Callable[..., FakeOpenAI]]:
-    """A factory: ``fake_openai("overloaded", fail_times=2)`` starts a server; all stop at teardown."""
+@contextmanager
+def fake_openai_servers() -> Iterator[Callable[..., FakeOpenAI]]:
+    """A factory: ``start("overloaded", fail_times=2)`` starts a server; all stop when the block ends."""
     started: list[FakeOpenAI] = []
 
     def start(behaviour: str = "normal", **options: Any) -> FakeOpenAI:
@@ -205,6 +206,15 @@ def fake_openai() -> Iterator[Callable[..., FakeOpenAI]]:
         started.append(fake)
         return fake
 
-    yield start
-    for fake in started:
-        fake.stop()
+    try:
+        yield start
+    finally:
+        for fake in started:
+            fake.stop()
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[Callable[..., FakeOpenAI]]:
+    """The factory as a fixture (for a conftest ``pytest_plugins = ["tests.support.fake_openai"]``)."""
+    with fake_openai_servers() as start:
+        yield start

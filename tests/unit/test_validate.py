@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -24,12 +24,18 @@ from nemoclaw_runtime.runtimes.validate import (
 )
 from nemoclaw_runtime.secret import Secret
 from nemoclaw_runtime.settings import Settings
-from tests.support.fake_openai import FakeOpenAI, fake_openai  # noqa: F401 - the fixture
+from tests.support.fake_openai import FakeOpenAI, fake_openai_servers
 
 Start = Callable[..., FakeOpenAI]
 MODEL = "fake/model"
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[Start]:
+    with fake_openai_servers() as start:
+        yield start
 
 
 class FakeClock:
@@ -64,7 +70,7 @@ def failure(fake: FakeOpenAI, **kwargs: object) -> ValidationFailed:
 # --- success paths -------------------------------------------------------------------------------------------------
 
 
-def test_normal_endpoint_answers_through_chat_completions_with_a_tool(fake_openai: Start) -> None:  # noqa: F811
+def test_normal_endpoint_answers_through_chat_completions_with_a_tool(fake_openai: Start) -> None:
     fake = fake_openai("normal")
     result, events = probe(fake)
     assert (result.api, result.requested_api, result.reply_excerpt) == (API_COMPLETIONS, API_COMPLETIONS, "ready")
@@ -78,7 +84,7 @@ def test_normal_endpoint_answers_through_chat_completions_with_a_tool(fake_opena
     assert isinstance(events[-1], Info) and "answered" in events[-1].message
 
 
-def test_result_is_frozen_and_serialises(fake_openai: Start) -> None:  # noqa: F811
+def test_result_is_frozen_and_serialises(fake_openai: Start) -> None:
     result, _ = probe(fake_openai("normal"))
     data = json.loads(json.dumps(result.to_dict()))
     assert set(data) >= {"api", "latency_ms", "reply_excerpt", "tools_supported", "fallback_reason", "base_url"}
@@ -86,7 +92,7 @@ def test_result_is_frozen_and_serialises(fake_openai: Start) -> None:  # noqa: F
         result.api = "x"  # type: ignore[misc]
 
 
-def test_reasoning_only_answer_is_retried_once_with_a_bigger_budget(fake_openai: Start) -> None:  # noqa: F811
+def test_reasoning_only_answer_is_retried_once_with_a_bigger_budget(fake_openai: Start) -> None:
     fake = fake_openai("reasoning-only")
     result, events = probe(fake)
     assert result.reply_excerpt == "ready" and result.max_tokens == 512 and result.attempts == 2
@@ -94,21 +100,21 @@ def test_reasoning_only_answer_is_retried_once_with_a_bigger_budget(fake_openai:
     assert any(isinstance(e, Info) and "reasoning" in e.message for e in events)
 
 
-def test_server_busy_twice_then_ok_backs_off_5_then_15_s(fake_openai: Start) -> None:  # noqa: F811
+def test_server_busy_twice_then_ok_backs_off_5_then_15_s(fake_openai: Start) -> None:
     fake, clock = fake_openai("overloaded", fail_times=2), FakeClock()
     result, events = probe(fake, clock=clock)
     assert result.attempts == 3 and clock.sleeps == [5.0, 15.0]
     assert sum(isinstance(e, Info) and "503" in e.message for e in events) == 2
 
 
-def test_slow_first_answer_is_retried_with_a_doubled_budget(fake_openai: Start) -> None:  # noqa: F811
+def test_slow_first_answer_is_retried_with_a_doubled_budget(fake_openai: Start) -> None:
     fake = fake_openai("slow", delay=1.5)
     result, events = probe(fake, timeout=0.4)
     assert result.attempts == 2 and result.reply_excerpt == "ready"
     assert any(isinstance(e, Info) and "0.8 s budget" in e.message for e in events)
 
 
-def test_responses_api_used_when_asked_and_it_streams_properly(fake_openai: Start) -> None:  # noqa: F811
+def test_responses_api_used_when_asked_and_it_streams_properly(fake_openai: Start) -> None:
     fake = fake_openai("responses-stream")
     result, events = probe(fake, api=API_RESPONSES)
     assert (result.api, result.reply_excerpt, result.fallback_reason) == (API_RESPONSES, "ready", None)
@@ -117,7 +123,7 @@ def test_responses_api_used_when_asked_and_it_streams_properly(fake_openai: Star
     assert not any(isinstance(e, Warning) for e in events)
 
 
-def test_broken_responses_stream_falls_back_to_chat_and_says_so(fake_openai: Start) -> None:  # noqa: F811
+def test_broken_responses_stream_falls_back_to_chat_and_says_so(fake_openai: Start) -> None:
     fake = fake_openai("responses-broken")
     result, events = probe(fake, api=API_RESPONSES)
     assert result.api == API_COMPLETIONS and result.requested_api == API_RESPONSES
@@ -126,14 +132,14 @@ def test_broken_responses_stream_falls_back_to_chat_and_says_so(fake_openai: Sta
     assert any(isinstance(e, Warning) and "falling back" in e.message for e in events)
 
 
-def test_preferred_api_setting_asks_for_responses_and_a_404_falls_back(fake_openai: Start) -> None:  # noqa: F811
+def test_preferred_api_setting_asks_for_responses_and_a_404_falls_back(fake_openai: Start) -> None:
     fake = fake_openai("normal")
     settings = Settings(preferred_api=API_RESPONSES, local_inference_timeout=5.0)
     result, _ = probe(fake, settings=settings)
     assert result.api == API_COMPLETIONS and result.fallback_reason and "404" in result.fallback_reason
 
 
-def test_api_key_is_sent_as_a_bearer_header(fake_openai: Start) -> None:  # noqa: F811
+def test_api_key_is_sent_as_a_bearer_header(fake_openai: Start) -> None:
     fake = fake_openai("normal", api_key="sk-test-abcdefghijkl")
     result, _ = probe(fake, api_key=Secret("sk-test-abcdefghijkl"))
     assert result.api == API_COMPLETIONS
@@ -143,7 +149,7 @@ def test_api_key_is_sent_as_a_bearer_header(fake_openai: Start) -> None:  # noqa
 # --- failures ------------------------------------------------------------------------------------------------------
 
 
-def test_route_404_fails_at_once_with_a_remedy(fake_openai: Start) -> None:  # noqa: F811
+def test_route_404_fails_at_once_with_a_remedy(fake_openai: Start) -> None:
     fake = fake_openai("route-404")
     error = failure(fake)
     assert error.cause == "route" and "/v1" in (error.remedy or "")
@@ -151,7 +157,7 @@ def test_route_404_fails_at_once_with_a_remedy(fake_openai: Start) -> None:  # n
     assert len(fake.posts()) == 1
 
 
-def test_server_rejecting_tools_is_a_clear_failure(fake_openai: Start) -> None:  # noqa: F811
+def test_server_rejecting_tools_is_a_clear_failure(fake_openai: Start) -> None:
     fake = fake_openai("tools-400")
     error = failure(fake)
     assert error.cause == "tools-unsupported"
@@ -159,26 +165,26 @@ def test_server_rejecting_tools_is_a_clear_failure(fake_openai: Start) -> None: 
     assert "tool choice" in error.details["excerpt"] and len(fake.posts()) == 1
 
 
-def test_always_busy_gives_up_after_5_15_30_s(fake_openai: Start) -> None:  # noqa: F811
+def test_always_busy_gives_up_after_5_15_30_s(fake_openai: Start) -> None:
     fake, clock = fake_openai("rate-limited", fail_times=100), FakeClock()
     error = failure(fake, clock=clock)
     assert error.cause == "overloaded" and error.details["status"] == 429
     assert clock.sleeps == [5.0, 15.0, 30.0] and len(fake.posts()) == 4
 
 
-def test_model_that_only_reasons_fails_after_the_bigger_budget(fake_openai: Start) -> None:  # noqa: F811
+def test_model_that_only_reasons_fails_after_the_bigger_budget(fake_openai: Start) -> None:
     fake = fake_openai("reasoning-only", reasoning_below=10**6)
     error = failure(fake)
     assert error.cause == "reasoning-only" and "reasoning_content" in error.details["excerpt"]
     assert len(fake.posts()) == 2
 
 
-def test_empty_answer_fails(fake_openai: Start) -> None:  # noqa: F811
+def test_empty_answer_fails(fake_openai: Start) -> None:
     error = failure(fake_openai("empty"))
     assert error.cause == "empty" and error.remedy
 
 
-def test_slow_twice_is_a_timeout_after_one_retry(fake_openai: Start) -> None:  # noqa: F811
+def test_slow_twice_is_a_timeout_after_one_retry(fake_openai: Start) -> None:
     fake = fake_openai("slow", fail_times=2, delay=2.0)
     error = failure(fake, timeout=0.3)
     assert error.cause == "timeout" and "NEMOCLAW_LOCAL_INFERENCE_TIMEOUT" in (error.remedy or "")
@@ -197,7 +203,7 @@ def test_refused_connection_is_retried_once_then_fails() -> None:
     assert clock.sleeps == [2.0]
 
 
-def test_wrong_key_is_an_auth_failure_and_the_echoed_key_is_redacted(fake_openai: Start) -> None:  # noqa: F811
+def test_wrong_key_is_an_auth_failure_and_the_echoed_key_is_redacted(fake_openai: Start) -> None:
     fake = fake_openai("normal", api_key="right-key")
     error = failure(fake, api_key=Secret("wrong-key-1234567"))
     assert error.cause == "auth" and len(fake.posts()) == 1
@@ -205,7 +211,7 @@ def test_wrong_key_is_an_auth_failure_and_the_echoed_key_is_redacted(fake_openai
     assert "wrong-key-1234567" not in text and "***" in error.details["excerpt"]
 
 
-def test_cancelled_before_the_request_sends_nothing(fake_openai: Start) -> None:  # noqa: F811
+def test_cancelled_before_the_request_sends_nothing(fake_openai: Start) -> None:
     fake, cancel = fake_openai("normal"), CancelToken()
     cancel.cancel()
     with pytest.raises(Cancelled):
