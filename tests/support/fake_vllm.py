@@ -1,0 +1,114 @@
+"""The fake vLLM image (fixtures/images/fake-vllm): busybox + a ``vllm`` script that behaves like ``vllm serve``.
+
+    image = fake_vllm_image                       # session fixture: built once, tag nemoclaw-test/fake-vllm:<id>
+    container = start_fake_vllm(docker_client, image, model="acme/tiny", port=free_port(),
+                                env={"FAKE_VLLM_DELAY_S": "2"})
+
+The container runs ``vllm serve MODEL --port 8000 --max-model-len N`` (the argv the vLLM driver builds), published
+on 127.0.0.1:<port>, labelled with the test session so clean-up removes it. Switches (env): FAKE_VLLM_DELAY_S,
+FAKE_VLLM_CRASH=oom|gpu-util|401|nogpu, FAKE_VLLM_RESTART_LOOP=1, FAKE_VLLM_EXIT_AFTER_S (see the script).
+
+:class:`EngineTarget` is a :class:`~nemoclaw_runtime.runtimes.readiness.ReadinessTarget` over the real
+``DockerEngine``, for readiness tests against real containers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from nemoclaw_runtime.errors import NoSuchContainer
+from nemoclaw_runtime.runtimes.engine import ContainerState
+from tests.support.docker_env import session_labels, unique_name
+from tests.support.images import build_busybox_image
+
+if TYPE_CHECKING:
+    import docker
+
+    from nemoclaw_runtime.runtimes.docker_engine import DockerEngine
+
+FAKE_VLLM_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "images" / "fake-vllm"
+VLLM_PATH = "/usr/local/bin/vllm"
+HANDLER_PATH = "/usr/local/lib/fake-vllm/handler.sh"
+CONTAINER_PORT = 8000
+
+
+def fake_vllm_files() -> dict[str, str]:
+    return {
+        VLLM_PATH: (FAKE_VLLM_DIR / "vllm").read_text(encoding="utf-8"),
+        HANDLER_PATH: (FAKE_VLLM_DIR / "handler.sh").read_text(encoding="utf-8"),
+    }
+
+
+def build_fake_vllm_image(client: docker.DockerClient, tag: str) -> str:
+    """Build the image as fixtures/images/fake-vllm/Dockerfile describes; returns the image id."""
+    return build_busybox_image(
+        client, tag, fake_vllm_files(),
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
+        cmd=["vllm", "serve", "fake/model", "--port", str(CONTAINER_PORT), "--max-model-len", "4096"],
+    )
+
+
+@pytest.fixture(scope="session")
+def fake_vllm_image(docker_client: docker.DockerClient, test_session_id: str) -> str:
+    """Tag of the fake vLLM image, built once per test session."""
+    tag = f"nemoclaw-test/fake-vllm:{test_session_id[:12]}"
+    build_fake_vllm_image(docker_client, tag)
+    return tag
+
+
+def serve_command(model: str, *, max_model_len: int = 4096, extra: Sequence[str] = ()) -> list[str]:
+    """``vllm serve`` argv in the driver's shape (the container always listens on 8000)."""
+    return ["vllm", "serve", model, "--port", str(CONTAINER_PORT), "--max-model-len", str(max_model_len), *extra]
+
+
+def start_fake_vllm(
+    client: docker.DockerClient,
+    image: str,
+    *,
+    model: str,
+    port: int,
+    max_model_len: int = 4096,
+    extra: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    restart_policy: str | None = None,
+    name: str | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> Any:
+    """Run the fake vLLM detached, published on 127.0.0.1:``port``; returns the docker-py Container."""
+    kwargs: dict[str, Any] = {}
+    if restart_policy:
+        kwargs["restart_policy"] = {"Name": restart_policy}
+    return client.containers.run(
+        image,
+        serve_command(model, max_model_len=max_model_len, extra=extra),
+        name=name or unique_name("fake-vllm"),
+        detach=True,
+        environment=dict(env or {}),
+        ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)},
+        labels={**(labels or {}), **session_labels()},
+        **kwargs,
+    )
+
+
+@dataclass(frozen=True)
+class EngineTarget:
+    """A readiness target over the real DockerEngine: state and log tail by container name."""
+
+    engine: DockerEngine
+    name: str
+    port: int
+    host: str = "127.0.0.1"
+
+    def state(self) -> ContainerState:
+        info = self.engine.inspect_container(self.name)
+        if info is None:
+            raise NoSuchContainer(f"no container {self.name}")
+        return info.state
+
+    def log_tail(self, n: int) -> list[str]:
+        return self.engine.container_logs(self.name, tail=n)
