@@ -29,8 +29,6 @@ import docker.errors
 import requests.exceptions
 from docker.types import DeviceRequest
 from docker.types import Mount as DockerMount
-from nemoclaw_runtime.runtimes.engine import ContainerInfo, ContainerState
-from nemoclaw_runtime.runtimes.spec import ContainerSpec, image_repository
 
 from nemoclaw_runtime.errors import (
     DockerUnavailable,
@@ -41,6 +39,8 @@ from nemoclaw_runtime.errors import (
     NoSuchContainer,
     RegistryAuthFailed,
 )
+from nemoclaw_runtime.runtimes.engine import ContainerInfo, ContainerState
+from nemoclaw_runtime.runtimes.spec import ContainerSpec, image_repository
 from nemoclaw_runtime.secret import REDACTED, Secret
 from nemoclaw_runtime.settings import Settings
 
@@ -349,7 +349,7 @@ class DockerEngine:
     def container_logs(self, name_or_id: str, *, tail: int) -> list[str]:
         with self._t("reading container logs", subject=name_or_id):
             raw = self._api.logs(name_or_id, stdout=True, stderr=True, tail=tail)
-        return raw.decode("utf-8", "replace").splitlines()
+        return bytes(raw).decode("utf-8", "replace").splitlines()
 
     def follow_logs(self, name_or_id: str, *, tail: int) -> Iterator[str]:
         with self._t("following container logs", subject=name_or_id):

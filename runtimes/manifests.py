@@ -19,10 +19,10 @@ from typing import Any
 
 import httpx
 import tenacity
-from nemoclaw_runtime.runtimes.spec import image_repository
 
 from nemoclaw_runtime.clock import Clock, SystemClock
 from nemoclaw_runtime.errors import DownloadFailed, ImageNotFound, RegistryAuthFailed
+from nemoclaw_runtime.runtimes.spec import image_repository
 from nemoclaw_runtime.secret import Secret
 
 DOCKER_HUB = "docker.io"
@@ -58,7 +58,7 @@ class ImageRef:
     @property
     def engine_repository(self) -> str:
         """The repository as the engine names it (the user's spelling without tag/digest)."""
-        return image_repository(self.original)
+        return str(image_repository(self.original))
 
     @property
     def api_host(self) -> str:

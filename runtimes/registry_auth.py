@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from nemoclaw_runtime.runtimes.manifests import DOCKER_HUB, BasicCredentials
-
 from nemoclaw_runtime.errors import AccessDenied, MissingToken, RegistryAuthFailed
 from nemoclaw_runtime.events import EventSink, Info, Warning, discard
+from nemoclaw_runtime.runtimes.manifests import DOCKER_HUB, BasicCredentials
 from nemoclaw_runtime.secret import Secret
 from nemoclaw_runtime.settings import Settings
 

@@ -1,0 +1,62 @@
+"""``nemoclaw-runtime pull RUNTIME``: pre-pull the image ``up`` would run, pinned to this platform's digest."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+
+from nemoclaw_runtime.cli._output import Output, json_option
+
+RUNTIMES = ("vllm", "nim", "ollama")
+
+
+@click.command()
+@click.argument("runtime", type=click.Choice(RUNTIMES))
+@click.option("--model", help="NIM model (name, served id or image); default the first that fits this host.")
+@click.option("--image", help="Pull this image instead of the registry's (also NEMOCLAW_<RUNTIME>_IMAGE).")
+@click.option("--save-login", is_flag=True,
+              help="Save a key that worked to the docker config (auths entry, mode 0600). Off by default.")
+@json_option
+def pull(runtime: str, model: str | None, image: str | None, save_login: bool, json_mode: bool) -> None:
+    """Pull the image RUNTIME would run, pinned to this machine's platform digest, with progress.
+
+    \b
+    Keys for nvcr.io come from the docker config (docker login), else NGC_API_KEY,
+    NVIDIA_INFERENCE_API_KEY or NVIDIA_API_KEY, else a masked prompt on a terminal.
+    Examples:
+      nemoclaw-runtime pull vllm
+      nemoclaw-runtime pull ollama --image docker.io/ollama/ollama:0.12.6 --json
+    """
+    from nemoclaw_runtime.runtimes.images import pull_for_runtime
+    from nemoclaw_runtime.settings import Settings
+
+    output = Output(json_mode)
+    settings = Settings.from_env(os.environ)
+    for warning in settings.warnings:
+        output.warn(warning)
+    result = pull_for_runtime(runtime, settings, model=model, image=image, events=output.events(),
+                              prompt_secret=_masked_prompt() if sys.stdin.isatty() else None, save_login=save_login)
+    output.result(result.to_dict(), lambda: _lines(result.to_dict()))
+
+
+def _masked_prompt() -> Callable[[str], str]:
+    def ask(label: str) -> str:
+        return str(click.prompt(label.strip().rstrip(":"), hide_input=True, default="", show_default=False,
+                                err=True))
+
+    return ask
+
+
+def _lines(result: dict[str, Any]) -> Iterator[str]:
+    what = "pulled" if result["pulled"] else "already present"
+    yield f"{result['image']}: {what}"
+    if result.get("digest"):
+        yield f"  digest:   {result['digest']}" + (f" ({result['platform']})" if result.get("platform") else "")
+    else:
+        yield "  digest:   none (pulled by tag)"
+    if result.get("image_id"):
+        yield f"  image id: {result['image_id']}"
