@@ -398,3 +398,8 @@ def _closing(lines: Iterator[str], port: DockerPort | None) -> Iterator[str]:
     finally:
         if port is not None:
             port.close()
+
+
+#: The names the package root re-exports (``nemoclaw_runtime.stop`` / ``nemoclaw_runtime.logs``).
+stop = stop_managed
+logs = managed_logs
