@@ -122,13 +122,21 @@ def validate_endpoint(
 
 
 def _check_base_url(base_url: str) -> str:
-    parsed = urllib.parse.urlsplit(base_url.strip())
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+    try:
+        parsed = urllib.parse.urlsplit(base_url.strip())
+        host = parsed.hostname
+        parsed.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        parsed, host = urllib.parse.urlsplit(""), None
+    if parsed.scheme not in ("http", "https") or not host:
         raise InvalidInput("The base URL must be an http:// or https:// URL with a host",
                            remedy="pass a base URL such as http://127.0.0.1:8000/v1")
     if parsed.username or parsed.password:  # never echo it: it holds a credential
         raise InvalidInput("The base URL must not contain credentials",
                            remedy="drop user:password@ from the URL and pass the API key separately")
+    if parsed.query or parsed.fragment:  # the API paths are appended to it; a query could also hold a key
+        raise InvalidInput("The base URL must not have a query string or fragment",
+                           remedy="pass only scheme, host, port and path, e.g. http://127.0.0.1:8000/v1")
     return base_url.strip().rstrip("/")
 
 
@@ -158,39 +166,36 @@ def _client(http: httpx.Client | None) -> Iterator[httpx.Client]:
 # --- outcomes that the retry policy acts on ------------------------------------------------------------------------
 
 
+@dataclass(eq=False)  # exceptions stay hashable
 class _TransportFailure(Exception):
     """The request timed out or the connection was refused/dropped: retried once with a doubled budget."""
 
-    def __init__(self, cause: str, detail: str) -> None:
-        super().__init__(detail)
-        self.cause = cause  # "timeout" | "refused"
-        self.detail = detail
+    cause: str  # "timeout" | "refused"
+    detail: str
 
 
+@dataclass(eq=False)  # exceptions stay hashable
 class _Overloaded(Exception):
     """HTTP 429/502/503/504: retried after 5, 15 and 30 s."""
 
-    def __init__(self, status: int, excerpt: str) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
-        self.excerpt = excerpt
+    status: int
+    excerpt: str
 
 
+@dataclass(eq=False)  # exceptions stay hashable
 class _ReasoningOnly(Exception):
     """Reasoning but no answer. ``truncated``: the budget ran out, so a bigger budget may help."""
 
-    def __init__(self, truncated: bool, excerpt: str) -> None:
-        super().__init__("reasoning only")
-        self.truncated = truncated
-        self.excerpt = excerpt
+    truncated: bool
+    excerpt: str
 
 
+@dataclass(eq=False)  # exceptions stay hashable
 class _EmptyReply(Exception):
     """HTTP 200, but no answer a client could use (no choices, or neither text nor a tool call)."""
 
-    def __init__(self, what: str, excerpt: str) -> None:
-        super().__init__(what)
-        self.excerpt = excerpt
+    what: str
+    excerpt: str
 
 
 class _ResponsesUnusable(Exception):
@@ -239,7 +244,13 @@ class _Probe:
                 reason = str(exc)
                 self.events(Warning(f"{self.base}/responses is not usable ({reason}); "
                                     f"falling back to {API_COMPLETIONS}"))
-                result = self._validate(API_COMPLETIONS, self._chat_once)
+                # chat completions gets retries of its own; the request count and a doubled budget carry over
+                self.budget.transport_retries = self.budget.overload_retries = 0
+                try:
+                    result = self._validate(API_COMPLETIONS, self._chat_once)
+                except ValidationFailed as failed:
+                    failed.details["fallback_reason"] = reason
+                    raise
                 return dataclasses.replace(result, fallback_reason=reason)
         return self._validate(API_COMPLETIONS, self._chat_once)
 
@@ -402,7 +413,7 @@ class _Probe:
                                f"{self.budget.overload_retries} retries", exc.excerpt, exc.status,
                                "the server is overloaded or still loading; wait and validate again", api=api)
         if isinstance(exc, _EmptyReply):
-            return self._error("empty", f"{self.model} at {self.base} {exc}", exc.excerpt, 200,
+            return self._error("empty", f"{self.model} at {self.base} {exc.what}", exc.excerpt, 200,
                                "check the server log: the chat template may be wrong or the model still loading",
                                api=api)
         assert isinstance(exc, _ReasoningOnly)

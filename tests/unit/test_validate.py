@@ -255,3 +255,11 @@ def test_redact_hides_token_shapes(text: str, secret: str) -> None:
 def test_redact_hides_given_secret_values_and_keeps_plain_text() -> None:
     assert redact("the key plainvalue was wrong", ["plainvalue"]) == "the key *** was wrong"
     assert redact("The model `x` does not exist; max_tokens 64") == "The model `x` does not exist; max_tokens 64"
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/v1?api_key=abc", "http://127.0.0.1:8000/v1#x",
+                                 "http://127.0.0.1:99999/v1", "http://[::1/v1"])
+def test_base_urls_with_a_query_or_a_bad_port_are_refused(url: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        validate_endpoint(url, MODEL, settings=Settings())
+    assert "abc" not in str(info.value)

@@ -281,3 +281,11 @@ def test_responses_busy_is_retried_before_anything_else() -> None:
                                              COMPLETED))
     result = run(script, clock, api=API_RESPONSES)
     assert result.api == API_RESPONSES and clock.sleeps == [5.0]
+
+
+def test_when_the_fallback_fails_too_the_error_keeps_the_fallback_reason() -> None:
+    clock = FakeClock()
+    script = Script(httpx.Response(404), *[httpx.Response(503)] * 4)
+    error = fail(script, clock, api=API_RESPONSES)
+    assert error.cause == "overloaded" and "404" in error.details["fallback_reason"]
+    assert clock.sleeps == [5.0, 15.0, 30.0] and error.details["api"] == API_COMPLETIONS
