@@ -419,8 +419,8 @@ class _Probe:
         assert isinstance(exc, _ReasoningOnly)
         return self._error("reasoning-only", f"{self.model} answered only with reasoning and no reply, even with "
                            f"{RESPONSE_BUDGETS[-1]} tokens", exc.excerpt, 200,
-                           "give clients a larger max_tokens, or turn thinking off for this model "
-                           "(chat_template_kwargs enable_thinking=false)", api=api)
+                           "give clients a larger max_tokens, or turn thinking off for this model (vLLM: "
+                           "--default-chat-template-kwargs '{\"enable_thinking\": false}')", api=api)
 
     def _error(self, cause: str, message: str, excerpt: str, status: int | None, remedy: str,
                api: str | None = None) -> ValidationFailed:
@@ -511,9 +511,9 @@ def _note_event(stream: _Stream, payload: str) -> None:
         stream.reasoning = True
     elif kind == "response.output_item.added" and _dict(event.get("item")).get("type") == "function_call":
         stream.function_call = str(event["item"].get("name", "?"))
-    elif kind == "response.incomplete":
+    elif kind in ("response.incomplete", "response.completed"):  # vLLM may "complete" with status incomplete
         details = _dict(_dict(event.get("response")).get("incomplete_details"))
-        stream.incomplete_reason = str(details.get("reason", "unknown"))
+        stream.incomplete_reason = str(details["reason"]) if details.get("reason") else None
 
 
 def _read_stream(stream: _Stream, excerpt: str, latency_s: float) -> _Reply:
@@ -523,7 +523,7 @@ def _read_stream(stream: _Stream, excerpt: str, latency_s: float) -> _Reply:
     if "response.failed" in stream.types or "error" in stream.types:
         raise _ResponsesUnusable("the server reported response.failed")
     if stream.reasoning and not text and not stream.function_call:
-        raise _ReasoningOnly(stream.incomplete_reason == "max_output_tokens", excerpt)
+        raise _ReasoningOnly(stream.incomplete_reason in ("max_output_tokens", None), excerpt)
     if not text and not stream.function_call:
         raise _ResponsesUnusable("the stream carried no response.output_text.delta")
     if "response.completed" not in stream.types:

@@ -289,3 +289,12 @@ def test_when_the_fallback_fails_too_the_error_keeps_the_fallback_reason() -> No
     error = fail(script, clock, api=API_RESPONSES)
     assert error.cause == "overloaded" and "404" in error.details["fallback_reason"]
     assert clock.sleeps == [5.0, 15.0, 30.0] and error.details["api"] == API_COMPLETIONS
+
+
+def test_responses_completed_with_status_incomplete_and_only_reasoning_is_retried() -> None:
+    done_early = {"type": "response.completed",
+                  "response": {"status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"}}}
+    script = Script(sse(CREATED, {"type": "response.reasoning_text.delta", "delta": "hmm"}, done_early),
+                    sse(CREATED, {"type": "response.reasoning_text.delta", "delta": "hmm"}, done_early))
+    error = fail(script, api=API_RESPONSES)
+    assert error.cause == "reasoning-only" and len(script.requests) == 2 and "enable_thinking" in (error.remedy or "")
