@@ -127,7 +127,7 @@ class DockerContainerManager:
         managed_labels(spec, image_digest=None)  # refuse bad driver labels before touching anything
         events(PhaseChanged("start", f"Starting container {spec.name}"))
         with self.lock(spec.name, events=events):
-            existing = self.docker.inspect_container(spec.name)
+            existing = self._by_name(spec.name)
             if existing is None:
                 events(Info(f"Creating container {spec.name}"))
                 return RunOutcome(self._create_and_start(spec), "started")
@@ -151,7 +151,7 @@ class DockerContainerManager:
         try:
             container_id = self.docker.create_container(stamped)
         except NameTaken:
-            holder = self.docker.inspect_container(spec.name)  # someone created it between our look and create
+            holder = self._by_name(spec.name)  # someone created it between our look and our create
             if holder is not None:
                 self._refuse_foreign(holder, spec.name)
             raise
@@ -161,6 +161,11 @@ class DockerContainerManager:
             self._discard(container_id)  # nothing half-started is left behind (Ctrl-C included)
             raise
         return self._inspect_started(container_id, spec.name)
+
+    def _by_name(self, name: str) -> ContainerInfo | None:
+        """The container called exactly ``name``: the engine also resolves id prefixes, which hold no name."""
+        info = self.docker.inspect_container(name)
+        return info if info is not None and info.name.lstrip("/") == name else None
 
     def _start_existing(self, info: ContainerInfo) -> ContainerInfo:
         self.docker.start_container(info.id)
@@ -197,7 +202,7 @@ class DockerContainerManager:
     # --- queries and stop -----------------------------------------------------------------------------------------
 
     def get(self, name: str) -> ContainerInfo | None:
-        info = self.docker.inspect_container(name)
+        info = self._by_name(name)
         if info is not None:
             self._refuse_foreign(info, name)
         return info

@@ -153,6 +153,16 @@ def test_foreign_container_holding_the_name_is_name_taken_and_untouched(manager:
     assert fake.write_calls == [] and fake.containers[foreign_id].status == "running"
 
 
+def test_a_name_that_is_an_id_prefix_of_another_container_is_still_free(manager: DockerContainerManager,
+                                                                         fake: FakeDocker) -> None:
+    foreign_id = fake.add_foreign_container("other")
+    name = foreign_id[:8]  # the engine would resolve this to the foreign container by id prefix
+    assert manager.get(name) is None
+    outcome = manager.ensure_running(make_spec(name), events=Recorder())
+    assert outcome.action == "started" and outcome.container.name == name
+    assert fake.containers[foreign_id].status == "running"
+
+
 def test_get_returns_ours_none_or_refuses_foreign(manager: DockerContainerManager, fake: FakeDocker) -> None:
     assert manager.get("nemoclaw-vllm") is None
     manager.ensure_running(make_spec(), events=Recorder())
