@@ -47,7 +47,7 @@ def _ps_lines(views: Sequence[ManagedContainerView]) -> Iterator[str]:
     rows = [_PS_COLUMNS] + [_ps_row(v) for v in views]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_PS_COLUMNS))]
     for row in rows:
-        yield "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+        yield "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
 
 
 def _ps_row(view: ManagedContainerView) -> tuple[str, ...]:
