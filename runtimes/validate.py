@@ -235,6 +235,7 @@ class _Probe:
         self.secrets = [api_key.reveal()] if api_key else []
         self.headers = {"Authorization": f"Bearer {api_key.reveal()}"} if api_key else {}
         self.budget = _Budget(timeout_s)
+        self.current_api = api  # the API being probed now (chat completions after a fallback)
 
     def run(self) -> ValidationResult:
         if self.api == API_RESPONSES:
@@ -255,6 +256,7 @@ class _Probe:
         return self._validate(API_COMPLETIONS, self._chat_once)
 
     def _validate(self, api: str, once: Callable[[int], _Reply]) -> ValidationResult:
+        self.current_api = api
         try:
             reply, max_tokens = self._with_reasoning_retry(once)
         except (_TransportFailure, _Overloaded, _ReasoningOnly, _EmptyReply) as exc:
@@ -424,7 +426,7 @@ class _Probe:
 
     def _error(self, cause: str, message: str, excerpt: str, status: int | None, remedy: str,
                api: str | None = None) -> ValidationFailed:
-        details = {"cause": cause, "base_url": self.base, "model": self.model, "api": api or self.api,
+        details = {"cause": cause, "base_url": self.base, "model": self.model, "api": api or self.current_api,
                    "status": status, "excerpt": excerpt, "attempts": self.budget.requests}
         return ValidationFailed(message, remedy=remedy, cause=cause, details=details)
 

@@ -298,3 +298,8 @@ def test_responses_completed_with_status_incomplete_and_only_reasoning_is_retrie
                     sse(CREATED, {"type": "response.reasoning_text.delta", "delta": "hmm"}, done_early))
     error = fail(script, api=API_RESPONSES)
     assert error.cause == "reasoning-only" and len(script.requests) == 2 and "enable_thinking" in (error.remedy or "")
+
+
+def test_a_chat_failure_after_the_fallback_names_the_chat_api() -> None:
+    error = fail(Script(httpx.Response(404), httpx.Response(404, text="no route")), api=API_RESPONSES)
+    assert error.cause == "route" and error.details["api"] == API_COMPLETIONS and error.details["fallback_reason"]
