@@ -244,7 +244,8 @@ class WatchedPull:
                 self._stop(None, cancelled=True)
                 return
             self._maybe_emit()
-        self._emit()
+        if self._verdict is None and not self._cancelled:  # an aborted pull reports its verdict, not a last bar
+            self._emit()
 
     def _events(self) -> Iterator[Mapping[str, Any]]:
         yield from self.stream

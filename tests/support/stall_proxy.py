@@ -114,7 +114,8 @@ class _Handler(BaseHTTPRequestHandler):
         proxy = self.server.proxy
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP and k.lower() != "host"}
+        # a list, not a dict: the engine sends several Accept headers and every one matters
+        headers = [(k, v) for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP and k.lower() != "host"]
         is_blob = method == "GET" and "/blobs/sha256:" in self.path
         with httpx.Client(base_url=f"http://{proxy.upstream}", timeout=60, follow_redirects=False) as client, \
                 client.stream(method, self.path, headers=headers, content=body) as upstream:
