@@ -10,7 +10,7 @@ import click
 
 from nemoclaw_runtime.cli._output import Output, json_option
 
-RUNTIMES = ("vllm",)
+RUNTIMES = ("vllm", "nim")
 
 
 @click.command()

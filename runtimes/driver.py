@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from nemoclaw_runtime.clock import CancelToken
+from nemoclaw_runtime.events import EventSink
+
 from nemoclaw_runtime.runtimes.spec import ContainerSpec, GpuRequest
 
 if TYPE_CHECKING:
@@ -130,9 +133,44 @@ class UpResult:
         }
 
 
+@dataclass(frozen=True)
+class Served:
+    """What answers once a runtime is up: the id clients must send, and the context window when known."""
+
+    served_model_id: str
+    context_window: int | None = None
+    model: str | None = None  # set when the driver chose the model only after start (Ollama)
+
+
 class RuntimeDriver(Protocol):
-    """One per runtime. Planning only: a driver never creates a Docker client, an HTTP client or a clock."""
+    """One per runtime. A driver never creates a Docker client, an HTTP client or a clock: the pipeline hands it
+    ``svc`` (``runtimes.pipeline.Services``), and all its waiting goes through ``svc.clock`` and ``cancel``."""
 
     name: str
 
-    def plan(self, request: UpRequest, settings: Settings, inventory: GpuInventory) -> Plan: ...
+    def plan(self, request: UpRequest, settings: Settings, inventory: GpuInventory) -> Plan:
+        """Pure: the exact spec and checks, no Docker, no network. Bad input → exit 2, refusals → exit 3."""
+        ...
+
+    def adopt(self, plan: Plan, svc: Any, events: EventSink) -> Served | None:
+        """The port is held by something that is not our container: adopt it (return what it serves) or raise
+        ``PortInUse`` naming it."""
+        ...
+
+    def prepare(self, plan: Plan, svc: Any, events: EventSink, cancel: CancelToken) -> str | None:
+        """Before the image pull: access checks, weights, cache folders. Returns the weights revision, if any."""
+        ...
+
+    def readiness_probe(self, plan: Plan) -> Any:
+        """The HTTP probe readiness polls (``runtimes.readiness``)."""
+        ...
+
+    def after_ready(self, plan: Plan, ready: Any, base: str, svc: Any, events: EventSink,
+                    cancel: CancelToken) -> Served:
+        """Once the server answers at ``base`` (``http://host:port``): adopt ids, pull models, warm up."""
+        ...
+
+    def validate(self, plan: Plan, served: Served, base: str, svc: Any, events: EventSink,
+                 cancel: CancelToken) -> str | None:
+        """Prove the endpoint with a real request; returns the API path clients should use."""
+        ...

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from nemoclaw_runtime.clock import CancelToken
 from nemoclaw_runtime.errors import MissingToken, NoSuitableGpu
-from nemoclaw_runtime.runtimes.driver import Check, Plan, UpRequest
+from nemoclaw_runtime.events import EventSink, Info
+from nemoclaw_runtime.runtimes.driver import Check, Plan, Served, UpRequest
 from nemoclaw_runtime.runtimes.spec import (
     LABEL_IMAGE,
     LABEL_MODEL,
@@ -25,6 +27,7 @@ from nemoclaw_runtime.runtimes.vllm import _url_host
 if TYPE_CHECKING:
     from nemoclaw_runtime.gpu import GpuInventory
     from nemoclaw_runtime.registry import NimModel, Registry
+    from nemoclaw_runtime.runtimes.pipeline import Services
     from nemoclaw_runtime.secret import Secret
     from nemoclaw_runtime.settings import Settings
 
@@ -78,6 +81,41 @@ class NimDriver:
             base_url=f"http://{_url_host(request.host)}:{port}/v1", token_variable=key[0], prefetch=False,
             validate=request.validate, checks=checks,
             notes=("image overridden",) if (request.image or settings.nim_image) else ())
+
+    # --- pipeline hooks ----------------------------------------------------------------------------------------
+
+    def adopt(self, plan: Plan, svc: Services, events: EventSink) -> Served | None:
+        from nemoclaw_runtime.runtimes.steps import refuse_foreign_listener
+
+        refuse_foreign_listener(plan)
+        return None
+
+    def prepare(self, plan: Plan, svc: Services, events: EventSink, cancel: CancelToken) -> str | None:
+        from pathlib import Path
+
+        from nemoclaw_runtime.runtimes.steps import ensure_cache_dir
+
+        for mount in plan.spec.mounts:
+            ensure_cache_dir(Path(mount.source), world_writable=True)  # NIM runs as UID 1000
+        return None
+
+    def readiness_probe(self, plan: Plan) -> object:
+        from nemoclaw_runtime.runtimes.readiness import NimReadyProbe
+
+        return NimReadyProbe(plan.served_model_id)
+
+    def after_ready(self, plan: Plan, ready: object, base: str, svc: Services, events: EventSink,
+                    cancel: CancelToken) -> Served:
+        served = getattr(ready, "served_id", None) or plan.served_model_id
+        if served != plan.served_model_id:
+            events(Info(f"NIM serves the model as {served} (catalog id {plan.served_model_id}): using {served}"))
+        return Served(served, getattr(ready, "max_model_len", None))
+
+    def validate(self, plan: Plan, served: Served, base: str, svc: Services, events: EventSink,
+                 cancel: CancelToken) -> str | None:
+        from nemoclaw_runtime.runtimes.steps import validate_openai
+
+        return validate_openai(plan, served, svc, events, cancel)
 
     @staticmethod
     def _spec(name: str, image: str, model: NimModel, port: int, request: UpRequest, settings: Settings,

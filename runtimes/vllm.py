@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nemoclaw_runtime.errors import InvalidInput, MissingToken, NoSuitableGpu
-from nemoclaw_runtime.runtimes.driver import Check, Plan, UpRequest
+from nemoclaw_runtime.clock import CancelToken
+from nemoclaw_runtime.errors import InsufficientResources, InvalidInput, MissingToken, NoSuitableGpu, PortInUse
+from nemoclaw_runtime.events import EventSink, Info, PhaseChanged
+from nemoclaw_runtime.runtimes.driver import Check, Plan, Served, UpRequest
 from nemoclaw_runtime.runtimes.spec import (
     LABEL_IMAGE,
     LABEL_MODEL,
@@ -24,6 +26,7 @@ from nemoclaw_runtime.runtimes.spec import (
 
 if TYPE_CHECKING:
     from nemoclaw_runtime.gpu import GpuInventory
+    from nemoclaw_runtime.runtimes.pipeline import Services
     from nemoclaw_runtime.registry import Registry, VllmModel, VllmProfile
     from nemoclaw_runtime.settings import Settings
 
@@ -33,6 +36,7 @@ CONTAINER_HF_HOME = "/root/.cache/huggingface"
 DEFAULT_CONTAINER_NAME = "nemoclaw-vllm"
 #: Used when no GPU profile applies (``--gpus none`` on a host without a usable GPU): the generic Linux image.
 FALLBACK_GPU_PROFILE = "linux-nvidia"
+DISK_HEADROOM = 1.05  # the weights estimate times this must fit on the cache's filesystem
 
 
 class VllmDriver:
@@ -97,6 +101,60 @@ class VllmDriver:
             notes=_notes(profile, request, settings),
         )
 
+    # --- pipeline hooks (side effects happen through ``svc``) ----------------------------------------------------
+
+    def adopt(self, plan: Plan, svc: Services, events: EventSink) -> Served | None:
+        """A vLLM that is not ours already serving this model on the port is adopted; anything else refuses."""
+        from nemoclaw_runtime.runtimes.readiness import probe_existing_vllm
+        from nemoclaw_runtime.runtimes.steps import refuse_foreign_listener
+
+        existing = probe_existing_vllm(svc.http, plan.port)
+        if existing is None or not existing.is_vllm:
+            refuse_foreign_listener(plan)
+        assert existing is not None
+        if plan.served_model_id not in existing.model_ids:
+            serving = ", ".join(existing.model_ids) or "no model"
+            raise PortInUse(
+                f"Port {plan.port} is held by a vLLM serving {serving} (not managed by nemoclaw-runtime), not"
+                f" {plan.served_model_id}",
+                remedy="stop that server, or pass --port / set NEMOCLAW_VLLM_PORT to a free port")
+        events(Info(f"A vLLM already serving {plan.served_model_id} answers on port {plan.port}: adopting it,"
+                    " starting nothing"))
+        return Served(plan.served_model_id, existing.max_model_len.get(plan.served_model_id))
+
+    def prepare(self, plan: Plan, svc: Services, events: EventSink, cancel: CancelToken) -> str | None:
+        """Access check for gated models, disk, then the weights into the host's HF cache."""
+        from nemoclaw_runtime.runtimes import weights
+        from nemoclaw_runtime.runtimes.steps import ensure_cache_dir
+
+        token = svc.settings.hf_token_value()
+        secret = token[1] if token else None
+        if plan.gated:
+            events(PhaseChanged("access", f"Checking access to {plan.model_id} on the hub"))
+            weights.check_access(plan.model_id, secret, svc.settings)
+        ensure_cache_dir(svc.settings.hf_home)
+        if not plan.prefetch:
+            return None
+        _check_disk(plan, svc, secret)
+        events(PhaseChanged("weights", f"Downloading {plan.model_id} into {svc.settings.hf_home}"))
+        result = weights.prefetch(plan.model_id, token=secret, settings=svc.settings, events=events, cancel=cancel)
+        return result.revision
+
+    def readiness_probe(self, plan: Plan) -> object:
+        from nemoclaw_runtime.runtimes.readiness import VllmModelsProbe
+
+        return VllmModelsProbe(plan.served_model_id)
+
+    def after_ready(self, plan: Plan, ready: object, base: str, svc: Services, events: EventSink,
+                    cancel: CancelToken) -> Served:
+        return Served(plan.served_model_id, getattr(ready, "max_model_len", None))
+
+    def validate(self, plan: Plan, served: Served, base: str, svc: Services, events: EventSink,
+                 cancel: CancelToken) -> str | None:
+        from nemoclaw_runtime.runtimes.steps import validate_openai
+
+        return validate_openai(plan, served, svc, events, cancel)
+
     # --- pieces ---------------------------------------------------------------------------------------------------
 
     def _resolve_explicit_model(self, request: UpRequest, settings: Settings,
@@ -155,6 +213,25 @@ class VllmDriver:
             restart_policy="unless-stopped",
             ipc_mode="host",
         )
+
+
+def _check_disk(plan: Plan, svc: Services, token: object) -> None:
+    import psutil
+
+    from nemoclaw_runtime.runtimes import weights
+
+    needed = weights.estimate_repo_bytes(plan.model_id, token, svc.settings)
+    if not needed:
+        return
+    path = svc.settings.hf_home
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    free = psutil.disk_usage(str(path)).free
+    if free < needed * DISK_HEADROOM:
+        raise InsufficientResources(
+            f"Not enough disk for {plan.model_id}: needs about {needed / 2**30:.1f} GiB, "
+            f"{free / 2**30:.1f} GiB free under {path}",
+            remedy="free disk space or point HF_HOME at a larger disk")
 
 
 def _extra_args(settings: Settings) -> tuple[str, ...]:
