@@ -140,7 +140,7 @@ class ImageStore(Protocol):
 
 
 class ContainerManager(Protocol):
-    def lock(self, name: str) -> AbstractContextManager[None]:
+    def lock(self, name: str, *, events: EventSink = ...) -> AbstractContextManager[None]:
         """A per-name inter-process lock; released on any exit, SIGINT included."""
         ...
 

@@ -129,7 +129,7 @@ def up(request: UpRequest, *, settings: Settings | None = None, inventory: GpuIn
         svc.docker.ping()
         result = _adopt(driver, the_plan, svc, events, cancel)
         if result is None:
-            with svc.containers.lock(the_plan.spec.name):
+            with svc.containers.lock(the_plan.spec.name, events=events):
                 result = _up_locked(driver, the_plan, svc, events, cancel)
         return dataclasses.replace(result, elapsed_s=svc.clock.monotonic() - started)
     except KeyboardInterrupt as exc:
