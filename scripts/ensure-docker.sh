@@ -36,8 +36,14 @@ log_tail() {
     fi
 }
 
+STARTED_PID=""
+
 dockerd_running() {
-    # An exact-name match only reads the process table; we never signal anything we did not start.
+    if [[ -n "$STARTED_PID" ]]; then
+        kill -0 "$STARTED_PID" 2>/dev/null  # signal 0: only asks whether our dockerd still exists
+        return
+    fi
+    # Someone else's dockerd that is still starting. An exact-name match only reads the process table.
     pgrep -x dockerd >/dev/null 2>&1
 }
 
@@ -62,6 +68,7 @@ start_dockerd() {
     say "starting dockerd in the background (log: $LOG_FILE)"
     # setsid + nohup: the daemon must outlive this script and the CI step's process group.
     setsid nohup dockerd >>"$LOG_FILE" 2>&1 </dev/null &
+    STARTED_PID=$!
     disown || true
 }
 
@@ -71,19 +78,19 @@ wait_for_engine() {
         if engine_answers; then
             return 0
         fi
-        if ! dockerd_running; then
-            # Give a just-forked daemon a moment to appear before calling it dead.
-            sleep 1
-            if ! dockerd_running && ! engine_answers; then
-                say "dockerd exited before answering"
-                log_tail
-                exit 1
-            fi
+        if ! dockerd_running && ! engine_answers; then
+            say "dockerd exited before answering"
+            log_tail
+            exit 1
         fi
         sleep 1
     done
     say "no Docker engine answered within ${WAIT_S}s"
     log_tail
+    if [[ -n "$STARTED_PID" ]]; then
+        # Ours and useless: stop it so that a re-run starts a fresh one instead of waiting on this one.
+        kill "$STARTED_PID" 2>/dev/null || true
+    fi
     exit 1
 }
 

@@ -9,7 +9,7 @@
 #   4. pytest, with "-m 'not gpu'" folded in when NVML finds no GPU
 # Extra arguments go to pytest: bash scripts/test.sh -m "not docker" -x
 # pytest's exit 5 (nothing collected) counts as success only when a -m/-k filter given here made the selection
-# empty on purpose. Idempotent; never reads stdin.
+# empty on purpose. Idempotent; never reads stdin. NEMOCLAW_TEST_SKIP_INSTALL=1 skips steps 1-2 (quick reruns).
 set -euo pipefail
 exec </dev/null
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -111,7 +111,7 @@ build_pytest_args() {
 run_pytest() {
     local t=$SECONDS rc=0
     export TESTCONTAINERS_RYUK_DISABLED=true TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1
-    say "python -m pytest ${PYTEST_ARGS[*]}"
+    say "$PYTHON -m pytest$(printf ' %q' "${PYTEST_ARGS[@]}")"
     "$PYTHON" -m pytest "${PYTEST_ARGS[@]}" || rc=$?
     say "pytest exit $rc ($((SECONDS - t)) s)"
     if ((rc == 5 && USER_FILTERED)); then
@@ -122,8 +122,12 @@ run_pytest() {
 }
 
 main() {
-    install_python_deps
-    install_debian_packages
+    if [[ "${NEMOCLAW_TEST_SKIP_INSTALL:-}" == "1" ]]; then
+        say "NEMOCLAW_TEST_SKIP_INSTALL=1: not running pip/apt-get"
+    else
+        install_python_deps
+        install_debian_packages
+    fi
     bash scripts/ensure-docker.sh || die "no Docker engine (see scripts/ensure-docker.sh output above)"
     local no_gpu=1
     if nvml_sees_a_gpu; then

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -130,13 +131,14 @@ class LocalRegistry:
         source_repo, source_ref = _split_reference(amd64_source_repo_tag)
         with self.http() as http:
             source = _IndexBuilder(http, repo)
-            manifest, config = source.fetch_image(source_repo, source_ref)
+            manifest, config_bytes = source.fetch_image(source_repo, source_ref)
             layers = [_as_oci_layer(layer) for layer in manifest["layers"]]
             for blob in [manifest["config"], *manifest["layers"]]:
                 source.ensure_blob(source_repo, blob["digest"])
-            digests = {"amd64": source.put_image(config, layers)}
-            arm_config = {**config, "architecture": "arm64", "variant": "v8"}
-            digests["arm64"] = source.put_image(arm_config, layers)
+            # amd64 keeps the config bytes as pushed, so pulling it gives the very image that was pushed.
+            digests = {"amd64": source.put_image(config_bytes, layers)}
+            arm_config = {**json.loads(config_bytes), "architecture": "arm64", "variant": "v8"}
+            digests["arm64"] = source.put_image(_canonical(arm_config), layers)
             entries = [
                 _index_entry(digests["amd64"], source.sizes[digests["amd64"]], {"architecture": "amd64", "os": "linux"}),
                 _index_entry(
@@ -172,7 +174,7 @@ class _IndexBuilder:
         self.repo = repo
         self.sizes: dict[str, int] = {}
 
-    def fetch_image(self, repo: str, reference: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    def fetch_image(self, repo: str, reference: str) -> tuple[dict[str, Any], bytes]:
         accept = f"{MT_DOCKER_MANIFEST}, {MT_OCI_MANIFEST}"
         response = self.http.get(f"/v2/{repo}/manifests/{reference}", headers={"Accept": accept})
         _raise_for(response, f"GET manifest {repo}:{reference}")
@@ -181,7 +183,7 @@ class _IndexBuilder:
             raise RegistryError(f"{repo}:{reference} is not a single-platform image manifest")
         blob = self.http.get(f"/v2/{repo}/blobs/{manifest['config']['digest']}", follow_redirects=True)
         _raise_for(blob, "GET config blob")
-        return manifest, json.loads(blob.content)
+        return manifest, blob.content
 
     def ensure_blob(self, from_repo: str, digest: str) -> None:
         if self.http.head(f"/v2/{self.repo}/blobs/{digest}").status_code == 200:
@@ -204,13 +206,16 @@ class _IndexBuilder:
 
     def _finish_upload(self, started: httpx.Response, data: bytes, digest: str) -> None:
         location = started.headers["Location"]
+        # Append, do not pass params=: httpx would replace the upload's own _state query parameter.
+        separator = "&" if "?" in location else "?"
         done = self.http.put(
-            location, params={"digest": digest}, content=data, headers={"Content-Type": "application/octet-stream"}
+            f"{location}{separator}digest={quote(digest)}", content=data,
+            headers={"Content-Type": "application/octet-stream"},
         )
         _raise_for(done, f"PUT blob {digest}")
 
-    def put_image(self, config: dict[str, Any], layers: list[dict[str, Any]]) -> str:
-        config_blob = self.upload_blob(_canonical(config))
+    def put_image(self, config: bytes, layers: list[dict[str, Any]]) -> str:
+        config_blob = self.upload_blob(config)
         manifest = {
             "schemaVersion": 2,
             "mediaType": MT_OCI_MANIFEST,
