@@ -20,6 +20,18 @@ _EXPORTS: dict[str, str] = {
     "ContainerSpec": "nemoclaw_runtime.runtimes.spec",
     "GpuRequest": "nemoclaw_runtime.runtimes.spec",
 }
+for _name in ("detect_gpus", "plan", "up", "pull", "list_managed", "stop", "logs", "validate"):
+    _EXPORTS[_name] = "nemoclaw_runtime.api"
+_EXPORTS.update({
+    "GpuInventory": "nemoclaw_runtime.gpu",
+    "Plan": "nemoclaw_runtime.runtimes.driver",
+    "UpResult": "nemoclaw_runtime.runtimes.driver",
+    "UpRequest": "nemoclaw_runtime.runtimes.driver",
+    "PulledImage": "nemoclaw_runtime.runtimes.engine",
+    "ManagedContainerView": "nemoclaw_runtime.runtimes.containers",
+    "ValidationResult": "nemoclaw_runtime.runtimes.validate",
+    "load_registry": "nemoclaw_runtime.registry",
+})
 for _name in ("Event", "EventSink", "PhaseChanged", "Progress", "Heartbeat", "LogLine", "Info", "Warning",
               "event_to_dict"):
     _EXPORTS[_name] = "nemoclaw_runtime.events"
@@ -47,6 +59,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from nemoclaw_runtime.api import detect_gpus, list_managed, logs, plan, pull, stop, up, validate
+    from nemoclaw_runtime.gpu import GpuInventory
+    from nemoclaw_runtime.registry import load_registry
+    from nemoclaw_runtime.runtimes.containers import ManagedContainerView
+    from nemoclaw_runtime.runtimes.driver import Plan, UpRequest, UpResult
+    from nemoclaw_runtime.runtimes.engine import PulledImage
+    from nemoclaw_runtime.runtimes.validate import ValidationResult
     from nemoclaw_runtime.clock import CancelToken, SystemClock
     from nemoclaw_runtime.errors import *  # noqa: F403
     from nemoclaw_runtime.events import *  # noqa: F403
