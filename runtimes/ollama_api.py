@@ -254,23 +254,14 @@ def _require_min_version(version: str | None, base_url: str) -> None:
         )
 
 
-def list_models(http: httpx.Client, base_url: str) -> tuple[InstalledModel, ...]:
-    """The installed models (``/api/tags``) of a server already known to be Ollama."""
-    try:
-        response = http.get(f"{base_url}/api/tags", timeout=DETECT_TIMEOUT)
-    except httpx.HTTPError as exc:
-        raise _unreachable(base_url, "/api/tags", exc) from None
-    payload = _json_or_none(response.text)
-    entries = payload.get("models") if isinstance(payload, dict) else None
-    return tuple(_installed_model(m) for m in entries or () if isinstance(m, dict) and m.get("name"))
-
-
 # --- pull ------------------------------------------------------------------------------------------------------
 
 _MANIFEST = "<ollama-manifest>"  # pseudo-layer: bytes are expected until Ollama says it is verifying
 _AFTER_DOWNLOAD = ("verifying sha256 digest", "writing manifest", "removing any unused layers",
                    "removing unused layers", "success")
 _READ_TIMEOUT_MARGIN_S = 30.0
+MAX_PULL_LINES = 1_000_000
+PROGRESS_EVERY_S = 0.25  # Ollama ticks every ~60 ms; a few Progress events per second are plenty
 
 
 def pull_model(http: httpx.Client, base_url: str, tag: str, *, settings: Settings, clock: Clock,
@@ -287,6 +278,7 @@ def pull_model(http: httpx.Client, base_url: str, tag: str, *, settings: Setting
     above the longest window as a backstop. Ollama keeps a partial download and resumes it on the next pull.
     """
     cancel = cancel or CancelToken()
+    cancel.raise_if_cancelled()
     read_timeout = max(settings.pull_stall_timeout, settings.pull_quiet_timeout) + _READ_TIMEOUT_MARGIN_S
     request = http.build_request("POST", f"{base_url}/api/pull", json={"model": tag, "stream": True},
                                  timeout=httpx.Timeout(10.0, read=read_timeout))
@@ -361,6 +353,8 @@ class _PullFollower:
         self.settings = settings
         self.events = events
         self.status = ""
+        self.clock = clock
+        self._last_emit = float("-inf")
         self.watchdog = PullWatchdog(clock, stall_timeout=settings.pull_stall_timeout,
                                      quiet_timeout=settings.pull_quiet_timeout,
                                      max_timeout=settings.ollama_pull_timeout)
@@ -368,8 +362,12 @@ class _PullFollower:
 
     def follow(self, response: httpx.Response, cancel: CancelToken, poll_interval_s: float) -> None:
         pump = _LinePump(response)
+        watchdog = self.watchdog
+        # Bounded in count as well as in clock time: every idle poll waits poll_interval_s for real, and the
+        # overall cap ends a healthy pull long before MAX_PULL_LINES lines (Ollama sends ~16 a second).
+        limit = int((watchdog.max_timeout + watchdog.quiet_timeout) / max(poll_interval_s, 1e-3)) + MAX_PULL_LINES
         try:
-            while True:
+            for _ in range(limit):
                 kind, value = pump.next(poll_interval_s)
                 if cancel.cancelled:
                     raise Cancelled(f"Pulling '{self.tag}' was cancelled; Ollama resumes it on the next pull")
@@ -384,6 +382,7 @@ class _PullFollower:
                                          details={"tag": self.tag, "last_status": self.status})
                 if kind == "error":
                     raise self.stream_error(value)
+            raise self.verdict_error(Verdict("timed-out", watchdog.max_timeout, 0.0, "bytes", ()))
         finally:
             pump.finish()
 
@@ -404,9 +403,11 @@ class _PullFollower:
             if status in _AFTER_DOWNLOAD:
                 moved |= self.watchdog.observe({"id": _MANIFEST, "status": "Pull complete"})
             moved |= self.watchdog.observe({"status": status})
-        if status:
-            self.status = status
-        if moved:
+        changed = bool(status) and status != self.status
+        self.status = status or self.status
+        now = self.clock.monotonic() if moved else self._last_emit
+        if moved and (changed or now - self._last_emit >= PROGRESS_EVERY_S):
+            self._last_emit = now
             self.events(self.progress())
         return status == "success"
 
@@ -689,7 +690,7 @@ def unload_models(http: httpx.Client, base_url: str, tags: tuple[str, ...] | lis
 
 __all__ = [
     "DEFAULT_OLLAMA_PORT", "MIN_OLLAMA_VERSION", "PROBE_BUDGETS_S", "ForeignListener", "InstalledModel",
-    "OllamaServer", "OllamaValidation", "detect_ollama", "list_models", "loaded_models", "normalize_tag",
+    "OllamaServer", "OllamaValidation", "detect_ollama", "loaded_models", "normalize_tag",
     "ollama_base_url", "probe_body", "pull_error", "pull_model", "require_tools", "show_capabilities",
     "unload_models", "validate_model", "warm_up",
 ]

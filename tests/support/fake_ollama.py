@@ -301,7 +301,9 @@ class _PullScript:
 
     def _stall(self, index: int, total: int, completed: int) -> bool:
         """Hold the connection open and move nothing, until the client leaves or the server stops."""
-        while self._wait(0.05):
+        for _ in range(12_000):  # at most 10 minutes, like any loop here: bounded
+            if not self._wait(0.05):
+                break
             if not self.config.stall_silent:
                 self.h._line(self._layer_line(index, total, completed))
         return False

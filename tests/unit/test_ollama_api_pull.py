@@ -114,7 +114,8 @@ def test_a_one_byte_trickle_is_progress(http: httpx.Client, fake: FakeOllama) ->
     fake.config.trickle_s = 0.25  # 2 s in all, each step well inside the 1 s window
     events: list[Event] = []
     _pull(http, fake, settings=Settings(pull_stall_timeout=1.0, pull_quiet_timeout=5.0), events=events)
-    assert [p.done_bytes for p in _progress(events) if p.detail and p.detail.startswith("pulling ")][-1] == 8
+    progress = _progress(events)
+    assert progress[-1].detail == "success" and progress[-1].done_bytes == 8
 
 
 def test_a_silent_verifying_phase_gets_the_longer_quiet_window(http: httpx.Client, fake: FakeOllama) -> None:
@@ -152,7 +153,7 @@ def test_default_cap_message_says_30_minutes(http: httpx.Client, fake: FakeOllam
     fake.config.layer_sizes = (100_000,)
     fake.config.trickle_s = 0.005
     with pytest.raises(PullTimedOut, match=r"^Model pull timed out after 30 minutes\.$"):
-        _pull(http, fake, settings=Settings(), clock=StepClock(step=30.0))
+        _pull(http, fake, settings=Settings(), clock=StepClock(step=5.0))
 
 
 def test_cancellation_closes_the_stream_promptly(http: httpx.Client, fake: FakeOllama) -> None:
@@ -205,3 +206,24 @@ def test_a_non_200_answer_fails_with_its_error_text() -> None:
 def test_pulling_from_nothing_fails_clearly(http: httpx.Client) -> None:
     with pytest.raises(DownloadFailed, match="did not answer"):
         pull_model(http, f"http://127.0.0.1:{free_port()}", TAG, settings=Settings(), clock=SystemClock())
+
+
+def test_progress_is_throttled_but_every_phase_change_is_reported(http: httpx.Client, fake: FakeOllama) -> None:
+    events: list[Event] = []
+    _pull(http, fake, clock=StepClock(step=0.0), events=events)  # frozen time: only phase changes get through
+    details = [p.detail for p in _progress(events)]
+    assert details[0] == "pulling manifest" and details[-3:] == ["verifying sha256 digest", "writing manifest",
+                                                                  "success"]
+    assert len(details) == 1 + len(fake.config.layer_sizes) + 3
+
+
+def test_a_frozen_clock_cannot_make_the_pull_loop_forever(http: httpx.Client, fake: FakeOllama,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from nemoclaw_runtime.runtimes import ollama_api
+
+    monkeypatch.setattr(ollama_api, "MAX_PULL_LINES", 0)
+    fake.config.pull_mode = "stall"
+    fake.config.stall_silent = True
+    with pytest.raises(PullTimedOut):
+        _pull(http, fake, settings=Settings(ollama_pull_timeout=0.05, pull_stall_timeout=0.05,
+                                            pull_quiet_timeout=0.05), clock=StepClock(step=0.0))
