@@ -140,8 +140,7 @@ class FakeHub:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_port}"
 
     @property
     def requests(self) -> list[RecordedRequest]:

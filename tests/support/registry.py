@@ -130,29 +130,27 @@ class LocalRegistry:
         """
         source_repo, source_ref = _split_reference(amd64_source_repo_tag)
         with self.http() as http:
-            source = _IndexBuilder(http, repo)
-            manifest, config_bytes = source.fetch_image(source_repo, source_ref)
-            layers = [_as_oci_layer(layer) for layer in manifest["layers"]]
+            target = _IndexBuilder(http, repo)
+            manifest, config_bytes = target.fetch_image(source_repo, source_ref)
             for blob in [manifest["config"], *manifest["layers"]]:
-                source.ensure_blob(source_repo, blob["digest"])
+                target.ensure_blob(source_repo, blob["digest"])
+            layers = [_as_oci_layer(layer) for layer in manifest["layers"]]
             # amd64 keeps the config bytes as pushed, so pulling it gives the very image that was pushed.
-            digests = {"amd64": source.put_image(config_bytes, layers)}
+            digests = {"amd64": target.put_image(config_bytes, layers)}
             arm_config = {**json.loads(config_bytes), "architecture": "arm64", "variant": "v8"}
-            digests["arm64"] = source.put_image(_canonical(arm_config), layers)
+            digests["arm64"] = target.put_image(_canonical(arm_config), layers)
             entries = [
-                _index_entry(digests["amd64"], source.sizes[digests["amd64"]], {"architecture": "amd64", "os": "linux"}),
-                _index_entry(
-                    digests["arm64"],
-                    source.sizes[digests["arm64"]],
-                    {"architecture": "arm64", "os": "linux", "variant": "v8"},
-                ),
+                target.index_entry(digests["amd64"], {"architecture": "amd64", "os": "linux"}),
+                target.index_entry(digests["arm64"], {"architecture": "arm64", "os": "linux", "variant": "v8"}),
             ]
             if with_attestation:
-                digests["attestation"] = source.put_attestation(digests["amd64"])
-                entries.append(_attestation_entry(digests["attestation"], source.sizes[digests["attestation"]],
-                                                  digests["amd64"]))
+                digests["attestation"] = target.put_attestation(digests["amd64"])
+                entry = target.index_entry(digests["attestation"], {"architecture": "unknown", "os": "unknown"})
+                entry["annotations"] = {"vnd.docker.reference.digest": digests["amd64"],
+                                        "vnd.docker.reference.type": "attestation-manifest"}
+                entries.append(entry)
             index = {"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": entries}
-            digests["index"] = source.put_manifest(tag, index, MT_OCI_INDEX)
+            digests["index"] = target.put_manifest(tag, index, MT_OCI_INDEX)
         return digests
 
     def stop(self) -> None:
@@ -241,6 +239,9 @@ class _IndexBuilder:
                     "config": {"mediaType": MT_OCI_CONFIG, **config_blob}, "layers": [layer]}
         return self.put_manifest(None, manifest, MT_OCI_MANIFEST)
 
+    def index_entry(self, digest: str, platform: dict[str, str]) -> dict[str, Any]:
+        return {"mediaType": MT_OCI_MANIFEST, "digest": digest, "size": self.sizes[digest], "platform": platform}
+
     def put_manifest(self, tag: str | None, document: dict[str, Any], media_type: str) -> str:
         body = _canonical(document)
         digest = _sha256(body)
@@ -250,16 +251,6 @@ class _IndexBuilder:
         _raise_for(response, f"PUT manifest {self.repo}:{tag or digest}")
         self.sizes[digest] = len(body)
         return response.headers.get("Docker-Content-Digest", digest)
-
-
-def _index_entry(digest: str, size: int, platform: dict[str, str]) -> dict[str, Any]:
-    return {"mediaType": MT_OCI_MANIFEST, "digest": digest, "size": size, "platform": platform}
-
-
-def _attestation_entry(digest: str, size: int, subject: str) -> dict[str, Any]:
-    entry = _index_entry(digest, size, {"architecture": "unknown", "os": "unknown"})
-    entry["annotations"] = {"vnd.docker.reference.digest": subject, "vnd.docker.reference.type": "attestation-manifest"}
-    return entry
 
 
 def _as_oci_layer(layer: dict[str, Any]) -> dict[str, Any]:

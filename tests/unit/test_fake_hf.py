@@ -12,7 +12,12 @@ import pytest
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-from tests.support.fake_hf import GATED_REPO, PUBLIC_REPO, FakeHub, fake_hf, fake_hf_server  # noqa: F401
+from tests.support import fake_hf as fake_hub_support
+from tests.support.fake_hf import GATED_REPO, PUBLIC_REPO, FakeHub
+
+# Registers the fixtures in this module (no conftest needed for unit tests).
+fake_hf_server = fake_hub_support.fake_hf_server
+fake_hf = fake_hub_support.fake_hf
 
 
 def test_model_info_lists_the_public_repo(fake_hf: FakeHub) -> None:
