@@ -148,3 +148,12 @@ def test_a_stalled_download_sends_nothing_more_until_reset(fake_hf: FakeHub) -> 
     releaser.start()
     releaser.join(timeout=10)
     assert not releaser.is_alive()
+
+
+def test_snapshot_of_a_gated_repo_needs_the_token(fake_hf: FakeHub, tmp_path: Path) -> None:
+    with pytest.raises(GatedRepoError):
+        snapshot_download(GATED_REPO, endpoint=fake_hf.url, cache_dir=tmp_path / "a", token=False)
+
+    folder = snapshot_download(GATED_REPO, endpoint=fake_hf.url, cache_dir=tmp_path / "b", token=fake_hf.token)
+
+    assert (Path(folder) / "config.json").read_bytes() == fake_hf.repos[GATED_REPO].files["config.json"].content
