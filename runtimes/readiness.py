@@ -384,7 +384,7 @@ def _probe_once(watch: _Watch, http: httpx.Client, base_url: str, events: EventS
     watch.enter(PORT_OPEN, events)
     watch.last_reason = outcome.reason
     if isinstance(outcome, Failed):
-        raise _exited(watch, watch.target.state(), f"answered but cannot become ready: {outcome.reason}",
+        raise _exited(watch, _safe_state(watch.target), f"answered but cannot become ready: {outcome.reason}",
                       error=ValidationFailed)
     return None
 
@@ -416,6 +416,13 @@ def _heartbeat(watch: _Watch, events: EventSink) -> None:
                      state=watch.state, last_log_line=_last_log_line(watch.target)))
 
 
+def _safe_state(target: ReadinessTarget) -> ContainerState:
+    try:
+        return target.state()
+    except NoSuchContainer:
+        return ContainerState(status="removed")
+
+
 def _safe_tail(target: ReadinessTarget) -> list[str]:
     try:
         return target.log_tail(TAIL_LINES)
@@ -445,7 +452,7 @@ def _exited(watch: _Watch, state: ContainerState, what: str, *, tail: Sequence[s
 
 def _timeout(watch: _Watch, timeout_s: float) -> ReadinessTimeout:
     tail = _safe_tail(watch.target)
-    diagnosis, details = _failure_facts(watch, watch.target.state(), tail)
+    diagnosis, details = _failure_facts(watch, _safe_state(watch.target), tail)
     if diagnosis.cause != "unknown":
         remedy = diagnosis.remedy
     else:

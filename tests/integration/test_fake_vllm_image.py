@@ -33,7 +33,8 @@ def http() -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def run_vllm(docker_client: docker.DockerClient, fake_vllm_image: str) -> Iterator[Callable[..., tuple[Any, int]]]:
+def run_vllm(docker_client: docker.DockerClient, fake_vllm_image: str  # noqa: F811 (the fixture)
+             ) -> Iterator[Callable[..., tuple[Any, int]]]:
     """Start fake vLLM containers on free ports; every one is removed afterwards."""
     started: list[Any] = []
 

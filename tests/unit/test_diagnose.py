@@ -57,7 +57,8 @@ def test_empty_tail_is_unknown() -> None:
     [
         ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", "cuda-oom"),
         ("huggingface_hub.errors.GatedRepoError: 403 Client Error.", "hf-gated"),
-        ("requests.exceptions.HTTPError: 401 Client Error: Unauthorized for url: https://huggingface.co/x/y", "hf-gated"),
+        ("requests.exceptions.HTTPError: 401 Client Error: Unauthorized for url: https://huggingface.co/x/y",
+         "hf-gated"),
         ("Access to model meta-llama/Llama-3.1-8B is restricted and you are not in the authorized list.", "hf-gated"),
         ("RuntimeError: Found no NVIDIA driver on your system.", "no-gpu"),
         ("Failed to initialize NVML: Driver Not Loaded", "no-gpu"),

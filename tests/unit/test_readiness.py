@@ -124,7 +124,10 @@ def test_ready_within_one_poll_of_the_server_answering() -> None:
 
 def test_container_not_running_yet_is_starting_then_ready() -> None:
     clock = FakeClock()
-    states = lambda t: ContainerState(status="created") if t < 3 else RUNNING
+
+    def states(t: float) -> ContainerState:
+        return ContainerState(status="created") if t < 3 else RUNNING
+
     target = FakeTarget(clock, states=states)
 
     result, _ = run(target, server(clock, ready_at=5.0, body=models_body({"id": MODEL})))
@@ -196,7 +199,10 @@ def test_non_json_and_http_errors_are_not_ready() -> None:
 def test_exit_fails_at_once_with_cause_and_log_tail() -> None:
     clock = FakeClock()
     lines = [f"INFO line {i}" for i in range(200)] + [OOM_LINE, "RuntimeError: Engine core initialization failed."]
-    states = lambda t: RUNNING if t < 7 else ContainerState(status="exited", exit_code=1)
+
+    def states(t: float) -> ContainerState:
+        return RUNNING if t < 7 else ContainerState(status="exited", exit_code=1)
+
     target = FakeTarget(clock, states=states, lines=lambda t: lines)
 
     error, _ = run_failing(target, server(clock, ready_at=10_000, body={}))
@@ -247,7 +253,10 @@ def test_vanished_container_fails_fast() -> None:
 def test_restart_loop_fails_fast_on_restart_count() -> None:
     clock = FakeClock()
     # Restarts every 2 s with nothing classifiable in its log: the second restart ends the wait.
-    states = lambda t: ContainerState(status="running", restart_count=3 + int(t // 2), exit_code=1)
+
+    def states(t: float) -> ContainerState:
+        return ContainerState(status="running", restart_count=3 + int(t // 2), exit_code=1)
+
     target = FakeTarget(clock, states=states, lines=lambda t: ["fake crash"])
 
     error, _ = run_failing(target, server(clock, ready_at=10_000, body={}))
@@ -274,7 +283,10 @@ def test_restart_loop_fails_fast_on_repeated_restarting_status() -> None:
 
 def test_one_restart_with_a_known_fatal_cause_fails_at_the_first_crash() -> None:
     clock = FakeClock()
-    states = lambda t: RUNNING if t < 3 else ContainerState("restarting", exit_code=1, restart_count=1)
+
+    def states(t: float) -> ContainerState:
+        return RUNNING if t < 3 else ContainerState("restarting", exit_code=1, restart_count=1)
+
     target = FakeTarget(clock, states=states, lines=lambda t: ["INFO", OOM_LINE] if t >= 3 else ["INFO"])
 
     error, _ = run_failing(target, server(clock, ready_at=10_000, body={}))
@@ -285,7 +297,10 @@ def test_one_restart_with_a_known_fatal_cause_fails_at_the_first_crash() -> None
 
 def test_one_unexplained_restart_is_tolerated() -> None:
     clock = FakeClock()
-    states = lambda t: RUNNING if t < 3 or t > 4 else ContainerState("restarting", restart_count=1)
+
+    def states(t: float) -> ContainerState:
+        return RUNNING if t < 3 or t > 4 else ContainerState("restarting", restart_count=1)
+
     target = FakeTarget(clock, states=states, lines=lambda t: ["killed by a reboot"])
 
     result, _ = run(target, server(clock, ready_at=10.0, body=models_body({"id": MODEL})))
@@ -530,3 +545,46 @@ def test_probe_existing_returns_none_when_nothing_answers() -> None:
         raise httpx.ConnectError("refused", request=request)
 
     assert probe_existing_vllm(_client(refused), 8000) is None
+
+
+def test_a_failed_probe_ends_the_wait_as_validation_failed() -> None:
+    from nemoclaw_runtime.errors import ValidationFailed
+    from nemoclaw_runtime.runtimes.readiness import Failed
+
+    class WrongServer:
+        label = "vLLM"
+        timeout_variable = None
+
+        def check(self, http: httpx.Client, base_url: str) -> Failed:
+            return Failed("a different server answers on this port")
+
+    clock = FakeClock()
+    target = FakeTarget(clock)
+
+    with pytest.raises(ValidationFailed) as info:
+        run(target, server(clock, ready_at=0, body={}), WrongServer())
+
+    assert "a different server answers" in info.value.message
+    assert info.value.exit_code == 5
+
+
+def test_timeout_with_a_container_removed_at_the_last_moment_is_still_a_timeout() -> None:
+    clock = FakeClock()
+    gone = {"now": False}
+
+    def states(t: float) -> ContainerState:
+        if gone["now"]:
+            raise NoSuchContainer("gone")
+        return RUNNING
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if clock.now - 1000 >= 5.0:
+            gone["now"] = True  # removed between the last probe and the post-mortem
+        raise httpx.ConnectError("refused", request=request)
+
+    target = FakeTarget(clock, states=states, lines=lambda t: [])
+
+    with pytest.raises(ReadinessTimeout) as info:
+        run(target, httpx.Client(transport=httpx.MockTransport(handler)), timeout_s=5.0)
+
+    assert info.value.details["status"] == "removed"
