@@ -41,19 +41,9 @@ from nemoclaw_runtime.errors import (
 )
 from nemoclaw_runtime.runtimes.engine import ContainerInfo, ContainerState
 from nemoclaw_runtime.runtimes.spec import ContainerSpec, image_repository
+from nemoclaw_runtime.runtimes.watchdog import classify_engine_message, pull_error
 from nemoclaw_runtime.secret import REDACTED, Secret
 from nemoclaw_runtime.settings import Settings
-
-#: Substrings of engine / registry messages that mean "the registry refused our credentials".
-_AUTH_MARKERS = ("unauthorized", "authentication required", "no basic auth credentials", "login attempt",
-                 "access denied", "denied:", "incorrect username or password", "401")
-#: ... that mean "no such image / tag / manifest".
-_NOT_FOUND_MARKERS = ("manifest unknown", "not found", "repository does not exist", "no such image",
-                      "name unknown", "does not exist")
-#: ... that mean "the registry or the network hiccupped; try again".
-_TRANSIENT_MARKERS = ("500 internal server error", "502 bad gateway", "503 service unavailable",
-                      "504 gateway", "connection reset", "connection refused", "i/o timeout", "tls handshake timeout",
-                      "eof", "toomanyrequests", "unexpected http status: 5", "temporarily unavailable")
 
 _DOCKER_GROUP_REMEDY = ("add your user to the docker group (sudo usermod -aG docker $USER, then log in again), "
                         "or run as a user that may use the Docker socket")
@@ -84,41 +74,6 @@ def _explanation(exc: BaseException) -> str:
         explanation = explanation.decode("utf-8", "replace")
     text = str(explanation or exc).strip()
     return " ".join(text.split())[:500]
-
-
-def classify_engine_message(text: str) -> str:
-    """``auth`` | ``not-found`` | ``transient`` | ``other`` for an engine or registry error message."""
-    lowered = text.lower()
-    if any(marker in lowered for marker in _AUTH_MARKERS):
-        return "auth"
-    if any(marker in lowered for marker in _NOT_FOUND_MARKERS):
-        return "not-found"
-    if any(marker in lowered for marker in _TRANSIENT_MARKERS):
-        return "transient"
-    return "other"
-
-
-def raise_pull_error(subject: str, text: str, *, status: int | None = None) -> NoReturn:
-    """Raise the error for a failed pull of ``subject`` (engine message ``text``, HTTP ``status`` when known)."""
-    kind = classify_engine_message(text)
-    if status == 404 and kind == "other":
-        kind = "not-found"
-    if status in (401, 403):
-        kind = "auth"
-    if kind == "auth":
-        raise RegistryAuthFailed(
-            f"The registry refused access to {subject}: {text}",
-            remedy="log in to the registry (docker login <registry>), or set NGC_API_KEY for nvcr.io",
-            details={"image": subject})
-    if kind == "not-found":
-        raise ImageNotFound(
-            f"Image {subject} was not found: {text}",
-            remedy="check the image name and tag (or the NEMOCLAW_*_IMAGE override)",
-            details={"image": subject})
-    transient = kind == "transient" or (status is not None and status >= 500 and kind == "other")
-    raise DownloadFailed(f"Pulling {subject} failed: {text}",
-                         remedy="check the network and the registry, then run the command again",
-                         details={"image": subject, "transient": transient})
 
 
 @contextmanager
@@ -162,7 +117,7 @@ def _raise_api_error(exc: docker.errors.APIError, action: str, *, missing: str, 
                         remedy="stop it (nemoclaw-runtime stop) or choose another --name",
                         details={"container": subject}) from None
     if missing == "image" or action.startswith(("pulling", "logging in")):
-        raise_pull_error(subject or "?", text, status=status)
+        raise pull_error(subject or "?", text, status=status) from None
     if classify_engine_message(text) == "auth":
         raise RegistryAuthFailed(f"The registry refused access while {action}: {text}",
                                  remedy="log in to the registry (docker login <registry>)") from None
@@ -495,7 +450,7 @@ class DockerPullStream:
                     detail = event.get("errorDetail") or {}
                     text = _scrub(str(event.get("error") or detail.get("message") or "unknown error"),
                                   self._secrets)
-                    raise_pull_error(self._subject, text, status=detail.get("code"))
+                    raise pull_error(self._subject, text, status=detail.get("code"))
                 yield event
         finally:
             self.close()

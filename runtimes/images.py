@@ -47,7 +47,7 @@ from nemoclaw_runtime.runtimes.registry_auth import (
     obtain_credentials,
     stored_credentials,
 )
-from nemoclaw_runtime.runtimes.watchdog import PullWatchdog, Verdict, describe_stuck
+from nemoclaw_runtime.runtimes.watchdog import PullWatchdog, Verdict, describe_stuck, pull_error
 from nemoclaw_runtime.settings import Settings
 
 DEFAULT_OLLAMA_IMAGE = "docker.io/ollama/ollama:0.12.6"
@@ -248,7 +248,12 @@ class WatchedPull:
             self._emit()
 
     def _events(self) -> Iterator[Mapping[str, Any]]:
-        yield from self.stream
+        for event in self.stream:
+            if event.get("error") or event.get("errorDetail"):  # errors arrive as events, not exceptions
+                detail = event.get("errorDetail") or {}
+                text = str(event.get("error") or detail.get("message") or "unknown error")
+                raise pull_error(self.subject, text, status=detail.get("code"))
+            yield event
 
     def _monitor(self) -> None:
         limit = int((self.watchdog.max_timeout + self.watchdog.quiet_timeout) / MONITOR_TICK_S) + 10

@@ -1,0 +1,235 @@
+"""The docker-py adapter without an engine: ContainerSpec → create kwargs, inspect → ContainerInfo, the one error
+translator, and the pull stream's abort / read timeout on a real socket pair."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import docker.errors
+import pytest
+import requests
+from docker.types import DeviceRequest
+
+from nemoclaw_runtime.errors import (
+    DockerUnavailable,
+    DownloadFailed,
+    ImageNotFound,
+    NameTaken,
+    NemoclawError,
+    NoSuchContainer,
+    RegistryAuthFailed,
+)
+from nemoclaw_runtime.runtimes.docker_engine import (
+    DockerPullStream,
+    container_info,
+    create_kwargs,
+    split_ref,
+    translated,
+)
+from nemoclaw_runtime.runtimes.spec import ContainerSpec, GpuRequest, Mount, PortBinding
+from nemoclaw_runtime.secret import Secret
+
+TOKEN = "hf_unit_secret_token_value"
+
+
+def spec(**changes: Any) -> ContainerSpec:
+    base: dict[str, Any] = {
+        "name": "nemoclaw-vllm", "runtime": "vllm", "image": "nvcr.io/nvidia/vllm:26.05.post1-py3",
+        "image_digest": "sha256:" + "a" * 64, "command": ("vllm", "serve", "m"),
+        "env": (("A", "1"), ("HF_TOKEN", Secret(TOKEN))), "labels": (("io.nemoclaw.runtime.managed", "true"),),
+        "ports": (PortBinding(8000, 8000),), "mounts": (Mount("/cache", "/root/.cache"),
+                                                         Mount("vol", "/data", kind="volume", read_only=True)),
+        "shm_size": "16g", "ipc_mode": "host"}
+    base.update(changes)
+    return ContainerSpec(**base)
+
+
+def api_error(status: int, explanation: str, cls: type = docker.errors.APIError) -> Exception:
+    response = requests.Response()
+    response.status_code = status
+    return cls(f"{status} error", response=response, explanation=explanation)
+
+
+# --- create kwargs --------------------------------------------------------------------------------------------------
+
+
+def test_spec_maps_to_docker_py_kwargs() -> None:
+    kwargs = create_kwargs(spec())
+
+    assert kwargs["image"] == "nvcr.io/nvidia/vllm@sha256:" + "a" * 64
+    assert kwargs["command"] == ["vllm", "serve", "m"] and "entrypoint" not in kwargs
+    assert kwargs["environment"] == ["A=1", f"HF_TOKEN={TOKEN}"]  # the one place a secret is revealed
+    assert kwargs["labels"] == {"io.nemoclaw.runtime.managed": "true"}
+    assert kwargs["ports"] == {"8000/tcp": ("127.0.0.1", 8000)}
+    assert kwargs["device_requests"] == [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    assert [(m["Type"], m["Source"], m["Target"], m["ReadOnly"]) for m in kwargs["mounts"]] == \
+        [("bind", "/cache", "/root/.cache", False), ("volume", "vol", "/data", True)]
+    assert (kwargs["restart_policy"], kwargs["shm_size"], kwargs["ipc_mode"], kwargs["name"], kwargs["detach"]) == \
+        ({"Name": "unless-stopped"}, "16g", "host", "nemoclaw-vllm", True)
+
+
+def test_gpu_indices_none_entrypoint_and_no_restart() -> None:
+    picked = create_kwargs(spec(gpus=GpuRequest("indices", (0, 2)), entrypoint=("/bin/sh", "-c")))
+    none = create_kwargs(spec(gpus=GpuRequest("none"), restart_policy=None, shm_size=None, ipc_mode=None))
+
+    assert picked["device_requests"] == [DeviceRequest(device_ids=["0", "2"], capabilities=[["gpu"]])]
+    assert picked["entrypoint"] == ["/bin/sh", "-c"]
+    assert not {"device_requests", "restart_policy", "shm_size", "ipc_mode"} & set(none)
+
+
+def test_two_host_bindings_of_one_port_become_a_list() -> None:
+    kwargs = create_kwargs(spec(ports=(PortBinding(8000, 8000), PortBinding(8000, 18000, host_ip="::1"))))
+    assert kwargs["ports"] == {"8000/tcp": [("127.0.0.1", 8000), ("::1", 18000)]}
+
+
+# --- inspect → ContainerInfo ----------------------------------------------------------------------------------------
+
+
+def test_container_info_from_inspect() -> None:
+    raw = {"Id": "abc", "Name": "/nemoclaw-vllm", "Created": "2026-01-01T00:00:00Z", "RestartCount": 2,
+           "Config": {"Image": "img@sha256:x", "Labels": {"k": "v"}},
+           "State": {"Status": "exited", "ExitCode": 137, "OOMKilled": True, "Error": "",
+                     "StartedAt": "s", "FinishedAt": "f", "Health": {"Status": "unhealthy"}},
+           "NetworkSettings": {"Ports": {}},
+           "HostConfig": {"PortBindings": {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8000"}]}}}
+
+    info = container_info(raw)
+
+    assert (info.id, info.name, info.image, dict(info.labels)) == ("abc", "nemoclaw-vllm", "img@sha256:x", {"k": "v"})
+    assert (info.state.status, info.state.exit_code, info.state.oom_killed, info.state.restart_count,
+            info.state.health, info.state.error) == ("exited", 137, True, 2, "unhealthy", None)
+    assert info.ports == {"8000/tcp": (("127.0.0.1", 8000),)}  # configured bindings while stopped
+
+
+@pytest.mark.parametrize(("ref", "expected"), [
+    ("127.0.0.1:5000/team/img:1.0", ("127.0.0.1:5000/team/img", "1.0")),
+    ("127.0.0.1:5000/team/img", ("127.0.0.1:5000/team/img", "latest")),
+    ("repo@sha256:abc", ("repo", "sha256:abc")),
+    ("repo:tag@sha256:abc", ("repo", "sha256:abc")),
+])
+def test_split_ref(ref: str, expected: tuple[str, str]) -> None:
+    assert split_ref(ref) == expected
+
+
+# --- the one error translator ---------------------------------------------------------------------------------------
+
+
+def raised_by(error: Exception, action: str = "starting a container", **kw: Any) -> NemoclawError:
+    with pytest.raises(NemoclawError) as caught, translated(action, **kw):
+        raise error
+    return caught.value
+
+
+def test_engine_down_and_socket_permission_are_docker_unavailable() -> None:
+    down = raised_by(docker.errors.DockerException("Error while fetching server API version: ('Connection "
+                                                   "aborted.', FileNotFoundError(2, 'No such file or directory'))"))
+    denied = raised_by(requests.exceptions.ConnectionError("('Connection aborted.', PermissionError(13, "
+                                                           "'Permission denied'))"))
+
+    assert isinstance(down, DockerUnavailable) and down.exit_code == 3 and "dockerd" in (down.remedy or "")
+    assert isinstance(denied, DockerUnavailable) and "docker group" in (denied.remedy or "")
+
+
+def test_container_404_409_and_image_404() -> None:
+    gone = raised_by(api_error(404, "No such container: x", docker.errors.NotFound), subject="x")
+    taken = raised_by(api_error(409, 'Conflict. The container name "/x" is already in use'), subject="x")
+    no_image = raised_by(api_error(404, "No such image: img:1", docker.errors.ImageNotFound), image="img:1")
+
+    assert isinstance(gone, NoSuchContainer) and gone.exit_code == 6
+    assert isinstance(taken, NameTaken) and taken.exit_code == 3
+    assert isinstance(no_image, ImageNotFound) and no_image.exit_code == 4 and "img:1" in no_image.message
+
+
+def test_login_refused_is_registry_auth_failed_and_scrubbed() -> None:
+    error = raised_by(api_error(500, f"login attempt to http://r/v2/ failed with status: 401 Unauthorized {TOKEN}"),
+                      action="logging in to a registry", subject="r", secrets=(TOKEN,))
+
+    assert isinstance(error, RegistryAuthFailed) and error.exit_code == 4
+    assert TOKEN not in json.dumps(error.to_dict())
+
+
+def test_anything_else_keeps_the_engines_explanation() -> None:
+    error = raised_by(api_error(500, "driver failed programming external connectivity"))
+    assert type(error) is NemoclawError and "driver failed programming" in error.message
+
+
+def test_create_error_text_never_carries_a_secret_value() -> None:
+    error = raised_by(api_error(400, f"invalid env HF_TOKEN={TOKEN}"), action="creating a container",
+                      secrets=(TOKEN,))
+    assert TOKEN not in error.message
+
+
+# --- the pull stream on a real socket ---------------------------------------------------------------------------
+
+
+class SocketApi:
+    """Plays docker-py's ``_stream_helper`` over one end of a socket pair."""
+
+    def _stream_helper(self, response: Any, decode: bool = False) -> Iterator[Any]:
+        reader = response.sock.makefile("rb")
+        while True:
+            line = reader.readline()
+            if not line:
+                return
+            yield json.loads(line)
+
+
+def socket_stream() -> tuple[DockerPullStream, socket.socket]:
+    ours, registry_side = socket.socketpair()
+    raw = ours.makefile("rb", buffering=0)  # a SocketIO, like requests' response.raw._fp.fp.raw
+    response = SimpleNamespace(raw=SimpleNamespace(_fp=SimpleNamespace(fp=SimpleNamespace(raw=raw))), sock=ours,
+                               close=lambda: None)
+    return DockerPullStream(SocketApi(), response, "img:1"), registry_side
+
+
+def send(side: socket.socket, *events: dict[str, Any]) -> None:
+    side.sendall(b"".join(json.dumps(e).encode() + b"\n" for e in events))
+
+
+def test_abort_from_another_thread_ends_a_blocked_read() -> None:
+    stream, registry_side = socket_stream()
+    send(registry_side, {"status": "Pulling fs layer", "id": "l1"})
+    threading.Timer(0.3, stream.abort).start()
+    started = time.monotonic()
+
+    events = list(stream)
+
+    assert events == [{"status": "Pulling fs layer", "id": "l1"}] and stream.aborted
+    assert time.monotonic() - started < 5
+    registry_side.close()
+
+
+def test_read_timeout_ends_a_silent_stream() -> None:
+    stream, registry_side = socket_stream()
+    stream.set_read_timeout(0.2)
+    send(registry_side, {"status": "Downloading", "id": "l1", "progressDetail": {"current": 1, "total": 9}})
+
+    events = list(stream)
+
+    assert len(events) == 1 and stream.timed_out
+    registry_side.close()
+
+
+def test_error_events_become_errors() -> None:
+    stream, registry_side = socket_stream()
+    send(registry_side, {"error": "manifest unknown: manifest unknown"})
+    registry_side.close()
+
+    with pytest.raises(ImageNotFound):
+        list(stream)
+
+
+def test_a_broken_stream_is_a_transient_download_failure() -> None:
+    stream, registry_side = socket_stream()
+    registry_side.sendall(b'{"status": "Downloading"')  # cut mid-event
+    registry_side.close()
+
+    with pytest.raises(DownloadFailed) as caught:
+        list(stream)
+    assert caught.value.details.get("transient") is True
