@@ -81,6 +81,7 @@ class _EventRenderer:
         self._progress: Any = None  # rich.progress.Progress, created on the first byte event on a TTY
         self._tasks: dict[tuple[str, str], Any] = {}
         self._last_plain: dict[tuple[str, str], float] = {}
+        self._finished: set[tuple[str, str]] = set()
 
     def __call__(self, event: Event) -> None:
         if self.output.json_mode:
@@ -103,7 +104,12 @@ class _EventRenderer:
             self._render_rich(key, event)
             return
         now = time.monotonic()
-        finished = event.total_bytes is not None and event.done_bytes >= event.total_bytes
+        finished = event.total_bytes is not None and event.done_bytes >= event.total_bytes and (
+            event.items_total is None or event.items_done >= event.items_total)
+        if key in self._finished:
+            return
+        if finished:
+            self._finished.add(key)
         if finished or now - self._last_plain.get(key, 0.0) >= PLAIN_PROGRESS_EVERY_S:
             self._last_plain[key] = now
             self._write(_plain(event))
@@ -125,7 +131,7 @@ class _EventRenderer:
                 TextColumn("{task.fields[items]}"), TimeElapsedColumn(),
                 console=Console(file=self.output.err), transient=False)
             self._progress.start()
-        items = f"{event.items_done}/{event.items_total} layers" if event.items_total else ""
+        items = f"{event.items_done}/{event.items_total} {_unit(event)}" if event.items_total else ""
         if key not in self._tasks:
             self._tasks[key] = self._progress.add_task(f"{event.task} {event.subject}", total=event.total_bytes,
                                                        items=items)
@@ -138,12 +144,16 @@ class _EventRenderer:
             self._tasks.clear()
 
 
+def _unit(event: Progress) -> str:
+    return {"image": "layers", "weights": "files", "model": "blobs"}.get(event.task, "parts")
+
+
 def _plain(event: Event) -> str:
     if isinstance(event, PhaseChanged):
         return f"==> {event.message}"
     if isinstance(event, Progress):
         pct = f" ({100 * event.done_bytes / event.total_bytes:.0f}%)" if event.total_bytes else ""
-        items = f", {event.items_done}/{event.items_total} layers" if event.items_total else ""
+        items = f", {event.items_done}/{event.items_total} {_unit(event)}" if event.items_total else ""
         rate = f", {human_bytes(event.rate_bytes_per_s)}/s" if event.rate_bytes_per_s else ""
         return (f"    {event.task} {event.subject}: {human_bytes(event.done_bytes)} of "
                 f"{human_bytes(event.total_bytes)}{pct}{items}{rate}")

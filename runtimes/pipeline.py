@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from nemoclaw_runtime.gpu import GpuInventory
     from nemoclaw_runtime.runtimes.engine import ContainerManager, DockerPort, ImageStore
 
-RUNTIMES = ("vllm", "nim")
+RUNTIMES = ("vllm", "nim", "ollama")
 
 
 @dataclasses.dataclass
@@ -71,6 +71,10 @@ def driver_for(runtime: str) -> RuntimeDriver:
         from nemoclaw_runtime.runtimes.nim import NimDriver
 
         return NimDriver()
+    if runtime == "ollama":
+        from nemoclaw_runtime.runtimes.ollama import OllamaDriver
+
+        return OllamaDriver()
     raise InvalidInput(f"Unknown runtime {runtime!r}", remedy=f"use one of: {', '.join(RUNTIMES)}")
 
 
@@ -173,7 +177,6 @@ def _up_locked(driver: RuntimeDriver, the_plan: Plan, svc: Services, events: Eve
     pulled = svc.images.ensure_image(the_plan.spec.image, events=events, cancel=cancel)
     spec = dataclasses.replace(the_plan.spec, image_digest=pulled.digest)
     cancel.raise_if_cancelled()
-    events(PhaseChanged("start", f"Starting container {spec.name}"))
     try:
         outcome = svc.containers.ensure_running(spec, events=events)
     except BaseException:

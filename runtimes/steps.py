@@ -8,7 +8,7 @@ from typing import Any
 
 from nemoclaw_runtime.clock import CancelToken
 from nemoclaw_runtime.errors import PortInUse
-from nemoclaw_runtime.events import EventSink, Info, PhaseChanged
+from nemoclaw_runtime.events import EventSink
 from nemoclaw_runtime.runtimes.driver import Plan, Served
 from nemoclaw_runtime.runtimes.host_ports import port_owner
 
@@ -19,10 +19,8 @@ def validate_openai(plan: Plan, served: Served, svc: Any, events: EventSink, can
         return None
     from nemoclaw_runtime.runtimes.validate import validate_endpoint
 
-    events(PhaseChanged("validate", f"Sending a real request to {plan.base_url}"))
     result = validate_endpoint(plan.base_url, served.served_model_id, settings=svc.settings, http=svc.http,
                                clock=svc.clock, events=events, cancel=cancel)
-    events(Info(f"{result.api} answered in {result.latency_ms:.0f} ms"))
     return str(result.api)
 
 
