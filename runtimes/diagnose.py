@@ -201,7 +201,7 @@ def _evidence(text: str, match: re.Match[str]) -> str:
     start = text.rfind("\n", 0, match.start()) + 1
     end = text.find("\n", match.end())
     span = text[start:] if end == -1 else text[start:end]
-    one_line = " | ".join(part.strip() for part in span.splitlines() if part.strip())
+    one_line = " | ".join(display_line(part) for part in span.splitlines() if display_line(part))
     return redact(one_line)[:_MAX_EVIDENCE_CHARS]
 
 
@@ -232,3 +232,13 @@ def redact(line: str) -> str:
 
 def redact_lines(lines: Sequence[str]) -> list[str]:
     return [redact(line) for line in lines]
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def display_line(line: str) -> str:
+    """What a terminal would show of a raw log line: colour codes dropped, and for a progress bar redrawn with
+    carriage returns (tqdm in vLLM's weight loading) only its latest state."""
+    segments = [part for part in _ANSI.sub("", line).split("\r") if part.strip()]
+    return segments[-1].strip() if segments else ""

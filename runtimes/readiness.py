@@ -28,7 +28,7 @@ import httpx
 from nemoclaw_runtime.clock import CancelToken, Clock
 from nemoclaw_runtime.errors import ContainerExited, NoSuchContainer, ReadinessTimeout, ValidationFailed
 from nemoclaw_runtime.events import EventSink, Heartbeat, Info, Warning
-from nemoclaw_runtime.runtimes.diagnose import TAIL_LINES, Diagnosis, classify, redact, redact_lines
+from nemoclaw_runtime.runtimes.diagnose import TAIL_LINES, Diagnosis, classify, display_line, redact, redact_lines
 from nemoclaw_runtime.runtimes.engine import ContainerManager, ContainerState
 
 #: Per-request bounds: a closed port fails in well under a poll; a server that accepted but is still loading
@@ -406,8 +406,9 @@ def _last_log_line(target: ReadinessTarget) -> str | None:
     except NoSuchContainer:
         return None
     for line in reversed(lines):
-        if line.strip():
-            return redact(line.strip())[:200]
+        shown = display_line(line)
+        if shown:
+            return redact(shown)[:200]
     return None
 
 

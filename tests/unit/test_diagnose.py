@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nemoclaw_runtime.runtimes.diagnose import TAIL_LINES, Diagnosis, classify, redact
+from nemoclaw_runtime.runtimes.diagnose import TAIL_LINES, Diagnosis, classify, display_line, redact
 from nemoclaw_runtime.runtimes.engine import ContainerState
 
 LOGS = Path(__file__).resolve().parents[2] / "fixtures" / "logs"
@@ -152,3 +152,16 @@ def test_evidence_is_bounded() -> None:
     diagnosis = classify(["CUDA out of memory " + "x" * 5000])
 
     assert diagnosis.evidence is not None and len(diagnosis.evidence) <= 300
+
+
+def test_display_line_keeps_the_latest_progress_state_without_colours() -> None:
+    raw = "\x1b[32mLoading shards:  10% 1/10\rLoading shards:  20% 2/10\r\x1b[0m"
+
+    assert display_line(raw) == "Loading shards:  20% 2/10"
+    assert display_line("\r  \r") == ""
+
+
+def test_evidence_shows_the_line_as_a_terminal_would() -> None:
+    diagnosis = classify(["\x1b[31mERROR\x1b[0m torch.OutOfMemoryError: CUDA out of memory."])
+
+    assert diagnosis.evidence == "ERROR torch.OutOfMemoryError: CUDA out of memory."

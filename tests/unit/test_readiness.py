@@ -588,3 +588,14 @@ def test_timeout_with_a_container_removed_at_the_last_moment_is_still_a_timeout(
         run(target, httpx.Client(transport=httpx.MockTransport(handler)), timeout_s=5.0)
 
     assert info.value.details["status"] == "removed"
+
+
+def test_heartbeat_shows_the_latest_state_of_a_progress_bar() -> None:
+    clock = FakeClock()
+    bar = "Loading safetensors checkpoint shards:  41% 7/17\rLoading safetensors checkpoint shards:  47% 8/17\r"
+    target = FakeTarget(clock, lines=lambda t: [bar])
+
+    _, events = run(target, server(clock, ready_at=31.0, body=models_body({"id": MODEL})))
+
+    beats = [e for e in events if isinstance(e, Heartbeat)]
+    assert [b.last_log_line for b in beats] == ["Loading safetensors checkpoint shards:  47% 8/17"]
