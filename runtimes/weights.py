@@ -261,6 +261,7 @@ class _Tracker:
         self.byte_bars: list[_EventBar] = []
         self.files_done = 0
         self.lock = threading.Lock()
+        self.started = clock.monotonic()
         self.last_emit: float | None = None
 
     @property
@@ -290,8 +291,11 @@ class _Tracker:
         done = self.cached_bytes + self.downloaded_bytes
         if self.total_bytes is not None:
             done = self.total_bytes if final else min(done, self.total_bytes)
+        elapsed = self.clock.monotonic() - self.started
+        rate = self.downloaded_bytes / elapsed if elapsed > 0 and self.downloaded_bytes else None
         self.events(Progress(task="weights", subject=self.model_id, done_bytes=done, total_bytes=self.total_bytes,
-                             items_done=max(self.files_done, self.cached_files), items_total=self.total_files))
+                             items_done=max(self.files_done, self.cached_files), items_total=self.total_files,
+                             rate_bytes_per_s=rate))
 
 
 class _EventBar:
@@ -413,7 +417,7 @@ def _translate_hf_error(exc: BaseException, *, model_id: str, token: Secret | No
                    "is a valid read token", cause="hf-gated", details=details)
     if isinstance(exc, RepositoryNotFoundError):
         hint = "check the id, or set HF_TOKEN if it is a private repository" if not token else \
-            "check the id and that the token's account can see it"
+            "check the id, that HF_TOKEN is a valid token, and that its account can see the repository"
         return AccessDenied(f"Model '{model_id}' was not found on {endpoint}, or you have no access to it",
                             remedy=f"{hint} ({url})", cause="hf-not-found", details=details)
     if isinstance(exc, RevisionNotFoundError):

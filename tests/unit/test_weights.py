@@ -283,3 +283,20 @@ def test_translate_unknown_error_keeps_its_type_name() -> None:
     error = _translate(RuntimeError(f"odd {WRONG.reveal()}"))
 
     assert isinstance(error, DownloadFailed) and "RuntimeError" in error.message and not _leaks(error, WRONG)
+
+
+def test_a_repo_without_config_json_is_still_accessible(fake_hf: FakeHub, settings: Settings) -> None:  # noqa: F811
+    fake_hf.add_repo("acme/gguf-only", {"model-q4.gguf": b"GGUF" + bytes(100)})
+
+    result = check_access("acme/gguf-only", None, settings, gated=False)
+
+    assert result.model_id == "acme/gguf-only"
+
+
+def test_progress_reports_a_rate_once_bytes_moved(settings: Settings) -> None:
+    events: list[Event] = []
+
+    _fetch(settings, events=events)
+
+    rates = [e.rate_bytes_per_s for e in events if isinstance(e, Progress)]
+    assert rates[-1] is not None and rates[-1] > 0
