@@ -267,3 +267,29 @@ def _wait_models(port: int, seconds: float = 30) -> None:
             pass
         time.sleep(0.2)
     raise AssertionError(f"the fake vLLM on {port} never answered")
+
+
+def test_ctrl_c_during_the_wait_exits_130_and_leaves_nothing(
+        vllm_images: dict[str, str], env: dict[str, str], name: str, docker_client: docker.DockerClient) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "nemoclaw_runtime.cli.main", "up", "vllm", "--gpus", "none", "--model",
+               MODEL_SLUG, "--image", vllm_images["slow"], "--name", name]
+    process = subprocess.Popen(command, env=dict(os.environ), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not docker_client.containers.list(filters={"name": name}):
+            time.sleep(0.2)
+        assert docker_client.containers.list(filters={"name": name}), "the container never started"
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    assert not docker_client.containers.list(all=True, filters={"name": name})

@@ -1,0 +1,95 @@
+"""`up` at the CLI edge: the dry-run plan (no network, no engine), and every bad input is one line + exit code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nemoclaw_runtime.cli.main import run
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
+
+
+@pytest.fixture(autouse=True)
+def no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dry run must not need Docker: point the engine at nothing so any attempt would fail loudly."""
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+
+
+def _dry(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, snapshot: str,
+         *args: str, **env: str) -> tuple[int, dict]:
+    monkeypatch.setenv("NEMOCLAW_GPU_SNAPSHOT", str(FIXTURES / snapshot))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    code = run(["up", *args, "--dry-run", "--json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def test_dry_run_plan_on_spark(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    code, plan = _dry(capsys, monkeypatch, "dgx_spark.json", "vllm")
+    assert code == 0
+    assert plan["profile"] == "dgx-spark" and plan["model"] == "qwen3.6-35b-a3b-nvfp4"
+    assert plan["image"] == "nvcr.io/nvidia/vllm:26.05.post1-py3"
+    assert plan["argv"][:3] == ["vllm", "serve", "nvidia/Qwen3.6-35B-A3B-NVFP4"]
+    assert plan["container"]["name"] == "nemoclaw-vllm"
+    assert plan["container"]["ports"] == [{"container_port": 8000, "host_port": 8000, "host_ip": "127.0.0.1",
+                                           "protocol": "tcp"}]
+
+
+def test_dry_run_never_shows_a_token(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    code, plan = _dry(capsys, monkeypatch, "h100_x8.json", "vllm", "--model", "deepseek-r1-distill-70b",
+                      "--no-prefetch", HF_TOKEN="hf_dontshowme12345")
+    assert code == 0
+    assert plan["container"]["env"]["HF_TOKEN"] == "***" and plan["token_variable"] == "HF_TOKEN"
+    assert "hf_dontshowme12345" not in json.dumps(plan)
+
+
+def test_dry_run_human_output(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEMOCLAW_GPU_SNAPSHOT", str(FIXTURES / "h100_x8.json"))
+    assert run(["up", "vllm", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "dry run: nothing was downloaded or started" in out
+    assert "argv:      vllm serve nvidia/NVIDIA-Nemotron-3-Nano-4B-FP8 --port 8000" in out
+
+
+@pytest.mark.parametrize(("args", "env", "code", "error"), [
+    (["--model", "nope"], {}, 2, "UnknownModel"),
+    (["--gpus", "gpu0"], {}, 2, None),
+    (["--port", "0"], {}, 2, None),
+    (["--timeout", "-5"], {}, 2, None),
+    (["--name", "bad name!"], {}, 2, None),
+    ([], {"NEMOCLAW_VLLM_EXTRA_ARGS_JSON": "[1]"}, 2, "InvalidSetting"),
+    ([], {"NEMOCLAW_VLLM_PORT": "80"}, 2, "InvalidSetting"),
+    (["--model", "deepseek-r1-distill-70b"], {}, 3, "MissingToken"),
+])
+def test_bad_input_is_one_error_with_its_code(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                              args: list[str], env: dict[str, str], code: int,
+                                              error: str | None) -> None:
+    monkeypatch.setenv("NEMOCLAW_GPU_SNAPSHOT", str(FIXTURES / "h100_x8.json"))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert run(["up", "vllm", *args, "--dry-run", "--json"]) == code
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    if error:
+        assert json.loads(captured.out)["error"] == error
+
+
+def test_no_gpu_host_is_refused_with_the_reason(capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEMOCLAW_GPU_SNAPSHOT", str(FIXTURES / "no_gpu.json"))
+    assert run(["up", "vllm", "--model", "qwen3.6-27b", "--dry-run"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("Error: No usable NVIDIA GPU for vLLM") and "--gpus none" in err
+
+
+def test_nim_dry_run_needs_the_ngc_key(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    code, document = _dry(capsys, monkeypatch, "h100_x8.json", "nim")
+    assert code == 3 and document["error"] == "MissingToken" and "NGC_API_KEY" in document["message"]
+    code, plan = _dry(capsys, monkeypatch, "h100_x8.json", "nim", NGC_API_KEY="nvapi-secret-value")
+    assert code == 0 and plan["container"]["name"] == "nemoclaw-nim-nemoclaw"
+    assert plan["container"]["env"] == {"NGC_API_KEY": "***", "NIM_NGC_API_KEY": "***"}
+    assert plan["container"]["shm_size"] == "16g" and plan["model"] == "nemotron-3-super-120b-a12b"
