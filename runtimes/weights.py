@@ -14,6 +14,7 @@ writes process-unique temporary files since 2.0), so the unit of cross-process r
 from __future__ import annotations
 
 import errno
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -212,7 +213,7 @@ def prefetch(
         return _from_cache_only(model_id, settings, events, revision, exc)
     cached = _cached_files(model_id, files, settings)
     tracker = _Tracker(model_id, files, cached, events, cancel, clock or SystemClock())
-    with _hf_errors(model_id, token, settings, "downloading"):
+    with _hf_errors(model_id, token, settings, "downloading"), _hub_logs_as_events(events, tracker.lock, token):
         folder = snapshot_download(
             model_id, revision=revision, cache_dir=cache_dir(settings), endpoint=endpoint_of(settings),
             token=_token_arg(token), tqdm_class=tracker.bar_class(), max_workers=max_workers,
@@ -296,6 +297,39 @@ class _Tracker:
         self.events(Progress(task="weights", subject=self.model_id, done_bytes=done, total_bytes=self.total_bytes,
                              items_done=max(self.files_done, self.cached_files), items_total=self.total_files,
                              rate_bytes_per_s=rate))
+
+
+class _WarningEvents(logging.Handler):
+    """huggingface_hub's warnings ("Trying to resume download...") as Warning events instead of stderr lines."""
+
+    def __init__(self, events: EventSink, lock: threading.Lock, token: Secret | None) -> None:
+        super().__init__(level=logging.WARNING)
+        self.events = events
+        self.shared_lock = lock
+        self.token = token
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = _clean(record.getMessage(), self.token)
+        except Exception:  # noqa: BLE001 - a malformed log record must not break the download
+            return
+        with self.shared_lock:
+            self.events(Warning(f"huggingface_hub: {message}"))
+
+
+@contextmanager
+def _hub_logs_as_events(events: EventSink, lock: threading.Lock, token: Secret | None) -> Iterator[None]:
+    """While downloading, huggingface_hub's logger reports through the sink: it installs its own stderr handler,
+    and library code never prints (a stray line would also break ``--json`` event streams)."""
+    logger = logging.getLogger("huggingface_hub")
+    saved_handlers, saved_propagate = list(logger.handlers), logger.propagate
+    logger.handlers = [_WarningEvents(events, lock, token)]
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.handlers = saved_handlers
+        logger.propagate = saved_propagate
 
 
 class _EventBar:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -187,11 +188,17 @@ def test_a_dropped_connection_resumes_with_a_range_request(fake_hf: FakeHub, set
     fake_hf.add_repo("acme/big-model", {"model.safetensors": bytes(range(256)) * (chunk // 200)})
     fake_hf.drop_downloads_after(chunk + 4096, times=1)
 
-    result = _fetch(settings, "acme/big-model")
+    events: list[Event] = []
+
+    result = _fetch(settings, "acme/big-model", events=events)
 
     _assert_snapshot_complete(fake_hf, "acme/big-model", result.path)
     ranges = [r.range for r in fake_hf.requests_to("/resolve/", "GET") if r.range]
     assert ranges == [f"bytes={chunk}-"]
+    # huggingface_hub's own "resuming" warning arrives as an event, not as a line on stderr
+    warnings = [e.message for e in events if isinstance(e, Warning)]
+    assert any("resume" in w for w in warnings) and all("\n" not in w for w in warnings)
+    assert logging.getLogger("huggingface_hub").handlers  # its handler is back afterwards
 
 
 def test_an_interrupted_prefetch_resumes_and_completes(fake_hf: FakeHub, settings: Settings) -> None:  # noqa: F811
