@@ -9,7 +9,8 @@
 #   4. pytest, with "-m 'not gpu'" folded in when NVML finds no GPU
 # Extra arguments go to pytest: bash scripts/test.sh -m "not docker" -x
 # pytest's exit 5 (nothing collected) counts as success only when a -m/-k filter given here made the selection
-# empty on purpose. Idempotent; never reads stdin. NEMOCLAW_TEST_SKIP_INSTALL=1 skips steps 1-2 (quick reruns).
+# empty on purpose. Idempotent; never reads stdin. NEMOCLAW_TEST_SKIP_INSTALL=1 skips steps 1-2 (quick reruns);
+# NEMOCLAW_TEST_ALLOW_NO_DOCKER=1 goes on without an engine (docker tests then skip; never set it in CI).
 set -euo pipefail
 exec </dev/null
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -128,7 +129,12 @@ main() {
         install_python_deps
         install_debian_packages
     fi
-    bash scripts/ensure-docker.sh || die "no Docker engine (see scripts/ensure-docker.sh output above)"
+    if ! bash scripts/ensure-docker.sh; then
+        # CI never sets this: there, no engine must fail the run. Locally it lets the docker tests skip.
+        [[ "${NEMOCLAW_TEST_ALLOW_NO_DOCKER:-}" == "1" ]] \
+            || die "no Docker engine (see scripts/ensure-docker.sh output above)"
+        say "no Docker engine, NEMOCLAW_TEST_ALLOW_NO_DOCKER=1: docker tests will skip"
+    fi
     local no_gpu=1
     if nvml_sees_a_gpu; then
         no_gpu=0
