@@ -45,6 +45,7 @@ class StallProxy:
         self.blob_bytes_sent = 0
         self.blob_requests = 0
         self.stalled_blobs = 0
+        self.first_stall_at: float | None = None  # time.monotonic() when a blob first stopped flowing
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server = _Server(("127.0.0.1", 0), _Handler)
@@ -80,6 +81,8 @@ class StallProxy:
         """Send nothing until the proxy stops (bounded)."""
         with self._lock:
             self.stalled_blobs += 1
+            if self.first_stall_at is None:
+                self.first_stall_at = time.monotonic()
         self._stopping.wait(MAX_HOLD_S)
 
 
