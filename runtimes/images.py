@@ -30,7 +30,7 @@ from nemoclaw_runtime.errors import (
     PullTimedOut,
     RegistryAuthFailed,
 )
-from nemoclaw_runtime.events import EventSink, Info, Progress, discard
+from nemoclaw_runtime.events import EventSink, Info, Progress, Warning, discard
 from nemoclaw_runtime.runtimes.engine import DockerPort, PulledImage, PullStream
 from nemoclaw_runtime.runtimes.manifests import (
     ImageRef,
@@ -115,13 +115,13 @@ class DockerImageStore:
         if credentials is None and parsed.registry in LOGIN_REQUIRED:
             credentials = self._obtain(parsed, events)
         try:
-            return PullPlan(parsed, self._resolve(parsed, credentials), credentials)
+            return PullPlan(parsed, self._resolve(parsed, credentials, events), credentials)
         except RegistryAuthFailed as exc:
             if credentials is not None or not exc.details.get("anonymous", True):
                 raise _refused(parsed, credentials) from None
         credentials = self._obtain(parsed, events)  # the registry wants a login we do not have yet
         try:
-            return PullPlan(parsed, self._resolve(parsed, credentials), credentials)
+            return PullPlan(parsed, self._resolve(parsed, credentials, events), credentials)
         except RegistryAuthFailed:
             raise _refused(parsed, credentials) from None
 
@@ -129,7 +129,8 @@ class DockerImageStore:
         return obtain_credentials(parsed.registry, self.settings, port=self.port, prompt_secret=self.prompt_secret,
                                   events=events, save_login=self.save_login)
 
-    def _resolve(self, parsed: ImageRef, credentials: RegistryCredentials | None) -> ManifestResolution | None:
+    def _resolve(self, parsed: ImageRef, credentials: RegistryCredentials | None,
+                 events: EventSink) -> ManifestResolution | None:
         if parsed.is_digest:  # already pinned by the caller
             return ManifestResolution(parsed.reference, None, from_index=False)
         proxy = self.settings.environ.get("HTTPS_PROXY") or self.settings.environ.get("https_proxy")
@@ -138,8 +139,10 @@ class DockerImageStore:
                                           credentials=credentials.basic() if credentials else None)
         except (RegistryAuthFailed, ImageNotFound):
             raise
-        except DownloadFailed:
-            return None  # the manifest API is unreachable: the engine may still pull (mirrors); by tag, said so
+        except DownloadFailed as exc:
+            # the manifest API is unreachable: the engine may still pull (its mirrors, its proxy); by tag, said so
+            events(Warning(f"Could not read the manifest list of {parsed.original}: {exc.message}"))
+            return None
 
     # --- local state ---------------------------------------------------------------------------------------------
 
