@@ -500,7 +500,8 @@ def _ollama_entries(probe: _Probe) -> _Entries:
                                  f"Ollama is not installed (nothing answers on localhost:{port}, no `ollama` on PATH)",
                                  remedy="install it from https://ollama.com/download")]
     option = _ollama_option(probe, (), running=False)
-    note = f"Ollama is installed ({path}) but not running on localhost:{port}: start it with `ollama serve`"
+    note = (f"Ollama is installed ({path}) but not running on localhost:{port}: start it with `ollama serve`"
+            " (`nemoclaw-runtime up ollama` would run a managed container instead)")
     return [dataclasses.replace(option, notes=(note, *option.notes))], []
 
 
@@ -582,7 +583,8 @@ class Selection:
         """The :class:`~nemoclaw_runtime.runtimes.driver.UpRequest` that brings this selection up (vLLM, NIM).
 
         ``options`` are :func:`~nemoclaw_runtime.runtimes.pipeline.make_request`'s (``gpus``, ``port``, ...).
-        A running vLLM maps to the registry entry it serves (``up`` then adopts it); Ollama is not started by ``up``.
+        A running vLLM maps to the registry entry it serves (``up`` then adopts it); a running Ollama is used as it
+        is by ``up ollama`` (which pulls and warms up the model).
         """
         from nemoclaw_runtime.errors import InvalidInput
         from nemoclaw_runtime.runtimes.pipeline import make_request
@@ -596,8 +598,6 @@ class Selection:
                 raise InvalidInput(f"The running vLLM serves {model!r}, which is not a registry model: nothing to"
                                    " start", remedy=f"use it as it is at {self.base_url}")
             model = entry.slug
-        if self.runtime not in ("vllm", "nim"):
-            raise InvalidInput(f"`up` does not start {self.runtime}", remedy=f"use it at {self.base_url}")
         return make_request(self.runtime, model=model, **options)
 
     def to_dict(self) -> dict[str, Any]:
@@ -677,7 +677,9 @@ def _pick_model(option: LocalOption, settings: Settings, registry: Registry,
         return option.default_model, "default"
     if option.runtime == "nim":
         return registry.resolve_nim_model(wanted, budget_mib=budget_mib).name, "NEMOCLAW_MODEL"
-    return wanted, "NEMOCLAW_MODEL"  # Ollama pulls any tag its library has
+    from nemoclaw_runtime.runtimes.ollama import check_tag
+
+    return check_tag(wanted, "NEMOCLAW_MODEL"), "NEMOCLAW_MODEL"  # Ollama pulls any tag its library has
 
 
 def _pick_vllm_model(option: LocalOption, settings: Settings, registry: Registry) -> tuple[str | None, str]:

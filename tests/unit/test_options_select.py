@@ -278,11 +278,21 @@ def test_up_request_from_a_selection(http: httpx.Client) -> None:
         "vllm", "nemotron-3-nano-4b", 18123, "none")
 
 
-def test_up_request_refuses_ollama_and_foreign_served_models(http: httpx.Client, vllm_server: FakeOpenAI) -> None:
-    with FakeOllama() as ollama:
-        ollama_choice = select("h100_x8", http, key="ollama", ollama_port=ollama.port)
-    with pytest.raises(InvalidInput):
-        ollama_choice.up_request()
+def test_up_request_for_a_running_ollama(http: httpx.Client) -> None:
+    with FakeOllama(models=["qwen3.5:9b"]) as ollama:
+        choice = select("h100_x8", http, key="ollama", ollama_port=ollama.port)
+    request = choice.up_request(port=ollama.port)
+    assert (request.runtime, request.model, request.port) == ("ollama", "qwen3.5:9b", ollama.port)
+
+
+def test_invalid_ollama_tag_exit_2(http: httpx.Client) -> None:
+    with FakeOllama() as ollama, pytest.raises(InvalidInput) as caught:
+        select("h100_x8", http, {"NEMOCLAW_MODEL": "bad tag!"}, key="ollama", ollama_port=ollama.port)
+    assert caught.value.exit_code == 2
+
+
+def test_up_request_refuses_a_served_model_the_registry_does_not_know(http: httpx.Client,
+                                                                       vllm_server: FakeOpenAI) -> None:
     running = select("h100_x8", http, key="vllm", vllm_port=vllm_server.port)
     with pytest.raises(InvalidInput, match="not a registry model"):
         running.up_request()
