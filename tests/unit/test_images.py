@@ -335,3 +335,24 @@ def test_image_overrides_and_ollama_default(tmp_path: Path) -> None:
         "mirror/o:1"
     assert default_image_for("vllm", None, settings(tmp_path, NEMOCLAW_VLLM_IMAGE="m/v:1"), None) == "m/v:1"
     assert default_image_for("nim", None, settings(tmp_path, NEMOCLAW_NIM_IMAGE="m/n:1"), None) == "m/n:1"
+
+
+def test_default_images_come_from_the_registry(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    spark = SimpleNamespace(profile="dgx-spark", memory_budget_mib=120_000)
+    linux = SimpleNamespace(profile="linux-nvidia", memory_budget_mib=24_000)
+
+    assert default_image_for("vllm", None, settings(tmp_path), spark) == "nvcr.io/nvidia/vllm:26.05.post1-py3"
+    assert default_image_for("vllm", None, settings(tmp_path), linux) == "nvcr.io/nvidia/vllm:26.03.post1-py3"
+    assert default_image_for("nim", None, settings(tmp_path), linux).startswith("nvcr.io/nim/")
+
+
+def test_no_vllm_profile_is_refused_with_the_override_as_remedy(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from nemoclaw_runtime.errors import NoSuitableGpu
+
+    with pytest.raises(NoSuitableGpu) as caught:
+        default_image_for("vllm", None, settings(tmp_path), SimpleNamespace(profile="none"))
+    assert "NEMOCLAW_VLLM_IMAGE" in (caught.value.remedy or "")
