@@ -44,6 +44,12 @@ def _env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
+def images(fake_ollama_registry: FakeOllamaRegistry) -> FakeOllamaRegistry:  # noqa: F811 (the fixture)
+    """The session's fake Ollama variants (built and pushed on first use)."""
+    return fake_ollama_registry
+
+
+@pytest.fixture
 def name(docker_client: docker.DockerClient) -> Iterator[str]:
     """A unique container name; the container and its volume are removed afterwards whatever happened."""
     chosen = unique_ollama_name()
@@ -60,8 +66,8 @@ def up(capsys: pytest.CaptureFixture[str], image: str, name: str, port: int,
 
 
 def test_container_mode_end_to_end(capsys: pytest.CaptureFixture[str], docker_client: docker.DockerClient,
-                                   fake_ollama_registry: FakeOllamaRegistry, name: str) -> None:
-    image, port = fake_ollama_registry.ref(), free_port()
+                                   images: FakeOllamaRegistry, name: str) -> None:
+    image, port = images.ref(), free_port()
     code, result, events = up(capsys, image, name, port)
     assert code == 0, result
     assert (result["name"], result["image"], result["adopted"], result["reused"]) == (name, image, False, False)
@@ -102,8 +108,8 @@ def test_container_mode_end_to_end(capsys: pytest.CaptureFixture[str], docker_cl
 
 
 def test_no_tools_exits_3_then_allowed(capsys: pytest.CaptureFixture[str], docker_client: docker.DockerClient,
-                                       fake_ollama_registry: FakeOllamaRegistry, name: str) -> None:
-    image, port = fake_ollama_registry.ref({**INSTALLED, "FAKE_OLLAMA_NO_TOOLS": "1"}), free_port()
+                                       images: FakeOllamaRegistry, name: str) -> None:
+    image, port = images.ref({**INSTALLED, "FAKE_OLLAMA_NO_TOOLS": "1"}), free_port()
     code, error, _ = up(capsys, image, name, port)
     assert code == 3 and error["error"] == "UnsupportedRuntime"
     assert not docker_client.containers.list(all=True, filters={"name": f"^{name}$"})  # refused: nothing left
@@ -114,8 +120,8 @@ def test_no_tools_exits_3_then_allowed(capsys: pytest.CaptureFixture[str], docke
 
 def test_runner_crash_exits_5_and_keeps_the_container_for_logs(
         capsys: pytest.CaptureFixture[str], docker_client: docker.DockerClient,
-        fake_ollama_registry: FakeOllamaRegistry, name: str) -> None:
-    image = fake_ollama_registry.ref({**INSTALLED, "FAKE_OLLAMA_CRASH": "1"})
+        images: FakeOllamaRegistry, name: str) -> None:
+    image = images.ref({**INSTALLED, "FAKE_OLLAMA_CRASH": "1"})
     code, error, _ = up(capsys, image, name, free_port())
     assert code == 5 and error["error"] == "ValidationFailed" and error["cause"] == "ollama-runner-crash"
     assert docker_client.containers.get(name).status == "exited"  # stopped, kept for `logs`
@@ -123,8 +129,8 @@ def test_runner_crash_exits_5_and_keeps_the_container_for_logs(
     assert "llama runner process has terminated" in capsys.readouterr().out
 
 
-def test_stalled_model_pull_exits_4(capsys: pytest.CaptureFixture[str], fake_ollama_registry: FakeOllamaRegistry,
+def test_stalled_model_pull_exits_4(capsys: pytest.CaptureFixture[str], images: FakeOllamaRegistry,
                                     name: str) -> None:
-    image = fake_ollama_registry.ref({"FAKE_OLLAMA_PULL_STALL": "1"})
+    image = images.ref({"FAKE_OLLAMA_PULL_STALL": "1"})
     code, error, _ = up(capsys, image, name, free_port())
     assert code == 4 and error["error"] == "PullStalled"
