@@ -10,6 +10,7 @@ created even when a test fails half-way; each test also removes its container by
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import time
 import uuid
@@ -222,6 +223,39 @@ def test_authentication_error_exit_fails_fast_and_keeps_the_container(
     attrs = nim.inspect()
     assert attrs is not None and not attrs["State"]["Running"]  # stopped, kept for `logs`
     assert nim.key not in out + err
+    shown, logs_out, logs_err = cli(["logs", nim.container, "--tail", "20"], capsys)
+    assert shown == 0 and "Authentication Error" in logs_out, logs_err
+
+
+def test_readiness_timeout_honours_the_variable_and_keeps_the_container(
+        make_nim: Callable[..., NimRun], nim_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    nim = make_nim(FAKE_NIM_READY_DELAY_S="600")  # /v1/health/ready stays 503
+    nim_env.setenv("NGC_API_KEY", nim.key)
+    nim_env.setenv("NEMOCLAW_NIM_READY_TIMEOUT", "3")
+
+    code, out, err = cli(nim.args(), capsys)
+
+    assert code == 5, out + err
+    error = json.loads(out)
+    assert error["error"] == "ReadinessTimeout" and error["details"]["timeout_s"] == 3
+    assert "503" in error["details"]["last_probe"] and "NEMOCLAW_NIM_READY_TIMEOUT" in error["remedy"]
+    attrs = nim.inspect()
+    assert attrs is not None and not attrs["State"]["Running"]
+
+
+def test_spark_snapshot_pins_the_arm64_manifest(
+        make_nim: Callable[..., NimRun], nim_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # The busybox layers are amd64 whatever the config says, so the "arm64" image still runs on this host.
+    nim_env.setenv("NEMOCLAW_GPU_SNAPSHOT", str(ROOT / "fixtures" / "gpu" / "dgx_spark.json"))
+    nim = make_nim(FAKE_NIM_MODEL=DEFAULT_SERVED)
+    nim_env.setenv("NGC_API_KEY", nim.key)
+
+    code, out, err = cli(nim.args(), capsys)
+
+    assert code == 0, out + err
+    result = json.loads(out)
+    assert result["model"] == DEFAULT_MODEL  # 40960 MiB fits the 121000 MiB unified-memory budget
+    assert result["digest"] == nim.image.digests["arm64"]
 
 
 def test_no_matching_profile_is_diagnosed(
@@ -245,6 +279,15 @@ def test_unsafe_served_id_keeps_the_catalog_id_and_is_never_echoed(
     assert code == 0, out + err
     assert json.loads(out)["served_model_id"] == DEFAULT_SERVED
     assert UNSAFE_SERVED_ID not in out + err and "evil" not in out + err
+
+    # Validated, the catalog id is what gets sent: the server does not know it (exit 5), still never echoed.
+    validated = dataclasses.replace(nim, name=f"t{uuid.uuid4().hex[:10]}", port=free_port())
+    try:
+        code, out, err = cli(validated.args(), capsys)
+    finally:
+        validated.remove()
+    assert code == 5 and json.loads(out)["error"] == "ValidationFailed", out + err
+    assert "evil" not in out + err
 
 
 def test_safe_served_id_is_adopted_and_validated(
