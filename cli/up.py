@@ -10,7 +10,7 @@ import click
 
 from nemoclaw_runtime.cli._output import Output, json_option
 
-RUNTIMES = ("vllm", "nim")
+RUNTIMES = ("vllm", "nim", "ollama")
 
 
 @click.command()
@@ -25,11 +25,13 @@ RUNTIMES = ("vllm", "nim")
 @click.option("--no-prefetch", is_flag=True, help="Let the container download the weights itself.")
 @click.option("--timeout", "timeout_s", type=float, help="Seconds to wait for readiness (default 1800).")
 @click.option("--no-validate", is_flag=True, help="Skip the real request sent once the server is ready.")
+@click.option("--allow-no-tools", is_flag=True,
+              help="Ollama: accept a model without the tools capability (agents need tool calling).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (no download, no container, no network).")
 @json_option
 def up(runtime: str, model: str | None, port: int | None, gpus: str, image: str | None, name: str | None,
-       host: str, no_prefetch: bool, timeout_s: float | None, no_validate: bool, dry_run: bool,
-       json_mode: bool) -> None:
+       host: str, no_prefetch: bool, timeout_s: float | None, no_validate: bool, allow_no_tools: bool,
+       dry_run: bool, json_mode: bool) -> None:
     """Start RUNTIME serving a model and wait until it answers.
 
     \b
@@ -43,7 +45,8 @@ def up(runtime: str, model: str | None, port: int | None, gpus: str, image: str 
     output = Output(json_mode)
     settings = Settings.from_env(os.environ)
     request = pipeline.make_request(runtime, model=model, port=port, gpus=gpus, image=image, name=name, host=host,
-                                    prefetch=not no_prefetch, timeout_s=timeout_s, validate=not no_validate)
+                                    prefetch=not no_prefetch, timeout_s=timeout_s, validate=not no_validate,
+                                    allow_no_tools=allow_no_tools)
     if host not in ("127.0.0.1", "localhost", "::1"):
         output.warn(f"publishing on {host}: the server will be reachable from other machines, without a key")
     if dry_run:
