@@ -182,3 +182,22 @@ def test_unload_before_stop_passes_over_other_containers(svc: Svc) -> None:
         hook(_info(fake.port, status="exited"))
         assert fake.requests == [] and fake.loaded == {"qwen3.5:9b"}
     hook(_info(free_port()))  # an Ollama that is gone: best effort, no error
+
+
+def test_stop_managed_with_the_hook_unloads_then_removes(svc: Svc, tmp_path: Path) -> None:
+    """The wiring ``stop`` uses: ``stop_managed(settings, names, before_stop=unload_before_stop(settings))``."""
+    from nemoclaw_runtime.runtimes.containers import DockerContainerManager, stop_managed
+    from tests.fakes.fake_docker import FakeDocker
+
+    settings = Settings(state_dir_override=tmp_path / "state")
+    docker = FakeDocker()
+    with FakeOllama(models=["qwen3.5:9b"]) as fake:
+        plan = _plan(fake.port, name="nrt-ollama-unit")
+        docker.add_image(plan.spec.image, digest="sha256:" + "cd" * 32)
+        DockerContainerManager(docker, settings).ensure_running(plan.spec)
+        fake.loaded.add("qwen3.5:9b")
+        events = Events()
+        stopped = stop_managed(settings, ["nrt-ollama-unit"], docker=docker,
+                               before_stop=unload_before_stop(settings, events=events), events=events)
+        assert stopped == ["nrt-ollama-unit"] and fake.loaded == set() and docker.containers == {}
+    assert [r.body for r in fake.requests if r.path == "/api/generate"] == [{"model": "qwen3.5:9b", "keep_alive": 0}]
