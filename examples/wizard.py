@@ -17,7 +17,7 @@ import signal
 import sys
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 
 from nemoclaw_runtime import CancelToken, NemoclawError, Settings
 from nemoclaw_runtime.events import Event, Heartbeat, PhaseChanged, Warning
@@ -35,7 +35,7 @@ class ProgressView:
         self.console = console
         self.bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                              console=console, transient=True)
-        self.tasks: dict[tuple[str, str], int] = {}
+        self.tasks: dict[tuple[str, str], TaskID] = {}
 
     def __enter__(self) -> ProgressView:
         self.bars.start()

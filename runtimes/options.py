@@ -322,9 +322,9 @@ def _vllm_entries(probe: _Probe) -> _Entries:
     port = probe.settings.vllm_port
     existing = probe_existing_vllm(probe.http, port)
     if existing is not None and existing.is_vllm:
-        absent = AbsentOption(KEY_INSTALL_VLLM, REASON_VLLM_RUNNING,
-                              f"A vLLM already answers on localhost:{port}: it is offered instead of an install")
-        return [_running_vllm(probe, existing)], [absent]
+        superseded = AbsentOption(KEY_INSTALL_VLLM, REASON_VLLM_RUNNING,
+                                  f"A vLLM already answers on localhost:{port}: it is offered instead of an install")
+        return [_running_vllm(probe, existing)], [superseded]
     if existing is None:
         missing = AbsentOption(KEY_VLLM, REASON_NOT_RUNNING, f"No vLLM answers on localhost:{port}",
                                remedy="start one, or choose install-vllm")
@@ -515,8 +515,10 @@ def _ollama_memory(inv: GpuInventory) -> int | None:
 def _ollama_option(probe: _Probe, installed: tuple[str, ...], *, running: bool) -> LocalOption:
     inv, registry, port = probe.inventory, probe.registry, probe.settings.ollama_port
     memory = _ollama_memory(inv)
-    rules = {"nvidia_known": inv.profile != "none", "compute_constrained": bool(inv.compute_constrained)}
+    rules: dict[str, bool] = {"nvidia_known": inv.profile != "none",
+                              "compute_constrained": bool(inv.compute_constrained)}
     notes: list[str] = []
+    default: str | None
     if installed:
         default = _installed_default(probe, installed, memory)
         models = tuple(ModelChoice(tag, tag, default=tag == default, installed=True,

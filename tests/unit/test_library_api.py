@@ -122,7 +122,7 @@ def up_in_thread(svc: pipeline.Services, settings: Settings, cancel: CancelToken
 
 def test_cancel_during_readiness_stops_promptly_and_leaves_nothing(services: pipeline.Services,
                                                                    settings: Settings) -> None:
-    cancel, events = CancelToken(), []
+    cancel, events = CancelToken(), list[Event]()
     thread, outcome = up_in_thread(services, settings, cancel, events)
     thread.start()
     _wait_for(lambda: any(isinstance(e, PhaseChanged) and e.phase == "wait" for e in events))
@@ -147,7 +147,7 @@ def test_cancel_during_readiness_stops_promptly_and_leaves_nothing(services: pip
 def test_cancel_during_a_long_pull_starts_no_container(settings: Settings, services: pipeline.Services) -> None:
     store = FakeImageStore(services.docker, block=True)  # type: ignore[arg-type]
     svc = dataclasses.replace(services, images=store)
-    cancel, events = CancelToken(), []
+    cancel, events = CancelToken(), list[Event]()
     thread, outcome = up_in_thread(svc, settings, cancel, events)
     thread.start()
     assert store.started.wait(PROMPT_S)
@@ -187,7 +187,7 @@ def _wait_for(condition: Callable[[], bool], timeout_s: float = PROMPT_S) -> Non
 
 
 def test_up_reports_typed_events_through_one_callback(services: pipeline.Services, settings: Settings) -> None:
-    cancel, events = CancelToken(), []
+    cancel, events = CancelToken(), list[Event]()
     thread, _ = up_in_thread(services, settings, cancel, events)
     thread.start()
     _wait_for(lambda: any(isinstance(e, PhaseChanged) and e.phase == "wait" for e in events))
