@@ -56,7 +56,9 @@ start_dockerd() {
         say "no Docker engine answers and this is not root: start dockerd (sudo dockerd &) or join the docker group"
         exit 1
     fi
-    if ! command -v dockerd >/dev/null 2>&1; then
+    local dockerd
+    dockerd="$(command -v dockerd || echo /usr/sbin/dockerd)"  # a PATH without /usr/sbin still finds it
+    if [[ ! -x "$dockerd" ]]; then
         say "dockerd is not installed: apt-get install -y docker.io (scripts/test.sh does this for you)"
         exit 1
     fi
@@ -67,7 +69,7 @@ start_dockerd() {
     mkdir -p "$(dirname "$LOG_FILE")"
     say "starting dockerd in the background (log: $LOG_FILE)"
     # setsid + nohup: the daemon must outlive this script and the CI step's process group.
-    setsid nohup dockerd >>"$LOG_FILE" 2>&1 </dev/null &
+    setsid nohup "$dockerd" >>"$LOG_FILE" 2>&1 </dev/null &
     STARTED_PID=$!
     disown || true
 }

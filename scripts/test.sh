@@ -37,7 +37,9 @@ install_python_deps() {
 package_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
 missing_packages() {
-    { command -v dockerd && command -v docker; } >/dev/null 2>&1 || echo docker.io
+    # A non-root PATH may lack /usr/sbin, where dockerd lives; docker-ce's packages provide the commands too.
+    package_installed docker.io || { command -v docker && { command -v dockerd || [[ -x /usr/sbin/dockerd ]]; }; } \
+        >/dev/null 2>&1 || echo docker.io
     command -v docker-registry >/dev/null 2>&1 || echo docker-registry
     # Only the static build runs inside a FROM-scratch image; Debian's plain "busybox" is dynamic.
     package_installed busybox-static || echo busybox-static
