@@ -362,7 +362,7 @@ class DockerEngine:
         if not entry:
             return None
         username = entry.get("username") or entry.get("Username")
-        password = entry.get("password") or entry.get("Secret") or entry.get("identitytoken")
+        password = entry.get("password") or entry.get("Password")  # helpers answer Username/Password
         if not username or not password:
             return None
         return str(username), Secret(str(password))

@@ -43,8 +43,10 @@ from nemoclaw_runtime.runtimes.registry_auth import (
     LOGIN_REQUIRED,
     PromptSecret,
     RegistryCredentials,
+    config_has_credentials,
     missing_login_hint,
     obtain_credentials,
+    read_docker_config,
     stored_credentials,
 )
 from nemoclaw_runtime.runtimes.watchdog import PullWatchdog, Verdict, describe_stuck, pull_error
@@ -112,13 +114,18 @@ class DockerImageStore:
 
     def plan(self, parsed: ImageRef, events: EventSink = discard) -> PullPlan:
         credentials = stored_credentials(parsed.registry, self.settings, self.port)
-        if credentials is None and parsed.registry in LOGIN_REQUIRED:
+        logged_in = credentials is not None or config_has_credentials(
+            read_docker_config(self.settings.docker_config_path), parsed.registry)
+        if not logged_in and parsed.registry in LOGIN_REQUIRED:
             credentials = self._obtain(parsed, events)
         try:
             return PullPlan(parsed, self._resolve(parsed, credentials, events), credentials)
         except RegistryAuthFailed as exc:
             if credentials is not None or not exc.details.get("anonymous", True):
                 raise _refused(parsed, credentials) from None
+        if logged_in:  # a login we cannot read (e.g. an identity token): the engine pulls with it, by tag
+            events(Warning(f"The docker login for {parsed.registry} could not be used to read the manifest list."))
+            return PullPlan(parsed, None, None)
         credentials = self._obtain(parsed, events)  # the registry wants a login we do not have yet
         try:
             return PullPlan(parsed, self._resolve(parsed, credentials, events), credentials)

@@ -159,6 +159,8 @@ def test_stalled_registry_raises_pull_stalled_within_the_window(
     assert "stalled" in error.message and "MB" in error.message
     with pytest.raises(docker.errors.ImageNotFound):
         docker_client.images.get(ref)
+    engine.ping()  # the aborted connection is gone; the adapter still works
+    assert engine.image_inspect(ref) is None
 
 
 def test_trickling_registry_is_slow_but_never_stalled(

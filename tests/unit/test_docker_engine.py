@@ -4,10 +4,12 @@ translator, and the pull stream's abort / read timeout on a real socket pair."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,6 +28,7 @@ from nemoclaw_runtime.errors import (
     RegistryAuthFailed,
 )
 from nemoclaw_runtime.runtimes.docker_engine import (
+    DockerEngine,
     DockerPullStream,
     container_info,
     create_kwargs,
@@ -233,3 +236,35 @@ def test_a_broken_stream_is_a_transient_download_failure() -> None:
     with pytest.raises(DownloadFailed) as caught:
         list(stream)
     assert caught.value.details.get("transient") is True
+
+
+# --- docker config credentials (auths, credHelpers) -------------------------------------------------------------
+
+
+def test_registry_credentials_from_a_credential_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    helper = tmp_path / "bin" / "docker-credential-unittest"
+    helper.parent.mkdir()
+    helper.write_text('#!/bin/sh\nread server\necho \'{"ServerURL":"\'$server\'","Username":"$oauthtoken",'
+                      '"Secret":"from-helper-key"}\'\n')
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{helper.parent}:{os.environ['PATH']}")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"credHelpers": {"nvcr.io": "unittest"}}))
+    engine = DockerEngine(SimpleNamespace(api=None), docker_config_path=config)  # type: ignore[arg-type]
+
+    found = engine.registry_credentials("nvcr.io")
+
+    assert found is not None and found[0] == "$oauthtoken" and found[1].reveal() == "from-helper-key"
+    assert engine.registry_credentials("other.io") is None
+
+
+def test_registry_credentials_from_an_inline_auth_and_a_missing_config(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"auths": {"127.0.0.1:5000": {"auth": "dXNlcjpwYXNz"}}}))  # user:pass
+
+    found = DockerEngine(SimpleNamespace(api=None), docker_config_path=config).registry_credentials(  # type: ignore
+        "127.0.0.1:5000")
+    missing = DockerEngine(SimpleNamespace(api=None),  # type: ignore[arg-type]
+                           docker_config_path=tmp_path / "absent.json").registry_credentials("127.0.0.1:5000")
+
+    assert found is not None and (found[0], found[1].reveal()) == ("user", "pass") and missing is None

@@ -356,3 +356,17 @@ def test_no_vllm_profile_is_refused_with_the_override_as_remedy(tmp_path: Path) 
     with pytest.raises(NoSuitableGpu) as caught:
         default_image_for("vllm", None, settings(tmp_path), SimpleNamespace(profile="none"))
     assert "NEMOCLAW_VLLM_IMAGE" in (caught.value.remedy or "")
+
+
+def test_a_docker_login_we_cannot_read_lets_the_engine_pull_by_tag(tmp_path: Path) -> None:
+    config = tmp_path / ".docker" / "config.json"
+    config.parent.mkdir(parents=True)
+    config.write_text('{"auths": {"nvcr.io": {}}, "credsStore": "desktop"}')  # logged in, through a store
+    fake = FakeDocker()
+    fake.script_pull("nvcr.io/nvidia/vllm", "1", PULL_EVENTS)
+    resolver = Resolver(RegistryAuthFailed("401", details={"anonymous": True}))
+
+    pulled = store(fake, tmp_path, resolver).ensure_image("nvcr.io/nvidia/vllm:1")
+
+    assert resolver.calls == [None] and pulled.digest is None and pulled.pulled
+    assert fake.logins == []  # no key was asked for or checked
