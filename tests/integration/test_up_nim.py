@@ -187,6 +187,8 @@ def test_good_key_serves_pinned_to_amd64_and_keeps_the_key_off_argv_and_labels(
     visible = json.dumps([attrs["Config"]["Cmd"], attrs["Config"]["Entrypoint"], attrs["Args"], attrs["Path"],
                           attrs["Config"]["Labels"], attrs["HostConfig"]])
     assert nim.key not in visible and nim.key not in out + err
+    history = json.dumps(nim.client.api.history(nim.image.ref))  # the baked key is a file, not a build arg
+    assert nim.key not in history and "COPY" in history
     assert attrs["Config"]["Labels"][LABEL_IMAGE_DIGEST] == nim.image.digests["amd64"]
     assert attrs["HostConfig"]["ShmSize"] == 16 * 1024**3
     assert attrs["HostConfig"]["PortBindings"]["8000/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(nim.port)}]
