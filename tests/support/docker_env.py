@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nemoclaw_runtime.runtimes.spec import LABEL_MANAGED
 
@@ -80,6 +80,8 @@ def connect_docker() -> docker.DockerClient:
 def cleanup_session(client: docker.DockerClient, session_id: str = SESSION_ID) -> list[str]:
     """Remove the session's containers, then its images. Returns a list of what could not be removed."""
     problems = _remove_containers(client, session_id)
+    problems += _remove_labelled(client.networks.list(filters=session_filter(session_id)), "network")
+    problems += _remove_labelled(client.volumes.list(filters=session_filter(session_id)), "volume")
     problems += _remove_images(client, session_id)
     for problem in problems:
         log.warning("test clean-up: %s", problem)
@@ -98,6 +100,21 @@ def _remove_containers(client: docker.DockerClient, session_id: str) -> list[str
             pass
         except docker.errors.APIError as exc:
             problems.append(f"container {container.name}: {exc}")
+    return problems
+
+
+def _remove_labelled(resources: list[Any], kind: str) -> list[str]:
+    """Networks and volumes a test labelled (after the containers using them are gone)."""
+    import docker
+
+    problems: list[str] = []
+    for resource in resources:
+        try:
+            resource.remove()
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            problems.append(f"{kind} {resource.name}: {exc.explanation or exc}")
     return problems
 
 
