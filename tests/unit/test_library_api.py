@@ -37,7 +37,7 @@ from nemoclaw_runtime.runtimes.driver import UpResult
 from nemoclaw_runtime.runtimes.engine import PulledImage
 from nemoclaw_runtime.runtimes.options import local_options, select_option
 from nemoclaw_runtime.runtimes.spec import LABEL_RUNTIME
-from nemoclaw_runtime.runtimes.validate import ValidationResult
+from nemoclaw_runtime.runtimes.validate import ValidationResult, validate_endpoint
 from nemoclaw_runtime.settings import Settings
 from tests.fakes.fake_docker import FakeDocker
 from tests.support.docker_env import free_port
@@ -174,6 +174,24 @@ def test_cancel_before_start_raises_at_once(settings: Settings, services: pipeli
     with pytest.raises(errors.Cancelled):
         pipeline.up(request(), settings=settings, inventory=inventory(), cancel=cancel, services=services)
     assert [c for c in services.docker.calls if c[0] == "create_container"] == []  # type: ignore[attr-defined]
+
+
+def test_cancel_during_validation_retries(settings: Settings) -> None:
+    from tests.support.fake_openai import FakeOpenAI
+
+    events: list[Event] = []
+    cancel = CancelToken()
+    with FakeOpenAI("overloaded", fail_times=1_000) as server:
+        timer = threading.Timer(CANCEL_AFTER_S, cancel.cancel)
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(errors.Cancelled):
+            validate_endpoint(server.base_url, "fake/model", settings=settings, events=events.append, cancel=cancel)
+        timer.join()
+    assert time.monotonic() - started < PROMPT_S
+    assert len(server.posts()) >= 1
+    for event in events:
+        json.dumps(event_to_dict(event))
 
 
 def _wait_for(condition: Callable[[], bool], timeout_s: float = PROMPT_S) -> None:
