@@ -415,6 +415,7 @@ class DockerPullStream:
         self._secrets = secrets
         self._sock = _response_socket(response)
         self._aborted = threading.Event()
+        self._complete = False
         self.timed_out = False
 
     @property
@@ -437,6 +438,8 @@ class DockerPullStream:
                 pass
 
     def close(self) -> None:
+        if not self._complete:  # left early (Ctrl-C, an error): make sure the engine sees us go and cancels
+            self.abort()
         # closing a dead response must never mask the real outcome of the pull
         with contextlib.suppress(Exception):
             self._response.close()
@@ -458,6 +461,7 @@ class DockerPullStream:
     def _events(self) -> Iterator[Any]:
         try:
             yield from self._api._stream_helper(self._response, decode=True)
+            self._complete = not self.aborted and not self.timed_out
         except NemoclawError:
             raise
         except (OSError, ValueError, requests.exceptions.RequestException, Exception) as exc:  # noqa: BLE001
