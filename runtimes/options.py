@@ -257,10 +257,17 @@ def _http_client(http: httpx.Client | None) -> Iterator[httpx.Client]:
 @contextmanager
 def _engine(docker: DockerPort | str | None, settings: Settings) -> Iterator[tuple[DockerPort | None, str | None]]:
     """The engine if it answers a ping, else ``(None, why)``; an engine we connected to is closed afterwards."""
+    port, error = _connect_engine(docker, settings)
+    try:
+        yield port, error
+    finally:
+        if isinstance(docker, str) and port is not None:
+            port.close()
+
+
+def _connect_engine(docker: DockerPort | str | None, settings: Settings) -> tuple[DockerPort | None, str | None]:
     if docker is None:
-        yield None, "no engine"
-        return
-    own = isinstance(docker, str)
+        return None, "no engine"
     port: DockerPort | None = None
     try:
         if isinstance(docker, str):
@@ -271,26 +278,23 @@ def _engine(docker: DockerPort | str | None, settings: Settings) -> Iterator[tup
             port = docker
         port.ping()
     except NemoclawError as exc:
-        if own and port is not None:
+        if isinstance(docker, str) and port is not None:
             port.close()
-        yield None, exc.message
-        return
-    try:
-        yield port, None
-    finally:
-        if own:
-            port.close()
+        return None, exc.message
+    return port, None
 
 
 def _mark_suggested(options: list[LocalOption]) -> tuple[LocalOption, ...]:
-    """Exactly one suggestion: a running vLLM, else a running Ollama, else managed vLLM, else an installed Ollama."""
+    """Exactly one suggestion: a running vLLM, else a running Ollama, else managed vLLM, else an installed Ollama.
+
+    Labels stay NemoClaw's: the running vLLM's already says "(suggested)", the install entry never does.
+    """
     ranked = sorted(options, key=_suggestion_rank)
     best = ranked[0] if ranked and _suggestion_rank(ranked[0]) < _NEVER else None
     result = []
     for option in options:
         if option is best and not option.suggested:
-            label = option.label if option.label.endswith("(suggested)") else f"{option.label} (suggested)"
-            label = option.label if option.key == KEY_INSTALL_VLLM else label  # NemoClaw's exact install label
+            label = f"{option.label} (suggested)" if option.key == KEY_OLLAMA else option.label
             option = dataclasses.replace(option, suggested=True, label=label)
         result.append(option)
     return tuple(result)

@@ -336,3 +336,22 @@ def test_everything_serialises(http: httpx.Client, vllm_server: FakeOpenAI) -> N
     assert [o["key"] for o in data["options"]] == ["vllm", "nim", "ollama"]
     assert {a["key"]: a["reason"] for a in data["absent"]} == {"install-vllm": "vllm-running"}
     assert data["host"]["gpu_profile"] == "dgx-station"
+
+
+def test_a_given_engine_is_used_and_left_open(http: httpx.Client) -> None:
+    docker = FakeDocker()
+    menu = options_for("dgx_spark", http, docker=docker)
+    assert menu.engine_reachable and menu.engine_error is None
+    assert ("ping", "") in docker.calls
+    assert [c for c in docker.calls if c[0] == "image_inspect"] == [("image_inspect", SPARK_IMAGE)]
+    assert docker.write_calls == []  # listing options never changes the engine
+    assert not docker.closed
+
+
+def test_auto_connects_from_the_settings(http: httpx.Client, tmp_path: Path) -> None:
+    settings = Settings.from_env({"DOCKER_HOST": f"unix://{tmp_path / 'none.sock'}",
+                                  "NEMOCLAW_VLLM_PORT": str(free_port()), "NEMOCLAW_OLLAMA_PORT": str(free_port())})
+    menu = local_options(settings, inventory=inventory("dgx_spark"), http=http, which=no_ollama)
+    assert not menu.engine_reachable
+    assert menu.engine_error and "none.sock" in menu.engine_error
+    assert keys(menu) == [KEY_INSTALL_VLLM]
