@@ -86,7 +86,12 @@ def stop(names: tuple[str, ...], all_: bool, runtime: str | None, json_mode: boo
         if not isinstance(event, Info):
             sink(event)
 
-    stopped = stop_managed(_settings(output), names, all=all_, runtime=runtime, events=warnings_only)
+    from nemoclaw_runtime.runtimes.ollama import unload_before_stop
+
+    settings = _settings(output)
+    # Ollama entries unload their models (keep_alive 0) before the container goes; other runtimes are skipped.
+    stopped = stop_managed(settings, names, all=all_, runtime=runtime, events=warnings_only,
+                           before_stop=unload_before_stop(settings, events=warnings_only))
     output.result({"stopped": stopped}, lambda: _stop_lines(stopped, runtime))
 
 

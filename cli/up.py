@@ -15,15 +15,17 @@ RUNTIMES = ("vllm", "nim", "ollama")
 
 @click.command()
 @click.argument("runtime", type=click.Choice(RUNTIMES))
-@click.option("--model", help="Registry slug or full Hugging Face id (default: the host profile's default).")
-@click.option("--port", type=int, help="Host port (default NEMOCLAW_VLLM_PORT or 8000).")
+@click.option("--model", help="vLLM: registry slug or full Hugging Face id; NIM: catalog model; Ollama: any tag"
+              " (default: the host's default).")
+@click.option("--port", type=int, help="Host port (vLLM/NIM: NEMOCLAW_VLLM_PORT or 8000; Ollama: 11434).")
 @click.option("--gpus", default="all", show_default=True, help="all, none, or indices such as 0,1.")
 @click.option("--image", help="Run this image instead of the registry's (mirrors, air-gapped hosts).")
-@click.option("--name", help="Container name (default nemoclaw-vllm).")
+@click.option("--name", help="Container name (nemoclaw-vllm, nemoclaw-nim-<name>, nemoclaw-ollama by default).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address the port is published on; anything but loopback exposes the server to the network.")
 @click.option("--no-prefetch", is_flag=True, help="Let the container download the weights itself.")
-@click.option("--timeout", "timeout_s", type=float, help="Seconds to wait for readiness (default 1800).")
+@click.option("--timeout", "timeout_s", type=float,
+              help="Seconds to wait for readiness (vLLM 1800, NIM 1200, Ollama 300 by default).")
 @click.option("--no-validate", is_flag=True, help="Skip the real request sent once the server is ready.")
 @click.option("--allow-no-tools", is_flag=True,
               help="Ollama: accept a model without the tools capability (agents need tool calling).")
@@ -38,6 +40,8 @@ def up(runtime: str, model: str | None, port: int | None, gpus: str, image: str 
     Examples:
       nemoclaw-runtime up vllm --model qwen3.6-27b
       nemoclaw-runtime up vllm --dry-run --json
+      NGC_API_KEY=... nemoclaw-runtime up nim
+      nemoclaw-runtime up ollama --model qwen3.5:9b
     """
     from nemoclaw_runtime.runtimes import pipeline
     from nemoclaw_runtime.settings import Settings
@@ -72,11 +76,20 @@ def _plan_lines(plan: dict[str, Any]) -> Iterator[str]:
     for key, value in container["env"].items():
         yield f"  env:       {key}={value}"
     yield "  argv:      " + " ".join(plan["argv"])
-    yield f"  ready:     {plan['base_url']}/models lists {plan['served_model_id']} within {plan['ready_timeout_s']:g} s"
+    yield f"  ready:     {_ready_check(plan)} within {plan['ready_timeout_s']:g} s"
     for check in plan["checks"]:
         yield f"  {'✓' if check['ok'] else '✗'} {check['check']}: {check['detail']}"
     for note in plan["notes"]:
         yield f"  note: {note}"
+
+
+def _ready_check(plan: dict[str, Any]) -> str:
+    root = plan["base_url"].removesuffix("/v1")
+    if plan["runtime"] == "ollama":
+        return f"{root}/api/tags answers, then the model is pulled if missing and must list the tools capability"
+    if plan["runtime"] == "nim":
+        return f"{root}/v1/health/ready is 200 and /v1/models lists a model"
+    return f"{root}/v1/models lists {plan['served_model_id']}"
 
 
 def _result_lines(result: dict[str, Any]) -> Iterator[str]:

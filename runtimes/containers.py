@@ -292,14 +292,15 @@ class ManagedContainerView:
 
 
 def base_url(runtime: str | None, host: str | None, port: str | None) -> str | None:
-    """Where clients reach the server: OpenAI-style ``/v1`` for vLLM and NIM, the bare root for Ollama."""
+    """Where clients reach the server: the OpenAI-compatible ``/v1`` base, for every runtime (Ollama serves one
+    too), the same value ``up`` returns."""
     if not port:
         return None
     host = "127.0.0.1" if host is None or host in _WILDCARD_HOSTS else host
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     root = f"http://{host}:{port}"
-    return root if runtime == "ollama" else f"{root}/v1"
+    return f"{root}/v1"
 
 
 def _connect(settings: Settings) -> DockerPort:

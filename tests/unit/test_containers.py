@@ -263,7 +263,7 @@ def test_list_managed_selects_by_label_only(manager: DockerContainerManager, fak
     assert [v.name for v in list_managed(settings, docker=fake, runtime="vllm")] == ["b-vllm"]
     by_name = {v.name: v for v in views}
     assert by_name["b-vllm"].base_url == "http://127.0.0.1:18000/v1"
-    assert by_name["a-ollama"].base_url == "http://127.0.0.1:11434"
+    assert by_name["a-ollama"].base_url == "http://127.0.0.1:11434/v1"
     assert by_name["b-vllm"].model == "nano-4b" and by_name["b-vllm"].image_digest == DIGEST
     document = by_name["b-vllm"].to_dict()
     assert {"name", "runtime", "model", "state", "health", "base_url", "image", "image_digest",
