@@ -289,7 +289,7 @@ def test_views_are_frozen_and_show_the_exit_code_when_stopped(manager: DockerCon
 @pytest.mark.parametrize(("runtime", "host", "port", "expected"), [
     ("vllm", "127.0.0.1", "8000", "http://127.0.0.1:8000/v1"),
     ("nim", "0.0.0.0", "8000", "http://127.0.0.1:8000/v1"),
-    ("ollama", "127.0.0.1", "11434", "http://127.0.0.1:11434"),
+    ("ollama", "127.0.0.1", "11434", "http://127.0.0.1:11434/v1"),
     ("vllm", "::1", "8000", "http://[::1]:8000/v1"),
     ("vllm", "127.0.0.1", None, None),
 ])
