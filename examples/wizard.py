@@ -19,13 +19,10 @@ import sys
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 
-from nemoclaw_runtime import CancelToken, NemoclawError, Settings
+from nemoclaw_runtime import CancelToken, NemoclawError, Settings, detect_gpus, up, validate
 from nemoclaw_runtime.events import Event, Heartbeat, PhaseChanged, Warning
 from nemoclaw_runtime.events import Progress as ByteProgress
-from nemoclaw_runtime.gpu import detect_gpus
 from nemoclaw_runtime.runtimes.options import local_options, select_option
-from nemoclaw_runtime.runtimes.pipeline import up
-from nemoclaw_runtime.runtimes.validate import validate_endpoint
 
 
 class ProgressView:
@@ -88,11 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         base_url, model = choice.base_url, choice.model
         if not (choice.running and choice.runtime == "vllm"):  # a running vLLM is used as it is
             with ProgressView(console) as view:
-                request = choice.up_request(gpus=args.gpus, name=args.name, validate=False)
-                result = up(request, settings=settings, inventory=inventory, events=view, cancel=cancel)
+                result = up(choice.runtime, model=choice.model, gpus=args.gpus, name=args.name, validate=False,
+                            settings=settings, inventory=inventory, events=view, cancel=cancel)
             base_url, model = result.base_url, result.served_model_id
         assert base_url is not None and model is not None
-        checked = validate_endpoint(base_url, model, settings=settings, cancel=cancel)
+        checked = validate(base_url, model, settings=settings, cancel=cancel)
         console.print(f"[green]✓[/] {model} answered in {checked.latency_ms:.0f} ms ({checked.api})")
     except NemoclawError as exc:
         console.print(f"[red]Error:[/] {exc.message}")
