@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
 from nemoclaw_runtime.cli._output import Output, json_option
+from nemoclaw_runtime.cli._prompt import masked_prompt_if_interactive
 
 RUNTIMES = ("vllm", "nim", "ollama")
 
@@ -39,16 +39,8 @@ def pull(runtime: str, model: str | None, image: str | None, save_login: bool, j
     for warning in settings.warnings:
         output.warn(warning)
     result = pull_for_runtime(runtime, settings, model=model, image=image, events=output.events(),
-                              prompt_secret=_masked_prompt() if sys.stdin.isatty() else None, save_login=save_login)
+                              prompt_secret=masked_prompt_if_interactive(), save_login=save_login)
     output.result(result.to_dict(), lambda: _lines(result.to_dict()))
-
-
-def _masked_prompt() -> Callable[[str], str]:
-    def ask(label: str) -> str:
-        return str(click.prompt(label.strip().rstrip(":"), hide_input=True, default="", show_default=False,
-                                err=True))
-
-    return ask
 
 
 def _lines(result: dict[str, Any]) -> Iterator[str]:

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from nemoclaw_runtime.cli._output import Output, json_option
+from nemoclaw_runtime.cli._prompt import masked_prompt_if_interactive
 
 RUNTIMES = ("vllm", "nim", "ollama")
 
@@ -57,8 +58,19 @@ def up(runtime: str, model: str | None, port: int | None, gpus: str, image: str 
         the_plan = pipeline.plan(request, settings=settings, events=output.events())
         output.result(the_plan.to_dict(), lambda: _plan_lines(the_plan.to_dict()))
         return
-    result = pipeline.up(request, settings=settings, events=output.events())
+    prompt = masked_prompt_if_interactive()
+    if runtime == "nim" and prompt is not None and settings.ngc_key_value() is None:
+        settings = _ask_ngc_key(settings, prompt)
+    result = pipeline.up(request, settings=settings, events=output.events(), prompt_secret=prompt)
     output.result(result.to_dict(), lambda: _result_lines(result.to_dict()))
+
+
+def _ask_ngc_key(settings: Any, prompt: Any) -> Any:
+    """On a terminal with no key in the environment, ask once; the key then serves the login and the container."""
+    from nemoclaw_runtime.secret import Secret
+
+    key = prompt("  NGC API Key: ").strip()
+    return settings.replace(ngc_api_key=Secret(key)) if key else settings
 
 
 def _plan_lines(plan: dict[str, Any]) -> Iterator[str]:

@@ -119,15 +119,20 @@ def plan(request: UpRequest, *, settings: Settings | None = None, inventory: Gpu
 
 
 def up(request: UpRequest, *, settings: Settings | None = None, inventory: GpuInventory | None = None,
-       events: EventSink = discard, cancel: CancelToken | None = None, services: Services | None = None) -> UpResult:
-    """Bring the requested runtime up and return once it answers (and, unless disabled, passed validation)."""
+       events: EventSink = discard, cancel: CancelToken | None = None, services: Services | None = None,
+       prompt_secret: Any = None) -> UpResult:
+    """Bring the requested runtime up and return once it answers (and, unless disabled, passed validation).
+
+    ``prompt_secret`` (a masked prompt, interactive callers only) lets a registry login ask for a key once more
+    after a rejected one; without it a missing or rejected key is a refusal with the remedy.
+    """
     settings = settings if settings is not None else Settings.from_env()
     cancel = cancel or CancelToken()
     inventory = inventory if inventory is not None else _detect(settings)
     events(PhaseChanged("preflight", "Checking the request, the GPUs and the engine"))
     the_plan = plan(request, settings=settings, inventory=inventory, events=events)
     driver = driver_for(request.runtime)
-    svc = services or open_services(settings, arch=inventory.machine.arch)
+    svc = services or open_services(settings, arch=inventory.machine.arch, prompt_secret=prompt_secret)
     try:
         started = svc.clock.monotonic()
         svc.docker.ping()
