@@ -5,8 +5,11 @@ nemotron-3-nano-4b from the fake Hugging Face hub (HF_ENDPOINT), no GPUs for the
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +18,8 @@ import pytest
 
 from tests.support.docker_env import free_port, unique_name
 from tests.support.fake_hf import FakeHub, tiny_model_files
-from tests.support.fake_vllm import fake_vllm_image  # noqa: F401  (fixture)
+from tests.support.fake_vllm import fake_vllm_files, fake_vllm_image  # noqa: F401  (fixture)
+from tests.support.images import build_busybox_image, unique_tag
 from tests.support.registry import LocalRegistry
 
 pytestmark = pytest.mark.docker
@@ -26,6 +30,7 @@ SNAPSHOT = ROOT / "fixtures" / "gpu" / "h100_x8.json"  # profile linux-nvidia: m
 MODEL_SLUG = "nemotron-3-nano-4b"  # the Linux profile's default; its HF id is what the fake hub serves
 MODEL_ID = "nvidia/NVIDIA-Nemotron-3-Nano-4B-FP8"
 WIZARD_TIMEOUT_S = 240
+CANCEL_WITHIN_S = 60  # generous: the wizard must exit well before the 60 s load the slow fake vLLM pretends
 
 
 @pytest.fixture
@@ -37,6 +42,21 @@ def name(docker_client: docker.DockerClient) -> Iterator[str]:
         docker_client.containers.get(chosen).remove(force=True)
     except docker.errors.NotFound:
         pass
+
+
+def wizard_env(tmp_path: Path, image: str, hub: FakeHub, port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "NEMOCLAW_GPU_SNAPSHOT": str(SNAPSHOT),
+        "NEMOCLAW_EXPERIMENTAL": "1",
+        "NEMOCLAW_VLLM_IMAGE": image,
+        "NEMOCLAW_VLLM_MODEL": MODEL_SLUG,
+        "NEMOCLAW_VLLM_PORT": str(port),
+        "NEMOCLAW_OLLAMA_PORT": str(free_port()),
+        "NEMOCLAW_STATE_DIR": str(tmp_path / "state"),
+        "HF_ENDPOINT": hub.url,
+        "HF_HOME": str(tmp_path / "hf"),
+    }
 
 
 @pytest.fixture
@@ -52,18 +72,7 @@ def test_wizard_brings_up_the_fake_vllm_and_prints_the_base_url(
         image: str, name: str, fake_hf: FakeHub, tmp_path: Path, docker_client: docker.DockerClient) -> None:
     fake_hf.add_repo(MODEL_ID, tiny_model_files())
     port = free_port()
-    env = {
-        **os.environ,
-        "NEMOCLAW_GPU_SNAPSHOT": str(SNAPSHOT),
-        "NEMOCLAW_EXPERIMENTAL": "1",
-        "NEMOCLAW_VLLM_IMAGE": image,
-        "NEMOCLAW_VLLM_MODEL": MODEL_SLUG,
-        "NEMOCLAW_VLLM_PORT": str(port),
-        "NEMOCLAW_OLLAMA_PORT": str(free_port()),
-        "NEMOCLAW_STATE_DIR": str(tmp_path / "state"),
-        "HF_ENDPOINT": fake_hf.url,
-        "HF_HOME": str(tmp_path / "hf"),
-    }
+    env = wizard_env(tmp_path, image, fake_hf, port)
     completed = subprocess.run([sys.executable, str(WIZARD), "install-vllm", "--gpus", "none", "--name", name],
                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=WIZARD_TIMEOUT_S,
                                check=False)
@@ -90,3 +99,55 @@ def test_wizard_refuses_provider_vllm_with_nothing_running(tmp_path: Path) -> No
     assert completed.returncode == 3
     assert "no vLLM answers" in completed.stderr
     assert completed.stdout == ""
+
+
+@pytest.fixture
+def slow_image(docker_client: docker.DockerClient, local_registry: LocalRegistry) -> str:
+    """A fake vLLM that "loads" for 60 s, pushed to the local registry and untagged locally."""
+    tag = unique_tag("fake-vllm-slow")
+    build_busybox_image(docker_client, tag, fake_vllm_files(),
+                        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "FAKE_VLLM_DELAY_S": "60"},
+                        cmd=["vllm", "serve", "fake/model", "--port", "8000", "--max-model-len", "4096"])
+    repo = unique_name("wizard/fake-vllm-slow")
+    local_registry.push(docker_client, tag, repo, "1")
+    ref = local_registry.ref(repo, "1")
+    docker_client.images.remove(ref)
+    return ref
+
+
+def test_ctrl_c_cancels_through_the_token_and_leaves_nothing(
+        slow_image: str, name: str, fake_hf: FakeHub, tmp_path: Path, docker_client: docker.DockerClient) -> None:
+    fake_hf.add_repo(MODEL_ID, tiny_model_files())
+    env = wizard_env(tmp_path, slow_image, fake_hf, free_port())
+    wizard = subprocess.Popen([sys.executable, str(WIZARD), "install-vllm", "--gpus", "none", "--name", name],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    waiting = threading.Event()
+
+    def read_stderr() -> None:
+        assert wizard.stderr is not None
+        for line in wizard.stderr:
+            lines.append(line)
+            if "Waiting for" in line:
+                waiting.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    try:
+        assert waiting.wait(WIZARD_TIMEOUT_S), "".join(lines)
+        assert docker_client.containers.get(name).status == "running"
+        wizard.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        code = wizard.wait(CANCEL_WITHIN_S)
+        assert time.monotonic() - started < CANCEL_WITHIN_S
+    finally:
+        if wizard.poll() is None:
+            wizard.kill()
+            wizard.wait()
+    reader.join(5)
+    output = "".join(lines)
+    assert code == 130, output
+    assert "Cancelling" in output
+    assert wizard.stdout is not None and wizard.stdout.read() == ""  # no base URL
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(name)  # nothing half-started was left behind
