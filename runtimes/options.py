@@ -58,8 +58,6 @@ REASON_OLLAMA_TOO_OLD = "ollama-too-old"
 
 #: Managed vLLM is offered without NEMOCLAW_EXPERIMENTAL on these GPU profiles (NemoClaw PR #5345).
 DEFAULT_ON_PROFILES = frozenset({"dgx-spark", "dgx-station"})
-#: The installed Ollama model NemoClaw prefers when it is present and fits.
-PREFERRED_OLLAMA_MODEL = "nemotron-3-nano:30b"
 NO_VLLM_PROFILE = "No vLLM install profile available for this host."
 #: ``local_options(docker=AUTO)`` connects to the engine named by the settings; ``None`` means unreachable.
 AUTO = "auto"
@@ -524,7 +522,9 @@ def _ollama_option(probe: _Probe, installed: tuple[str, ...], *, running: bool) 
     notes: list[str] = []
     default: str | None
     if installed:
-        default = _installed_default(probe, installed, memory)
+        from nemoclaw_runtime.runtimes.ollama import ModelRules, choose_model
+
+        default = choose_model(ModelRules(memory_mib=memory), installed, registry).tag  # NemoClaw's pool default
         models = tuple(ModelChoice(tag, tag, default=tag == default, installed=True,
                                    fits=_starter_fits(registry, tag, memory)) for tag in installed)
     else:
@@ -548,14 +548,6 @@ def _ollama_option(probe: _Probe, installed: tuple[str, ...], *, running: bool) 
 def _starter_fits(registry: Registry, tag: str, memory: int | None) -> bool | None:
     starter = registry.ollama_starter(tag) or registry.ollama_starter(tag.removesuffix(":latest"))
     return starter.fits(memory) if starter is not None and memory else None
-
-
-def _installed_default(probe: _Probe, installed: tuple[str, ...], memory: int | None) -> str:
-    """NemoClaw's installed-pool default: nemotron-3-nano:30b when present and it fits, else the first that fits."""
-    fits = {tag: _starter_fits(probe.registry, tag, memory) is not False for tag in installed}
-    if PREFERRED_OLLAMA_MODEL in installed and fits[PREFERRED_OLLAMA_MODEL]:
-        return PREFERRED_OLLAMA_MODEL
-    return next((tag for tag in installed if fits[tag]), installed[0])
 
 
 # --- select_option ---------------------------------------------------------------------------------------------

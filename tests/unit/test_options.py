@@ -355,3 +355,17 @@ def test_auto_connects_from_the_settings(http: httpx.Client, tmp_path: Path) -> 
     assert not menu.engine_reachable
     assert menu.engine_error and "none.sock" in menu.engine_error
     assert keys(menu) == [KEY_INSTALL_VLLM]
+
+
+def test_installed_pool_default_skips_a_preferred_model_that_does_not_fit(http: httpx.Client) -> None:
+    import dataclasses
+
+    small = dataclasses.replace(inventory("h100_x8"), available_memory_mib=20_000)
+    with FakeOllama(models=["nemotron-3-nano:30b", "qwen3.5:9b"]) as ollama:
+        settings = Settings.from_env({"NEMOCLAW_VLLM_PORT": str(free_port()),
+                                      "NEMOCLAW_OLLAMA_PORT": str(ollama.port)})
+        menu = local_options(settings, inventory=small, http=http, docker=None, which=no_ollama)
+    option = menu.get(KEY_OLLAMA)
+    assert option is not None
+    assert option.default_model == "qwen3.5:9b"
+    assert [m.fits for m in option.models] == [False, True]
