@@ -19,9 +19,13 @@ from nemoclaw_runtime.cli._output import Output, json_option
 def options(select: bool, json_mode: bool) -> None:
     """List the local inference options of this host: running servers, managed vLLM, NIM, Ollama.
 
-    \b
     The suggested entry is marked with *. With --json, entries this host does not offer are listed under
-    "absent" with a reason code (no-gpu, vram-too-small, not-experimental, ollama-not-installed, ...).
+    "absent" with a reason code (no-gpu, vram-too-small, not-experimental, ollama-not-installed, port-held, ...).
+
+    \b
+    Examples:
+      nemoclaw-runtime options --json
+      NEMOCLAW_PROVIDER=install-vllm nemoclaw-runtime options --select --json
     """
     from nemoclaw_runtime.runtimes.options import local_options, select_option
     from nemoclaw_runtime.settings import Settings
