@@ -109,6 +109,8 @@ build_pytest_args() {
         shift
     done
     if ((no_gpu && !saw_m)); then PYTEST_ARGS+=(-m "not gpu"); fi
+    # CI shows the slowest tests, to keep the run well under its time budget.
+    if [[ "${CI:-}" == "true" && " ${PYTEST_ARGS[*]} " != *" --durations"* ]]; then PYTEST_ARGS+=(--durations=10); fi
 }
 
 run_pytest() {
