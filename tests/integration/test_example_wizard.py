@@ -151,3 +151,23 @@ def test_ctrl_c_cancels_through_the_token_and_leaves_nothing(
     assert wizard.stdout is not None and wizard.stdout.read() == ""  # no base URL
     with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get(name)  # nothing half-started was left behind
+
+
+def test_the_wizards_menu_reads_image_presence_from_the_real_engine(busybox_base: str, tmp_path: Path) -> None:
+    import httpx
+
+    from nemoclaw_runtime.runtimes.options import local_options
+    from nemoclaw_runtime.settings import Settings
+
+    def menu_for(image: str) -> str | None:
+        settings = Settings.from_env({**os.environ, "NEMOCLAW_GPU_SNAPSHOT": str(SNAPSHOT),
+                                      "NEMOCLAW_EXPERIMENTAL": "1", "NEMOCLAW_VLLM_IMAGE": image,
+                                      "NEMOCLAW_VLLM_PORT": str(free_port()), "NEMOCLAW_OLLAMA_PORT": str(free_port())})
+        with httpx.Client(trust_env=False) as http:
+            menu = local_options(settings, http=http, which=lambda name: None)  # docker: AUTO, the real engine
+        assert menu.engine_reachable, menu.engine_error
+        option = menu.get("install-vllm")
+        return option.label if option is not None else None
+
+    assert menu_for(busybox_base) == "Start vLLM (Linux + NVIDIA GPU)"
+    assert menu_for(unique_tag("not-there")) == "Install vLLM (Linux + NVIDIA GPU)"
