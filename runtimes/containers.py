@@ -136,7 +136,9 @@ class DockerContainerManager:
             if same_spec and existing.state.running:
                 events(Info(f"Reusing running container {spec.name} (same spec)"))
                 return RunOutcome(existing, "reused")
-            if same_spec and existing.state.status in _STARTABLE:
+            # A stopped container with secrets is recreated: the spec hash leaves secret values out, so restarting
+            # it would bring back the key that made it fail (an NGC "Authentication Error", say).
+            if same_spec and existing.state.status in _STARTABLE and not spec.secret_env_names():
                 events(Info(f"Restarting stopped container {spec.name} (same spec)"))
                 return RunOutcome(self._start_existing(existing), "restarted")
             why = "spec changed" if not same_spec else f"it is {existing.state.status}"

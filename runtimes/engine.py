@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 from nemoclaw_runtime.clock import CancelToken
 from nemoclaw_runtime.events import EventSink
 from nemoclaw_runtime.runtimes.spec import ContainerSpec
+from nemoclaw_runtime.secret import Secret
 
 # --- values --------------------------------------------------------------------------------------------------------
 
@@ -29,6 +30,8 @@ class PulledImage:
     platform: str | None  # linux/amd64, linux/arm64
     pulled: bool  # False when the pinned digest was already present
     image_id: str | None = None  # the local image id (sha256:… of the config)
+    #: A key typed at the login prompt and accepted by the registry; it supersedes the one from the environment.
+    prompted_key: Secret | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"image": self.ref, "digest": self.digest, "platform": self.platform, "pulled": self.pulled,

@@ -173,9 +173,10 @@ class DockerImageStore:
     def _outcome(self, plan: PullPlan, *, pulled: bool) -> PulledImage:
         local = self.port.image_inspect(plan.pinned_ref or plan.ref.original) or {}
         resolution = plan.resolution
+        prompted = plan.credentials.password if plan.credentials and plan.credentials.source == "prompt" else None
         return PulledImage(ref=plan.ref.original, digest=resolution.digest if resolution else None,
                            platform=(resolution.platform if resolution else None) or _platform_of(local),
-                           pulled=pulled, image_id=local.get("Id"))
+                           pulled=pulled, image_id=local.get("Id"), prompted_key=prompted)
 
     # --- the pull ------------------------------------------------------------------------------------------------
 

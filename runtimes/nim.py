@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from nemoclaw_runtime.clock import CancelToken
-from nemoclaw_runtime.errors import MissingToken, NoSuitableGpu
+from nemoclaw_runtime.errors import InvalidInput, MissingToken, NoSuitableGpu
 from nemoclaw_runtime.events import EventSink, Info
 from nemoclaw_runtime.runtimes.driver import Check, Plan, Served, UpRequest
 from nemoclaw_runtime.runtimes.spec import (
@@ -64,12 +64,12 @@ class NimDriver:
             raise NoSuitableGpu(
                 f"No usable NVIDIA GPU for NIM: {inventory.reason or 'host profile is ' + inventory.profile}",
                 remedy="check the driver with `nemoclaw-runtime gpus`")
-        model = self.registry.resolve_nim_model(wanted, budget_mib=inventory.memory_budget_mib, source=source)
+        budget = _budget_mib(request, inventory)
+        model = self.registry.resolve_nim_model(wanted, budget_mib=budget, source=source)
         key = _ngc_key(settings)
         image = request.image or settings.nim_image or model.image
         port = request.port or settings.vllm_port
         spec = self._spec(container_name(request.name), image, model, port, request, settings, key[1])
-        budget = inventory.memory_budget_mib
         checks = (
             Check("model", True, f"{model.name} (min {model.min_vram_mib} MiB; this host {budget} MiB)"),
             Check("ngc-key", True, f"from {key[0]}"),
@@ -135,6 +135,21 @@ class NimDriver:
             restart_policy="unless-stopped",
             shm_size=SHM_SIZE,
         )
+
+
+def _budget_mib(request: UpRequest, inventory: GpuInventory) -> int | None:
+    """The memory the model may use: the host's budget, or only the GPUs named by ``--gpus`` indices."""
+    if request.gpus.mode != "indices" or inventory.unified_memory:
+        return inventory.memory_budget_mib
+    by_index = {gpu.index: gpu for gpu in inventory.gpus}
+    unknown = [i for i in request.gpus.indices if i not in by_index]
+    if unknown:
+        raise InvalidInput(
+            f"--gpus names GPU {', '.join(map(str, unknown))}, which this host does not have "
+            f"(indices: {', '.join(map(str, sorted(by_index))) or 'none'})",
+            remedy="see `nemoclaw-runtime gpus` for the indices")
+    totals = [by_index[i].memory_total_mib for i in request.gpus.indices]
+    return None if any(t is None for t in totals) else sum(t for t in totals if t is not None)
 
 
 def _ngc_key(settings: Settings) -> tuple[str, Secret]:

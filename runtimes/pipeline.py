@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from nemoclaw_runtime.gpu import GpuInventory
     from nemoclaw_runtime.runtimes.engine import ContainerManager, DockerPort, ImageStore
 
+PROMPTED_KEY_VARIABLES = ("NGC_API_KEY", "NIM_NGC_API_KEY")
 RUNTIMES = ("vllm", "nim", "ollama")
 
 
@@ -180,7 +181,8 @@ def _up_locked(driver: RuntimeDriver, the_plan: Plan, svc: Services, events: Eve
     cancel.raise_if_cancelled()
     events(PhaseChanged("pull", f"Pulling {the_plan.spec.image} (pinned to this platform's digest)"))
     pulled = svc.images.ensure_image(the_plan.spec.image, events=events, cancel=cancel)
-    spec = dataclasses.replace(the_plan.spec, image_digest=pulled.digest)
+    spec = dataclasses.replace(the_plan.spec, image_digest=pulled.digest,
+                               env=_with_prompted_key(the_plan.spec.env, pulled.prompted_key))
     cancel.raise_if_cancelled()
     try:
         outcome = svc.containers.ensure_running(spec, events=events)
@@ -249,6 +251,13 @@ def context_window(settings: Settings, reported: int | None, events: EventSink) 
             return int(raw)
         events(Warning(f"Ignoring NEMOCLAW_CONTEXT_WINDOW={raw!r}: not an integer in 1..{MAX_CONTEXT_WINDOW}"))
     return reported
+
+
+def _with_prompted_key(env: tuple[tuple[str, Any], ...], key: Any) -> tuple[tuple[str, Any], ...]:
+    """A key accepted at the login prompt replaces the environment's key wherever the container needs one."""
+    if key is None:
+        return env
+    return tuple((name, key if name in PROMPTED_KEY_VARIABLES else value) for name, value in env)
 
 
 def _remove_if_ours(svc: Services, spec: Any) -> None:

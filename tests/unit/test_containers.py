@@ -114,13 +114,23 @@ def test_changed_spec_is_replaced(manager: DockerContainerManager, fake: FakeDoc
 
 
 def test_stopped_with_same_spec_is_restarted(manager: DockerContainerManager, fake: FakeDocker) -> None:
-    first = manager.ensure_running(make_spec(), events=Recorder())
+    no_secrets = make_spec(env=(("HF_HOME", "/hf"),))
+    first = manager.ensure_running(no_secrets, events=Recorder())
     fake.stop_container(first.container.id)
     events = Recorder()
-    again = manager.ensure_running(make_spec(), events=events)
+    again = manager.ensure_running(no_secrets, events=events)
     assert again.action == "restarted" and again.container.id == first.container.id
     assert again.container.state.running
     assert any("Restarting stopped container" in m for m in events.infos())
+
+
+def test_stopped_with_secrets_is_recreated_so_a_fixed_key_reaches_it(manager: DockerContainerManager,
+                                                                      fake: FakeDocker) -> None:
+    first = manager.ensure_running(make_spec(), events=Recorder())
+    fake.stop_container(first.container.id)
+    again = manager.ensure_running(make_spec(env=(("HF_HOME", "/hf"), ("HF_TOKEN", Secret("hf_fixed12345")))),
+                                   events=Recorder())
+    assert again.action == "replaced" and again.container.id != first.container.id
 
 
 def test_crash_looping_container_with_same_spec_is_replaced(manager: DockerContainerManager,

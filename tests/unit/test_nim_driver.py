@@ -128,7 +128,6 @@ def test_no_gpu_is_refused_and_no_budget_chooses_nothing() -> None:
     assert "unknown" in raised.value.message
 
 
-@pytest.mark.xfail(strict=True, reason="nim.py plans against the budget of every GPU, not of the --gpus indices")
 def test_the_budget_is_that_of_the_requested_gpus() -> None:
     with pytest.raises(InsufficientResources):  # 81920 MiB on one 81559 MiB H100
         plan(fixture("h100_x8"), gpus="0", model="llama-3.1-nemotron-70b-instruct")
