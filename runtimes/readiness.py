@@ -38,7 +38,13 @@ MAX_MODEL_LEN_CEILING = 4_194_304
 SAFE_MODEL_ID = re.compile(r"^[A-Za-z0-9._:/-]+$")
 _POSITIVE_INT = re.compile(r"^[1-9][0-9]*$")
 _RESTART_LOOP_RESTARTS = 2
-_HEARTBEAT_LOG_LINES = 5
+_HEARTBEAT_LOG_LINES = 20
+#: Once the server answers "not ready yet" over HTTP (NIM's 503 during its download), each probe becomes an access
+#: line in its own log: poll it at this pace, not 10 times a second, so its log stays readable.
+ANSWERED_POLL_S = 1.0
+#: Access-log lines of our own probes (uvicorn style); they say nothing about why a server failed.
+_PROBE_ACCESS_LINE = re.compile(
+    r'"(?:GET|HEAD) /(?:v1/models|v1/health/ready|v1/health/live|health|ping|api/tags|api/version)[^"]*"\s+\d{3}')
 
 # Transport errors that mean "nothing answers on the port yet" (including docker-proxy accepting on the host
 # and dropping the connection because nothing listens inside the container) ...
@@ -280,6 +286,7 @@ class _Watch:
     restarting_episodes: int = 0
     was_restarting: bool = False
     diagnosed_restarts: int = 0
+    answered: bool = False  # the server answered HTTP, just not "ready" yet
     transitions: list[tuple[str, float]] = field(default_factory=list)
 
     def elapsed(self) -> float:
@@ -335,7 +342,8 @@ def wait_ready(
             _heartbeat(watch, events)
             next_heartbeat = (math.floor(elapsed / heartbeat_s) + 1) * heartbeat_s
         spent = clock.monotonic() - tick_start
-        cancel.wait(max(0.0, min(poll_s - spent, timeout_s - elapsed)), clock)
+        interval = max(poll_s, ANSWERED_POLL_S) if watch.answered else poll_s
+        cancel.wait(max(0.0, min(interval - spent, timeout_s - elapsed)), clock)
     raise _timeout(watch, timeout_s)
 
 
@@ -360,7 +368,7 @@ def _check_container(watch: _Watch) -> ContainerState:
         # One crash is allowed by the restart policy, but a known fatal cause will not go away on restart:
         # read the tail once per crash and stop right there when it names one.
         watch.diagnosed_restarts = restarts
-        tail = watch.target.log_tail(TAIL_LINES)
+        tail = _safe_tail(watch.target)
         if classify(tail, state=state).cause != "unknown":
             raise _exited(watch, state, "crashed and is restarting", tail=tail)
     return state
@@ -371,10 +379,12 @@ def _probe_once(watch: _Watch, http: httpx.Client, base_url: str, events: EventS
     try:
         outcome = watch.probe.check(http, base_url)
     except _PORT_CLOSED_ERRORS as exc:
+        watch.answered = False
         watch.enter(STARTING, events)
         watch.last_reason = f"port {watch.target.port} not open yet ({type(exc).__name__})"
         return None
     except _PORT_OPEN_ERRORS:
+        watch.answered = False
         watch.enter(PORT_OPEN, events)
         watch.last_reason = f"port {watch.target.port} open, API not answering yet"
         return None
@@ -382,6 +392,7 @@ def _probe_once(watch: _Watch, http: httpx.Client, base_url: str, events: EventS
         watch.enter(HTTP_READY, events)
         return outcome
     watch.enter(PORT_OPEN, events)
+    watch.answered = True
     watch.last_reason = outcome.reason
     if isinstance(outcome, Failed):
         raise _exited(watch, _safe_state(watch.target), f"answered but cannot become ready: {outcome.reason}",
@@ -406,6 +417,8 @@ def _last_log_line(target: ReadinessTarget) -> str | None:
     except NoSuchContainer:
         return None
     for line in reversed(lines):
+        if is_probe_access_line(line):
+            continue
         shown = display_line(line)
         if shown:
             return redact(shown)[:200]
@@ -417,6 +430,10 @@ def _heartbeat(watch: _Watch, events: EventSink) -> None:
                      state=watch.state, last_log_line=_last_log_line(watch.target)))
 
 
+def is_probe_access_line(line: str) -> bool:
+    return _PROBE_ACCESS_LINE.search(line) is not None
+
+
 def _safe_state(target: ReadinessTarget) -> ContainerState:
     try:
         return target.state()
@@ -425,10 +442,13 @@ def _safe_state(target: ReadinessTarget) -> ContainerState:
 
 
 def _safe_tail(target: ReadinessTarget) -> list[str]:
+    """The last TAIL_LINES lines that matter: our own probes' access lines are dropped, so a server that logged
+    every probe still shows why it failed."""
     try:
-        return target.log_tail(TAIL_LINES)
+        lines = target.log_tail(TAIL_LINES * 4)
     except NoSuchContainer:
         return []
+    return [line for line in lines if not is_probe_access_line(line)][-TAIL_LINES:]
 
 
 def _failure_facts(watch: _Watch, state: ContainerState, tail: Sequence[str]) -> tuple[Diagnosis, dict[str, Any]]:

@@ -214,7 +214,7 @@ def test_exit_fails_at_once_with_cause_and_log_tail() -> None:
     assert "exit code 1" in error.message and "out of memory" in error.message
     assert "--gpu-memory-utilization" in (error.remedy or "")
     assert len(error.log_tail) == 80 and error.log_tail[-2] == OOM_LINE
-    assert target.tail_requests == [80]
+    assert target.tail_requests == [80 * 4]  # a bounded tail (probe access lines are filtered out of it)
     assert error.exit_code == 5
 
 
@@ -358,7 +358,7 @@ def test_heartbeat_cadence_and_content() -> None:
     assert beats[0].phase == "waiting for nemoclaw-vllm"
     assert [b.state for b in beats] == ["starting", "port-open", "port-open"]
     assert beats[0].last_log_line == "INFO step 30 with ***"  # blank lines skipped, tokens masked
-    assert target.tail_requests == [5, 5, 5]  # a short tail per heartbeat, never the whole log
+    assert target.tail_requests == [20, 20, 20]  # a short tail per heartbeat, never the whole log
 
 
 def test_heartbeat_cadence_survives_slow_probes() -> None:
@@ -372,8 +372,8 @@ def test_heartbeat_cadence_survives_slow_probes() -> None:
     with pytest.raises(ReadinessTimeout):
         run(target, httpx.Client(transport=httpx.MockTransport(handler)), timeout_s=100.0, heartbeat_s=30.0)
     # (events are lost with the exception in run(); cadence is checked via the tail reads instead)
-    assert target.tail_requests[:3] == [5, 5, 5]
-    assert target.tail_requests[-1] == 80
+    assert target.tail_requests[:3] == [20, 20, 20]
+    assert target.tail_requests[-1] == 80 * 4  # the failure tail, probe access lines filtered out
 
 
 def test_cancel_stops_the_wait() -> None:
@@ -599,3 +599,22 @@ def test_heartbeat_shows_the_latest_state_of_a_progress_bar() -> None:
 
     beats = [e for e in events if isinstance(e, Heartbeat)]
     assert [b.last_log_line for b in beats] == ["Loading safetensors checkpoint shards:  47% 8/17"]
+
+
+def test_probe_access_lines_are_not_the_log_tail_nor_the_heartbeat_line() -> None:
+    from nemoclaw_runtime.runtimes.readiness import _last_log_line, _safe_tail, is_probe_access_line
+
+    class Target:
+        name, host, port = "nim", "127.0.0.1", 8000
+
+        def state(self) -> ContainerState:
+            return ContainerState(status="running")
+
+        def log_tail(self, n: int) -> list[str]:
+            access = 'INFO:     172.17.0.1:40000 - "GET /v1/health/ready HTTP/1.1" 503 Service Unavailable'
+            return ["Downloading model profile 3/7", *([access] * (n - 1))]
+
+    assert is_probe_access_line('INFO: 1.2.3.4:5 - "GET /api/tags HTTP/1.1" 200 OK')
+    assert not is_probe_access_line('INFO: 1.2.3.4:5 - "POST /v1/chat/completions HTTP/1.1" 200 OK')
+    assert _safe_tail(Target()) == ["Downloading model profile 3/7"]
+    assert _last_log_line(Target()) is None or "health/ready" not in (_last_log_line(Target()) or "")
