@@ -27,7 +27,8 @@ def options(select: bool, json_mode: bool) -> None:
       nemoclaw-runtime options --json
       NEMOCLAW_PROVIDER=install-vllm nemoclaw-runtime options --select --json
     """
-    from nemoclaw_runtime.runtimes.options import local_options, select_option
+    from nemoclaw_runtime.runtimes.options import local_options
+    from nemoclaw_runtime.runtimes.selection import select_option
     from nemoclaw_runtime.settings import Settings
 
     output = Output(json_mode)

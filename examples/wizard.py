@@ -22,7 +22,8 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColum
 from nemoclaw_runtime import CancelToken, NemoclawError, Settings, detect_gpus, up, validate
 from nemoclaw_runtime.events import Event, Heartbeat, PhaseChanged, Warning
 from nemoclaw_runtime.events import Progress as ByteProgress
-from nemoclaw_runtime.runtimes.options import local_options, select_option
+from nemoclaw_runtime.runtimes.options import local_options
+from nemoclaw_runtime.runtimes.selection import select_option
 
 
 class ProgressView:

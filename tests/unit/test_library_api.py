@@ -35,7 +35,8 @@ from nemoclaw_runtime.runtimes import pipeline
 from nemoclaw_runtime.runtimes.containers import DockerContainerManager, ManagedContainerView
 from nemoclaw_runtime.runtimes.driver import UpResult
 from nemoclaw_runtime.runtimes.engine import PulledImage
-from nemoclaw_runtime.runtimes.options import local_options, select_option
+from nemoclaw_runtime.runtimes.options import local_options
+from nemoclaw_runtime.runtimes.selection import select_option
 from nemoclaw_runtime.runtimes.spec import LABEL_RUNTIME
 from nemoclaw_runtime.runtimes.validate import ValidationResult, validate_endpoint
 from nemoclaw_runtime.settings import Settings
