@@ -278,7 +278,7 @@ class OllamaDriver:
 
     def _model_steps(self, plan: Plan, server: OllamaServer, svc: Services, events: EventSink,
                      cancel: CancelToken) -> Served:
-        from nemoclaw_runtime.runtimes import ollama_api
+        from nemoclaw_runtime.runtimes import ollama_api, ollama_pull
 
         rules = _rules_of(plan)
         base = server.base_url
@@ -286,8 +286,8 @@ class OllamaDriver:
         events(Info(f"Model {choice.tag}: {choice.reason}"))
         if not choice.installed:
             events(PhaseChanged("model-pull", f"Pulling {choice.tag} into Ollama at {base}"))
-            ollama_api.pull_model(svc.http, base, choice.tag, settings=svc.settings, clock=svc.clock, events=events,
-                                  cancel=cancel)
+            ollama_pull.pull_model(svc.http, base, choice.tag, settings=svc.settings, clock=svc.clock,
+                                   events=events, cancel=cancel)
         cancel.raise_if_cancelled()
         events(PhaseChanged("model-check", f"Checking that {choice.tag} supports tool calling"))
         capabilities = ollama_api.require_tools(svc.http, base, choice.tag, allow_no_tools=rules.allow_no_tools)

@@ -20,7 +20,8 @@ from nemoclaw_runtime.errors import (
     PullTimedOut,
 )
 from nemoclaw_runtime.events import Event, Progress
-from nemoclaw_runtime.runtimes.ollama_api import detect_ollama, pull_model
+from nemoclaw_runtime.runtimes.ollama_api import detect_ollama
+from nemoclaw_runtime.runtimes.ollama_pull import pull_model
 from nemoclaw_runtime.settings import Settings
 from tests.support.fake_ollama import FakeOllama, StepClock, fake_digest, free_port
 
@@ -219,9 +220,9 @@ def test_progress_is_throttled_but_every_phase_change_is_reported(http: httpx.Cl
 
 def test_a_frozen_clock_cannot_make_the_pull_loop_forever(http: httpx.Client, fake: FakeOllama,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from nemoclaw_runtime.runtimes import ollama_api
+    from nemoclaw_runtime.runtimes import ollama_pull
 
-    monkeypatch.setattr(ollama_api, "MAX_PULL_LINES", 0)
+    monkeypatch.setattr(ollama_pull, "MAX_PULL_LINES", 0)
     fake.config.pull_mode = "stall"
     fake.config.stall_silent = True
     with pytest.raises(PullTimedOut):
