@@ -19,11 +19,18 @@ import sys
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 
-from nemoclaw_runtime import CancelToken, NemoclawError, Settings, detect_gpus, up, validate
+from nemoclaw_runtime import (
+    CancelToken,
+    NemoclawError,
+    Settings,
+    detect_gpus,
+    local_options,
+    select_option,
+    up,
+    validate,
+)
 from nemoclaw_runtime.events import Event, Heartbeat, PhaseChanged, Warning
 from nemoclaw_runtime.events import Progress as ByteProgress
-from nemoclaw_runtime.runtimes.options import local_options
-from nemoclaw_runtime.runtimes.selection import select_option
 
 
 class ProgressView:

@@ -31,6 +31,13 @@ _EXPORTS.update({
     "ManagedContainerView": "nemoclaw_runtime.runtimes.containers",
     "ValidationResult": "nemoclaw_runtime.runtimes.validate",
     "load_registry": "nemoclaw_runtime.registry",
+    "local_options": "nemoclaw_runtime.runtimes.options",
+    "LocalOptions": "nemoclaw_runtime.runtimes.options",
+    "LocalOption": "nemoclaw_runtime.runtimes.options",
+    "AbsentOption": "nemoclaw_runtime.runtimes.options",
+    "ModelChoice": "nemoclaw_runtime.runtimes.options",
+    "select_option": "nemoclaw_runtime.runtimes.selection",
+    "Selection": "nemoclaw_runtime.runtimes.selection",
 })
 for _name in ("Event", "EventSink", "PhaseChanged", "Progress", "Heartbeat", "LogLine", "Info", "Warning",
               "event_to_dict"):
@@ -60,15 +67,17 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from nemoclaw_runtime.api import detect_gpus, list_managed, logs, plan, pull, stop, up, validate
+    from nemoclaw_runtime.clock import CancelToken, SystemClock
+    from nemoclaw_runtime.errors import *  # noqa: F403
+    from nemoclaw_runtime.events import *  # noqa: F403
     from nemoclaw_runtime.gpu import GpuInventory
     from nemoclaw_runtime.registry import load_registry
     from nemoclaw_runtime.runtimes.containers import ManagedContainerView
     from nemoclaw_runtime.runtimes.driver import Plan, UpRequest, UpResult
     from nemoclaw_runtime.runtimes.engine import PulledImage
-    from nemoclaw_runtime.runtimes.validate import ValidationResult
-    from nemoclaw_runtime.clock import CancelToken, SystemClock
-    from nemoclaw_runtime.errors import *  # noqa: F403
-    from nemoclaw_runtime.events import *  # noqa: F403
+    from nemoclaw_runtime.runtimes.options import AbsentOption, LocalOption, LocalOptions, ModelChoice, local_options
+    from nemoclaw_runtime.runtimes.selection import Selection, select_option
     from nemoclaw_runtime.runtimes.spec import ContainerSpec, GpuRequest
+    from nemoclaw_runtime.runtimes.validate import ValidationResult
     from nemoclaw_runtime.secret import Secret
     from nemoclaw_runtime.settings import Settings
