@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from nemoclaw_runtime.clock import CancelToken
 from nemoclaw_runtime.events import EventSink
-
 from nemoclaw_runtime.runtimes.spec import ContainerSpec, GpuRequest
 
 if TYPE_CHECKING:

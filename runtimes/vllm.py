@@ -26,8 +26,8 @@ from nemoclaw_runtime.runtimes.spec import (
 
 if TYPE_CHECKING:
     from nemoclaw_runtime.gpu import GpuInventory
-    from nemoclaw_runtime.runtimes.pipeline import Services
     from nemoclaw_runtime.registry import Registry, VllmModel, VllmProfile
+    from nemoclaw_runtime.runtimes.pipeline import Services
     from nemoclaw_runtime.settings import Settings
 
 RUNTIME = "vllm"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from nemoclaw_runtime.gpu import PROFILE_NONE, PROFILES, GpuInventory, detect_gpus, has_usable_gpu
 
 pytestmark = pytest.mark.gpu

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from nemoclaw_runtime.cli.main import run
 
+from nemoclaw_runtime.cli.main import run
 from tests.fakes.fake_nvml import NVML_ERROR_LIBRARY_NOT_FOUND, FakeNvml
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"

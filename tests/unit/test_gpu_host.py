@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from nemoclaw_runtime.gpu.host import (
     DEVICE_TREE_MODEL,
     DMI_PRODUCT_NAME,
@@ -11,7 +12,6 @@ from nemoclaw_runtime.gpu.host import (
     normalise_arch,
     read_machine,
 )
-
 from tests.fakes.fake_nvml import FakeHost
 
 

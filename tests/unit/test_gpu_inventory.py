@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from nemoclaw_runtime.errors import InvalidInput
 from nemoclaw_runtime.gpu import (
     PROFILE_DGX_SPARK,
     PROFILE_DGX_STATION,
@@ -18,8 +20,6 @@ from nemoclaw_runtime.gpu import (
     has_usable_gpu,
 )
 from nemoclaw_runtime.gpu.inventory import NO_GPU_REASON
-
-from nemoclaw_runtime.errors import InvalidInput
 from tests.fakes.fake_nvml import (
     NVML_DEVICE_MIG_DISABLE,
     NVML_DEVICE_MIG_ENABLE,

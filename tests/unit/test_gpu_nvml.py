@@ -7,8 +7,8 @@ import sys
 import threading
 
 import pytest
-from nemoclaw_runtime.gpu.nvml import NvmlSession, NvmlUnavailable, load_pynvml
 
+from nemoclaw_runtime.gpu.nvml import NvmlSession, NvmlUnavailable, load_pynvml
 from tests.fakes.fake_nvml import (
     NVML_ERROR_DRIVER_NOT_LOADED,
     NVML_ERROR_GPU_IS_LOST,

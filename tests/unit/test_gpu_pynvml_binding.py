@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from nemoclaw_runtime.gpu import PROFILE_DGX_SPARK, PROFILE_LINUX_NVIDIA, PROFILE_NONE, detect_gpus
 
+from nemoclaw_runtime.gpu import PROFILE_DGX_SPARK, PROFILE_LINUX_NVIDIA, PROFILE_NONE, detect_gpus
 from tests.fakes.fake_nvml import FakeHost
 
 pynvml = pytest.importorskip("pynvml")

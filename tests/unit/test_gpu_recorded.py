@@ -9,7 +9,7 @@ from pathlib import Path
 from nemoclaw_runtime.gpu import detect_gpus, has_usable_gpu
 from nemoclaw_runtime.settings import Settings
 
-RECORDED = Path(__file__).resolve().parents[2] / "fixtures" / "gpu" / "h100_recorded.json"
+RECORDED = Path(__file__).resolve().parents[2] / "fixtures" / "gpu-recorded" / "h100_gpus_json.json"
 
 
 def test_a_recorded_gpus_json_replays_identically() -> None:

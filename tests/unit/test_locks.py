@@ -15,22 +15,8 @@ from nemoclaw_runtime.runtimes.containers import DockerContainerManager
 from nemoclaw_runtime.runtimes.locks import lock_path, name_lock
 from nemoclaw_runtime.runtimes.spec import ContainerSpec
 from nemoclaw_runtime.settings import Settings
+from tests.fakes.clock import FakeClock
 from tests.fakes.fake_docker import FakeDocker
-
-
-class FakeClock:
-    """``sleep`` advances time at once; nothing really waits."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def hold_in_thread(state_dir: Path, name: str) -> tuple[threading.Event, threading.Event, threading.Thread]:
@@ -64,7 +50,7 @@ def test_names_docker_would_reject_are_invalid(tmp_path: Path, bad: str) -> None
 def test_contention_waits_a_bounded_time_then_refuses(tmp_path: Path) -> None:
     _, release, thread = hold_in_thread(tmp_path, "busy")
     events: list[Event] = []
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     try:
         with pytest.raises(PreflightRefused) as caught, \
                 name_lock(tmp_path, "busy", wait_s=10, events=events.append, clock=clock):

@@ -23,23 +23,13 @@ from nemoclaw_runtime.runtimes.readiness import (
     probe_existing_vllm,
     wait_ready,
 )
+from tests.fakes.clock import FakeClock
 
 MODEL = "nvidia/NVIDIA-Nemotron-3-Nano-4B-FP8"
 RUNNING = ContainerState(status="running")
 OOM_LINE = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 448.00 MiB."
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @dataclass

@@ -24,6 +24,7 @@ from nemoclaw_runtime.runtimes.validate import (
 )
 from nemoclaw_runtime.secret import Secret
 from nemoclaw_runtime.settings import Settings
+from tests.fakes.clock import FakeClock
 from tests.support.fake_openai import FakeOpenAI, fake_openai_servers
 
 Start = Callable[..., FakeOpenAI]
@@ -38,17 +39,6 @@ def fake_openai() -> Iterator[Start]:
         yield start
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def probe(fake: FakeOpenAI, *, timeout: float = 5.0, clock: FakeClock | None = None, **kwargs: object

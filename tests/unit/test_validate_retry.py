@@ -24,23 +24,13 @@ from nemoclaw_runtime.runtimes.validate import (
     validate_endpoint,
 )
 from nemoclaw_runtime.settings import Settings
+from tests.fakes.clock import FakeClock
 
 BASE = "http://127.0.0.1:8000/v1"
 MODEL = "nvidia/nemotron-nano:4b"
 Reply = Callable[[httpx.Request], httpx.Response]
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 50.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class Script:
@@ -87,7 +77,7 @@ COMPLETED = {"type": "response.completed", "response": {"id": "r1", "status": "c
 def run(script: Script, clock: FakeClock | None = None, *, settings: Settings | None = None,
         events: list[Event] | None = None, **kwargs: Any) -> ValidationResult:
     return validate_endpoint(BASE, MODEL, settings=settings or Settings(), http=httpx.Client(
-        transport=httpx.MockTransport(script)), clock=clock or FakeClock(),
+        transport=httpx.MockTransport(script)), clock=clock or FakeClock(50.0),
         events=(events.append if events is not None else lambda e: None), **kwargs)
 
 
@@ -101,7 +91,7 @@ def fail(script: Script, clock: FakeClock | None = None, **kwargs: Any) -> Valid
 
 
 def test_busy_server_backoff_is_5_15_30_seconds_then_success() -> None:
-    clock = FakeClock()
+    clock = FakeClock(50.0)
     script = Script(httpx.Response(503), httpx.Response(503), httpx.Response(503), chat())
     result = run(script, clock)
     assert clock.sleeps == [5.0, 15.0, 30.0] and result.attempts == 4
@@ -109,14 +99,14 @@ def test_busy_server_backoff_is_5_15_30_seconds_then_success() -> None:
 
 @pytest.mark.parametrize("status", [429, 502, 503, 504])
 def test_every_overload_status_is_retried_and_finally_classified(status: int) -> None:
-    clock = FakeClock()
+    clock = FakeClock(50.0)
     error = fail(Script(*[httpx.Response(status, text="busy")] * 4), clock)
     assert error.cause == "overloaded" and error.details["status"] == status
     assert clock.sleeps == [5.0, 15.0, 30.0] and error.details["attempts"] == 4
 
 
 def test_a_timeout_is_retried_once_with_double_the_budget() -> None:
-    clock = FakeClock()
+    clock = FakeClock(50.0)
     script = Script(httpx.ReadTimeout("slow"), chat())
     result = run(script, clock)
     assert script.read_timeouts == [180.0, 360.0] and script.connect_timeouts == [10.0, 20.0]
@@ -130,14 +120,14 @@ def test_a_second_timeout_fails_with_cause_timeout() -> None:
 
 
 def test_a_refused_connection_pauses_then_retries_once_with_double_the_budget() -> None:
-    clock = FakeClock()
+    clock = FakeClock(50.0)
     script = Script(httpx.ConnectError("refused"), httpx.ConnectError("refused"))
     error = fail(script, clock)
     assert error.cause == "refused" and clock.sleeps == [2.0] and script.read_timeouts == [180.0, 360.0]
 
 
 def test_busy_and_slow_retries_combine_within_their_own_limits() -> None:
-    clock = FakeClock()
+    clock = FakeClock(50.0)
     script = Script(httpx.Response(503), httpx.ReadTimeout("slow"), httpx.Response(502), chat())
     result = run(script, clock)
     assert result.attempts == 4 and [s for s in clock.sleeps if s] == [5.0, 15.0]
@@ -158,7 +148,7 @@ def test_budget_comes_from_settings_and_a_bad_value_falls_back_to_180_with_a_war
 @pytest.mark.parametrize("status, cause", [(404, "route"), (405, "route"), (400, "config"), (422, "config"),
                                            (401, "auth"), (403, "auth"), (500, "server-error")])
 def test_route_config_auth_and_server_errors_fail_at_once(status: int, cause: str) -> None:
-    clock = FakeClock()
+    clock = FakeClock(50.0)
     script = Script(httpx.Response(status, json={"error": {"message": "nope"}}))
     error = fail(script, clock)
     assert error.cause == cause and len(script.requests) == 1 and clock.sleeps == []
@@ -180,7 +170,7 @@ def test_cancel_during_a_backoff_stops_at_once() -> None:
 
 
 def test_latency_is_measured_with_the_injected_clock() -> None:
-    clock = FakeClock()
+    clock = FakeClock(50.0)
 
     def answer_after_1_5_s(request: httpx.Request) -> httpx.Response:
         clock.now += 1.5
@@ -276,7 +266,7 @@ def test_responses_auth_failure_does_not_fall_back() -> None:
 
 
 def test_responses_busy_is_retried_before_anything_else() -> None:
-    clock = FakeClock()
+    clock = FakeClock(50.0)
     script = Script(httpx.Response(503), sse(CREATED, {"type": "response.output_text.delta", "delta": "ok"},
                                              COMPLETED))
     result = run(script, clock, api=API_RESPONSES)
@@ -284,7 +274,7 @@ def test_responses_busy_is_retried_before_anything_else() -> None:
 
 
 def test_when_the_fallback_fails_too_the_error_keeps_the_fallback_reason() -> None:
-    clock = FakeClock()
+    clock = FakeClock(50.0)
     script = Script(httpx.Response(404), *[httpx.Response(503)] * 4)
     error = fail(script, clock, api=API_RESPONSES)
     assert error.cause == "overloaded" and "404" in error.details["fallback_reason"]
