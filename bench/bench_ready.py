@@ -132,7 +132,8 @@ def main() -> None:
           f"(all: {', '.join(f'{o * 1000:.0f}' for o, _ in ours)} ms)")
     print(f"time-to-ready overhead, 5 s fixed poll:      median {baseline * 1000:.0f} ms "
           f"(all: {', '.join(f'{p * 1000:.0f}' for p in polled)} ms)")
-    print(f"ratio ours / fixed poll: {overhead / baseline:.3f}  (target: up returns <= 250 ms after the server answers)")
+    print(f"ratio ours / fixed poll: {overhead / baseline:.3f}  "
+          "(target: up returns <= 250 ms after the server answers)")
     print(f"idempotent up (same spec running, reused): median {repeat * 1000:.0f} ms")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import click
+
 from nemoclaw_runtime.cli._output import Output, json_option
 
 
@@ -18,7 +19,6 @@ def gpus(json_mode: bool) -> None:
     GPUs anywhere (no GPU needed).
     """
     from nemoclaw_runtime.gpu import detect_gpus  # NVML and psutil load only when the command runs
-
     from nemoclaw_runtime.settings import Settings
 
     settings = Settings.from_env(os.environ)

@@ -75,9 +75,8 @@ def stop(names: tuple[str, ...], all_: bool, runtime: str | None, json_mode: boo
 
     Containers nemoclaw-runtime did not create are never touched: naming one exits with 6 and stops nothing.
     """
-    from nemoclaw_runtime.runtimes.containers import stop_managed
-
     from nemoclaw_runtime.events import Event, Info
+    from nemoclaw_runtime.runtimes.containers import stop_managed
 
     output = Output(json_mode)
     sink = output.events()

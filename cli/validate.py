@@ -32,7 +32,6 @@ def validate(base_url: str, model: str, api: str | None, api_key_env: str | None
     does not give a usable answer; the error names the cause and the fix.
     """
     from nemoclaw_runtime.runtimes.validate import validate_endpoint  # imports httpx: only when run
-
     from nemoclaw_runtime.settings import Settings
 
     settings = Settings.from_env(os.environ)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nemoclaw_runtime.errors import InvalidInput
 from nemoclaw_runtime.gpu.devices import read_driver_version, read_gpus
 from nemoclaw_runtime.gpu.facts import GpuInfo, HostFacts, MachineInfo
 from nemoclaw_runtime.gpu.host import HostProbe, SystemHostProbe, read_machine
@@ -35,8 +36,6 @@ from nemoclaw_runtime.gpu.snapshot import (
     load_snapshot_file,
 )
 from nemoclaw_runtime.gpu.summary import summary_lines as format_summary
-
-from nemoclaw_runtime.errors import InvalidInput
 from nemoclaw_runtime.settings import Settings
 
 NO_GPU_REASON = "NVML is working but lists no NVIDIA GPU"
@@ -195,7 +194,7 @@ def build_inventory(facts: HostFacts) -> GpuInventory:
         profile=profile, gpus=gpus, machine=machine, driver_version=facts.driver_version,
         unified_memory=unified, compute_constrained=profile == PROFILE_JETSON,
         total_vram_mib=total, memory_budget_mib=total, available_memory_mib=available, reason=None,
-        summary_lines=format_summary([(gpu.name, mib) for gpu, mib in zip(gpus, per_gpu)], total),
+        summary_lines=format_summary([(gpu.name, mib) for gpu, mib in zip(gpus, per_gpu, strict=True)], total),
         notes=notes, facts=facts,
     )
 
