@@ -26,7 +26,10 @@ if TYPE_CHECKING:
     import docker
 
 BUSYBOX_PATH = Path("/bin/busybox")
-BASE_DOCKERFILE = Path(__file__).resolve().parents[2] / "fixtures" / "images" / "base" / "Dockerfile"
+BASE_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "images" / "base"
+BASE_DOCKERFILE = BASE_DIR / "Dockerfile"
+#: The HTTP request reader every fake server's handler sources; every image carries it.
+HTTP_REQUEST_LIB = "/usr/lib/fake-http/request.sh"
 _BUILD_TIMEOUT_S = 300
 
 
@@ -53,8 +56,9 @@ def build_busybox_image(
 
     ``cmd``/``entrypoint`` given as a string run through ``/bin/sh -c``.
     """
-    dockerfile = render_dockerfile(files or {}, cmd=cmd, entrypoint=entrypoint, env=env)
-    context = _build_context(dockerfile, files or {})
+    files = {HTTP_REQUEST_LIB: (BASE_DIR / "http-request.sh").read_text(encoding="utf-8"), **(files or {})}
+    dockerfile = render_dockerfile(files, cmd=cmd, entrypoint=entrypoint, env=env)
+    context = _build_context(dockerfile, files)
     all_labels = {**(labels or {}), **session_labels(SESSION_ID)}
     return _build(client, context, tag, all_labels)
 
