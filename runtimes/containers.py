@@ -37,6 +37,7 @@ from nemoclaw_runtime.runtimes.spec import (
     LABEL_VERSION,
     ContainerSpec,
     image_repository,
+    url_host,
 )
 from nemoclaw_runtime.secret import Secret
 from nemoclaw_runtime.settings import Settings
@@ -46,7 +47,6 @@ STOP_TIMEOUT_S = 10.0
 RESERVED_LABELS = frozenset({LABEL_MANAGED, LABEL_SPEC_HASH, LABEL_VERSION})
 #: States a stopped container with the right spec can simply be started from; others are replaced.
 _STARTABLE = frozenset({"created", "exited"})
-_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 Action = Literal["started", "reused", "replaced", "restarted"]
 
@@ -298,11 +298,7 @@ def base_url(runtime: str | None, host: str | None, port: str | None) -> str | N
     too), the same value ``up`` returns."""
     if not port:
         return None
-    host = "127.0.0.1" if host is None or host in _WILDCARD_HOSTS else host
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    root = f"http://{host}:{port}"
-    return f"{root}/v1"
+    return f"http://{url_host(host)}:{port}/v1"
 
 
 def _connect(settings: Settings) -> DockerPort:

@@ -16,6 +16,7 @@ from nemoclaw_runtime.runtimes.spec import ContainerSpec, GpuRequest
 
 if TYPE_CHECKING:
     from nemoclaw_runtime.gpu import GpuInventory
+    from nemoclaw_runtime.registry import Registry
     from nemoclaw_runtime.settings import Settings
 
 MAX_CONTEXT_WINDOW = 4_194_304
@@ -139,6 +140,17 @@ class Served:
     served_model_id: str
     context_window: int | None = None
     model: str | None = None  # set when the driver chose the model only after start (Ollama)
+
+
+class RegistryBackedDriver:
+    """What every driver starts from: the model registry (the packaged one unless a test hands one in)."""
+
+    def __init__(self, registry: Registry | None = None) -> None:
+        if registry is None:
+            from nemoclaw_runtime.registry import load_registry
+
+            registry = load_registry()
+        self.registry = registry
 
 
 class RuntimeDriver(Protocol):

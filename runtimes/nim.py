@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from nemoclaw_runtime.clock import CancelToken
 from nemoclaw_runtime.errors import InvalidInput, MissingToken, NoSuitableGpu
 from nemoclaw_runtime.events import EventSink, Info
-from nemoclaw_runtime.runtimes.driver import Check, Plan, Served, UpRequest
+from nemoclaw_runtime.runtimes.driver import Check, Plan, RegistryBackedDriver, Served, UpRequest
 from nemoclaw_runtime.runtimes.spec import (
     LABEL_IMAGE,
     LABEL_MODEL,
@@ -21,12 +21,12 @@ from nemoclaw_runtime.runtimes.spec import (
     ContainerSpec,
     Mount,
     PortBinding,
+    url_host,
 )
-from nemoclaw_runtime.runtimes.vllm import _url_host
 
 if TYPE_CHECKING:
     from nemoclaw_runtime.gpu import GpuInventory
-    from nemoclaw_runtime.registry import NimModel, Registry
+    from nemoclaw_runtime.registry import NimModel
     from nemoclaw_runtime.runtimes.pipeline import Services
     from nemoclaw_runtime.secret import Secret
     from nemoclaw_runtime.settings import Settings
@@ -45,15 +45,8 @@ def container_name(name: str | None) -> str:
     return base if base.startswith(NAME_PREFIX) else f"{NAME_PREFIX}{base}"
 
 
-class NimDriver:
+class NimDriver(RegistryBackedDriver):
     name = RUNTIME
-
-    def __init__(self, registry: Registry | None = None) -> None:
-        if registry is None:
-            from nemoclaw_runtime.registry import load_registry
-
-            registry = load_registry()
-        self.registry = registry
 
     def plan(self, request: UpRequest, settings: Settings, inventory: GpuInventory) -> Plan:
         from nemoclaw_runtime.gpu import has_usable_gpu
@@ -78,7 +71,7 @@ class NimDriver:
             runtime=RUNTIME, profile=inventory.profile, profile_name=None, model=model.name, model_id=model.served_id,
             served_model_id=model.served_id, spec=spec, port=port, host=request.host,
             ready_timeout_s=request.timeout_s or settings.nim_ready_timeout,
-            base_url=f"http://{_url_host(request.host)}:{port}/v1", token_variable=key[0], prefetch=False,
+            base_url=f"http://{url_host(request.host)}:{port}/v1", token_variable=key[0], prefetch=False,
             validate=request.validate, checks=checks,
             notes=("image overridden",) if (request.image or settings.nim_image) else ())
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from nemoclaw_runtime.clock import CancelToken
 from nemoclaw_runtime.errors import InsufficientResources, InvalidInput, PortInUse
 from nemoclaw_runtime.events import EventSink, Info, PhaseChanged, Warning, discard
-from nemoclaw_runtime.runtimes.driver import Check, Plan, Served, UpRequest
+from nemoclaw_runtime.runtimes.driver import Check, Plan, RegistryBackedDriver, Served, UpRequest
 from nemoclaw_runtime.runtimes.spec import (
     LABEL_HOST,
     LABEL_IMAGE,
@@ -150,21 +150,14 @@ def choose_model(rules: ModelRules, installed: tuple[str, ...], registry: Regist
         details={"memory_mib": rules.memory_mib})
 
 
-class OllamaDriver:
+class OllamaDriver(RegistryBackedDriver):
     name = RUNTIME
-
-    def __init__(self, registry: Registry | None = None) -> None:
-        if registry is None:
-            from nemoclaw_runtime.registry import load_registry
-
-            registry = load_registry()
-        self.registry = registry
 
     # --- plan (pure) ----------------------------------------------------------------------------------------------
 
     def plan(self, request: UpRequest, settings: Settings, inventory: GpuInventory) -> OllamaPlan:
         from nemoclaw_runtime.runtimes.images import default_image_for
-        from nemoclaw_runtime.runtimes.vllm import _url_host
+        from nemoclaw_runtime.runtimes.spec import url_host
 
         rules = self._rules(request, settings, inventory)
         gpus, gpu_check, gpu_note = _gpus(request.gpus, inventory)
@@ -173,7 +166,7 @@ class OllamaDriver:
         name = request.name or DEFAULT_CONTAINER_NAME
         volume = volume_for(name)
         spec = _spec(name, image, port, request.host, gpus, volume, rules.explicit)
-        notes = [f"if an Ollama already answers on {_url_host(request.host)}:{port}, it is used as is and no"
+        notes = [f"if an Ollama already answers on {url_host(request.host)}:{port}, it is used as is and no"
                  " container is started"]
         notes += [gpu_note] if gpu_note else []
         if request.image or settings.ollama_image:
@@ -185,7 +178,7 @@ class OllamaDriver:
             runtime=RUNTIME, profile=inventory.profile, profile_name=None, model=model,
             model_id=rules.explicit or _auto_description(rules), served_model_id=model, spec=spec, port=port,
             host=request.host, ready_timeout_s=request.timeout_s or DEFAULT_READY_TIMEOUT_S,
-            base_url=f"http://{_url_host(request.host)}:{port}/v1", prefetch=False, validate=request.validate,
+            base_url=f"http://{url_host(request.host)}:{port}/v1", prefetch=False, validate=request.validate,
             checks=(gpu_check, Check("model", True, _model_detail(rules))), notes=tuple(notes), rules=rules,
             volume=volume)
 
@@ -218,9 +211,9 @@ class OllamaDriver:
         pipeline only validates an adopted server); anything else there is refused, naming it."""
         from nemoclaw_runtime.runtimes.host_ports import port_owner
         from nemoclaw_runtime.runtimes.ollama_api import ForeignListener, detect_ollama
-        from nemoclaw_runtime.runtimes.pipeline import probe_host
+        from nemoclaw_runtime.runtimes.spec import url_host
 
-        found = detect_ollama(svc.http, probe_host(plan.host), plan.port)  # too old → UnsupportedRuntime (exit 3)
+        found = detect_ollama(svc.http, url_host(plan.host), plan.port)  # too old → UnsupportedRuntime (exit 3)
         if found is None:
             return None  # the listener is on another address: publishing on this one may still work
         if isinstance(found, ForeignListener):
@@ -244,9 +237,9 @@ class OllamaDriver:
         """Container mode: the managed Ollama answers; choose, pull, check and warm up the model."""
         from nemoclaw_runtime.errors import RuntimeNotReady
         from nemoclaw_runtime.runtimes.ollama_api import OllamaServer, detect_ollama
-        from nemoclaw_runtime.runtimes.pipeline import probe_host
+        from nemoclaw_runtime.runtimes.spec import url_host
 
-        found = detect_ollama(svc.http, probe_host(plan.host), plan.port)
+        found = detect_ollama(svc.http, url_host(plan.host), plan.port)
         if not isinstance(found, OllamaServer):
             raise RuntimeNotReady(f"{plan.spec.name} answered readiness but not as Ollama on port {plan.port}",
                                   remedy=f"check `nemoclaw-runtime logs {plan.spec.name}` and run again",
@@ -314,12 +307,12 @@ def unload_before_stop(settings: Settings, *, http: httpx.Client | None = None,
         import httpx
 
         from nemoclaw_runtime.runtimes.ollama_api import ollama_base_url, unload_models
-        from nemoclaw_runtime.runtimes.pipeline import probe_host
+        from nemoclaw_runtime.runtimes.spec import url_host
 
         port = info.labels.get(LABEL_PORT, "")
         if info.labels.get(LABEL_RUNTIME) != RUNTIME or not info.state.running or not port.isdigit():
             return
-        base = ollama_base_url(probe_host(info.labels.get(LABEL_HOST, "127.0.0.1")), int(port))
+        base = ollama_base_url(url_host(info.labels.get(LABEL_HOST, "127.0.0.1")), int(port))
         client = http or httpx.Client(trust_env=False)
         try:
             unloaded = unload_models(client, base)

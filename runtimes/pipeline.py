@@ -16,7 +16,7 @@ from nemoclaw_runtime.clock import CancelToken, Clock, SystemClock
 from nemoclaw_runtime.errors import Cancelled, InvalidInput, PortInUse, RuntimeNotReady
 from nemoclaw_runtime.events import EventSink, Info, PhaseChanged, Warning, discard
 from nemoclaw_runtime.runtimes.driver import MAX_CONTEXT_WINDOW, Plan, RuntimeDriver, Served, UpRequest, UpResult
-from nemoclaw_runtime.runtimes.spec import LABEL_IMAGE_DIGEST, LABEL_PORT, LABEL_SPEC_HASH, GpuRequest
+from nemoclaw_runtime.runtimes.spec import LABEL_IMAGE_DIGEST, LABEL_PORT, LABEL_SPEC_HASH, GpuRequest, url_host
 from nemoclaw_runtime.settings import Settings
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ def _adopt(driver: RuntimeDriver, the_plan: Plan, svc: Services, events: EventSi
     served = driver.adopt(the_plan, svc, events)
     if served is None:
         return None
-    base = f"http://{probe_host(the_plan.host)}:{the_plan.port}"
+    base = f"http://{url_host(the_plan.host)}:{the_plan.port}"
     validated = driver.validate(the_plan, served, base, svc, events, cancel)
     return _result(the_plan, svc, served, events, name=None, image=None, digest=None, adopted=True,
                    validated=validated)
@@ -224,10 +224,10 @@ def _serve(driver: RuntimeDriver, the_plan: Plan, svc: Services, events: EventSi
     from nemoclaw_runtime.runtimes.readiness import ManagedContainerTarget, wait_ready
 
     events(PhaseChanged("wait", f"Waiting for {the_plan.spec.name} on {the_plan.base_url}"))
-    target = ManagedContainerTarget(svc.containers, the_plan.spec.name, the_plan.port, probe_host(the_plan.host))
+    target = ManagedContainerTarget(svc.containers, the_plan.spec.name, the_plan.port, url_host(the_plan.host))
     ready = wait_ready(target, driver.readiness_probe(the_plan), timeout_s=the_plan.ready_timeout_s,
                        clock=svc.clock, cancel=cancel, events=events, http=svc.http)
-    base = f"http://{probe_host(the_plan.host)}:{the_plan.port}"
+    base = f"http://{url_host(the_plan.host)}:{the_plan.port}"
     served = driver.after_ready(the_plan, ready, base, svc, events, cancel)
     return served, driver.validate(the_plan, served, base, svc, events, cancel)
 
@@ -275,10 +275,6 @@ def _stop_quietly(svc: Services, name: str, *, remove: bool) -> None:
     except Exception:  # noqa: BLE001 - cleanup must not mask the error being raised
         pass
 
-
-def probe_host(host: str) -> str:
-    """Where to reach a port published on ``host``: a wildcard bind is reached on loopback."""
-    return "127.0.0.1" if host in ("", "0.0.0.0", "::", "localhost") else host
 
 
 def _detect(settings: Settings) -> GpuInventory:

@@ -29,6 +29,16 @@ LABEL_HOST = f"{LABEL_PREFIX}.host"
 
 EnvValue = str | Secret
 
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
+
+
+def url_host(host: str | None) -> str:
+    """How a client on this machine reaches a port published on ``host``, ready for a URL: a wildcard bind is
+    reached on loopback, an IPv6 address goes in brackets."""
+    if host is None or host in WILDCARD_HOSTS or host == "localhost":
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
 
 @dataclass(frozen=True)
 class PortBinding:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from nemoclaw_runtime.clock import CancelToken
 from nemoclaw_runtime.errors import InsufficientResources, InvalidInput, MissingToken, NoSuitableGpu, PortInUse
 from nemoclaw_runtime.events import EventSink, Info, PhaseChanged
-from nemoclaw_runtime.runtimes.driver import Check, Plan, Served, UpRequest
+from nemoclaw_runtime.runtimes.driver import Check, Plan, RegistryBackedDriver, Served, UpRequest
 from nemoclaw_runtime.runtimes.spec import (
     LABEL_IMAGE,
     LABEL_MODEL,
@@ -22,11 +22,12 @@ from nemoclaw_runtime.runtimes.spec import (
     GpuRequest,
     Mount,
     PortBinding,
+    url_host,
 )
 
 if TYPE_CHECKING:
     from nemoclaw_runtime.gpu import GpuInventory
-    from nemoclaw_runtime.registry import Registry, VllmModel, VllmProfile
+    from nemoclaw_runtime.registry import VllmModel, VllmProfile
     from nemoclaw_runtime.runtimes.pipeline import Services
     from nemoclaw_runtime.settings import Settings
 
@@ -39,15 +40,8 @@ FALLBACK_GPU_PROFILE = "linux-nvidia"
 DISK_HEADROOM = 1.05  # the weights estimate times this must fit on the cache's filesystem
 
 
-class VllmDriver:
+class VllmDriver(RegistryBackedDriver):
     name = RUNTIME
-
-    def __init__(self, registry: Registry | None = None) -> None:
-        if registry is None:
-            from nemoclaw_runtime.registry import load_registry
-
-            registry = load_registry()
-        self.registry = registry
 
     def plan(self, request: UpRequest, settings: Settings, inventory: GpuInventory) -> Plan:
         from nemoclaw_runtime.gpu import has_usable_gpu
@@ -92,7 +86,7 @@ class VllmDriver:
             port=port,
             host=request.host,
             ready_timeout_s=timeout,
-            base_url=f"http://{_url_host(request.host)}:{port}/v1",
+            base_url=f"http://{url_host(request.host)}:{port}/v1",
             gated=model.gated,
             token_variable=token_variable,
             prefetch=request.prefetch,
@@ -257,8 +251,3 @@ def _notes(profile: VllmProfile | None, request: UpRequest, settings: Settings) 
         notes.append(f"port published on {request.host}: reachable from other machines")
     return tuple(notes)
 
-
-def _url_host(host: str) -> str:
-    if host in ("0.0.0.0", "::", ""):
-        return "127.0.0.1"
-    return f"[{host}]" if ":" in host else host
