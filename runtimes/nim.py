@@ -93,7 +93,7 @@ class NimDriver(RegistryBackedDriver):
         return None
 
     def readiness_probe(self, plan: Plan) -> object:
-        from nemoclaw_runtime.runtimes.readiness import NimReadyProbe
+        from nemoclaw_runtime.runtimes.probes import NimReadyProbe
 
         return NimReadyProbe(plan.served_model_id)
 

@@ -17,7 +17,6 @@ to know about the host is fixed in :class:`ModelRules` at plan time.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from nemoclaw_runtime.clock import CancelToken
 from nemoclaw_runtime.errors import InsufficientResources, InvalidInput, PortInUse
 from nemoclaw_runtime.events import EventSink, Info, PhaseChanged, Warning, discard
+from nemoclaw_runtime.registry import is_safe_model_id
 from nemoclaw_runtime.runtimes.driver import Check, Plan, RegistryBackedDriver, Served, UpRequest
 from nemoclaw_runtime.runtimes.spec import (
     LABEL_HOST,
@@ -59,7 +59,6 @@ DEFAULT_READY_TIMEOUT_S = 300.0
 #: NemoClaw's installed-pool default, taken when it is installed and fits.
 POOL_DEFAULT_TAG = "nemotron-3-nano:30b"
 #: NemoClaw's unsafe-id rule (validation.ts): a tag reaches URLs and JSON, nothing else is accepted.
-TAG_RE = re.compile(r"^[A-Za-z0-9._:/-]+$")
 AUTO_MODEL = "auto"
 #: ``None``: ollama_api's fixed budgets (120 s, then 300 s after a timeout). Tests patch this module attribute.
 PROBE_BUDGETS_S: tuple[float, ...] | None = None
@@ -114,7 +113,7 @@ def volume_for(name: str) -> str:
 def check_tag(tag: str, source: str) -> str:
     """A usable Ollama tag, stripped; anything else is ``InvalidInput`` (exit 2)."""
     value = tag.strip()
-    if not TAG_RE.fullmatch(value):
+    if not is_safe_model_id(value):
         raise InvalidInput(f"Invalid {source} {tag!r}: an Ollama tag may only contain letters, digits and . _ : / -",
                            remedy="pass a tag such as qwen3.5:9b (see https://ollama.com/library)",
                            details={"tag": tag, "source": source})
@@ -228,7 +227,7 @@ class OllamaDriver(RegistryBackedDriver):
         return None  # the engine creates the named model volume on first use; nothing to fetch before the image
 
     def readiness_probe(self, plan: Plan) -> object:
-        from nemoclaw_runtime.runtimes.readiness import OllamaTagsProbe
+        from nemoclaw_runtime.runtimes.probes import OllamaTagsProbe
 
         return OllamaTagsProbe()
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from nemoclaw_runtime.gpu import GpuInventory
     from nemoclaw_runtime.registry import NimModel, Registry, VllmModel, VllmProfile
     from nemoclaw_runtime.runtimes.engine import DockerPort
-    from nemoclaw_runtime.runtimes.readiness import ExistingServer
+    from nemoclaw_runtime.runtimes.probes import ExistingServer
 
 KEY_VLLM = "vllm"
 KEY_INSTALL_VLLM = "install-vllm"
@@ -319,7 +319,7 @@ _Entries = tuple[list[LocalOption], list[AbsentOption]]
 
 
 def _vllm_entries(probe: _Probe) -> _Entries:
-    from nemoclaw_runtime.runtimes.readiness import probe_existing_vllm
+    from nemoclaw_runtime.runtimes.probes import probe_existing_vllm
 
     port = probe.settings.vllm_port
     existing = probe_existing_vllm(probe.http, port)

@@ -34,6 +34,7 @@ import tenacity
 from nemoclaw_runtime.clock import CancelToken, Clock, SystemClock
 from nemoclaw_runtime.errors import InvalidInput, ValidationFailed
 from nemoclaw_runtime.events import EventSink, Info, PhaseChanged, Warning, discard
+from nemoclaw_runtime.registry import is_safe_model_id
 from nemoclaw_runtime.secret import Secret
 from nemoclaw_runtime.settings import Settings
 
@@ -41,7 +42,6 @@ API_COMPLETIONS = "openai-completions"
 API_RESPONSES = "openai-responses"
 APIS = (API_COMPLETIONS, API_RESPONSES)
 
-MODEL_ID_RE = re.compile(r"^[A-Za-z0-9._:/-]+$")  # NemoClaw's isSafeModelId
 PROBE_PROMPT = "Reply with the single word: ready"
 RESPONSE_BUDGETS = (64, 512)  # max tokens; the second only for a reasoning model that thought through the first
 OVERLOAD_STATUSES = frozenset({429, 502, 503, 504})
@@ -141,7 +141,7 @@ def _check_base_url(base_url: str) -> str:
 
 
 def _check_model(model: str) -> None:
-    if not MODEL_ID_RE.match(model):  # not echoed: an unsafe id may carry terminal escapes
+    if not is_safe_model_id(model):  # not echoed: an unsafe id may carry terminal escapes
         raise InvalidInput("The model id contains characters outside A-Z a-z 0-9 . _ : / -",
                            remedy="pass the id exactly as GET <base-url>/models lists it")
 

@@ -99,7 +99,7 @@ class VllmDriver(RegistryBackedDriver):
 
     def adopt(self, plan: Plan, svc: Services, events: EventSink) -> Served | None:
         """A vLLM that is not ours already serving this model on the port is adopted; anything else refuses."""
-        from nemoclaw_runtime.runtimes.readiness import probe_existing_vllm
+        from nemoclaw_runtime.runtimes.probes import probe_existing_vllm
         from nemoclaw_runtime.runtimes.steps import refuse_foreign_listener
 
         existing = probe_existing_vllm(svc.http, plan.port)
@@ -135,7 +135,7 @@ class VllmDriver(RegistryBackedDriver):
         return result.revision
 
     def readiness_probe(self, plan: Plan) -> object:
-        from nemoclaw_runtime.runtimes.readiness import VllmModelsProbe
+        from nemoclaw_runtime.runtimes.probes import VllmModelsProbe
 
         return VllmModelsProbe(plan.served_model_id)
 

@@ -13,7 +13,8 @@ from nemoclaw_runtime.clock import CancelToken, SystemClock
 from nemoclaw_runtime.errors import ContainerExited
 from nemoclaw_runtime.events import Event, Heartbeat
 from nemoclaw_runtime.runtimes.docker_engine import DockerEngine
-from nemoclaw_runtime.runtimes.readiness import VllmModelsProbe, wait_ready
+from nemoclaw_runtime.runtimes.probes import VllmModelsProbe
+from nemoclaw_runtime.runtimes.readiness import wait_ready
 from tests.support.docker_env import free_port
 from tests.support.fake_vllm import EngineTarget, fake_vllm_image, start_fake_vllm  # noqa: F401  (fixture)
 

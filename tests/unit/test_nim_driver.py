@@ -17,7 +17,7 @@ from nemoclaw_runtime.gpu import GpuInventory
 from nemoclaw_runtime.runtimes.driver import Plan
 from nemoclaw_runtime.runtimes.nim import NimDriver, container_name
 from nemoclaw_runtime.runtimes.pipeline import make_request
-from nemoclaw_runtime.runtimes.readiness import NimReadyProbe, NotYet, Ready
+from nemoclaw_runtime.runtimes.probes import NimReadyProbe, NotYet, Ready
 from nemoclaw_runtime.secret import Secret
 from nemoclaw_runtime.settings import Settings
 

@@ -13,7 +13,7 @@ from nemoclaw_runtime.clock import CancelToken
 from nemoclaw_runtime.errors import Cancelled, ContainerExited, NoSuchContainer, ReadinessTimeout
 from nemoclaw_runtime.events import Event, Heartbeat, Info, Warning
 from nemoclaw_runtime.runtimes.engine import ContainerState
-from nemoclaw_runtime.runtimes.readiness import (
+from nemoclaw_runtime.runtimes.probes import (
     NimReadyProbe,
     NotYet,
     OllamaTagsProbe,
@@ -21,8 +21,8 @@ from nemoclaw_runtime.runtimes.readiness import (
     VllmModelsProbe,
     parse_max_model_len,
     probe_existing_vllm,
-    wait_ready,
 )
+from nemoclaw_runtime.runtimes.readiness import wait_ready
 from tests.fakes.clock import FakeClock
 
 MODEL = "nvidia/NVIDIA-Nemotron-3-Nano-4B-FP8"
@@ -539,7 +539,7 @@ def test_probe_existing_returns_none_when_nothing_answers() -> None:
 
 def test_a_failed_probe_ends_the_wait_as_validation_failed() -> None:
     from nemoclaw_runtime.errors import ValidationFailed
-    from nemoclaw_runtime.runtimes.readiness import Failed
+    from nemoclaw_runtime.runtimes.probes import Failed
 
     class WrongServer:
         label = "vLLM"
