@@ -6,7 +6,34 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+
 REDACTED = "***"
+
+# What a token or key looks like in text we did not write (server answers, container logs, library messages).
+_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\b(?:hf_[A-Za-z0-9]{10,}|nvapi-[A-Za-z0-9_\-]{6,}|sk-[A-Za-z0-9_\-]{8,})"), REDACTED),
+    (re.compile(r"(?i)(\b(?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=\-]{8,}"), rf"\g<1>{REDACTED}"),
+    (
+        re.compile(
+            r"(?i)(\b(?:HF_TOKEN|HUGGING_FACE_HUB_TOKEN|NGC_API_KEY|NIM_NGC_API_KEY|NVIDIA_API_KEY|"
+            r"NVIDIA_INFERENCE_API_KEY|api[_-]?key|token|password|secret|authorization)\b[\"']?\s*[=:]\s*[\"']?)"
+            r"[^\s\"',;&}]+"
+        ),
+        rf"\g<1>{REDACTED}",
+    ),
+)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with the given secret values, and anything shaped like a token, key or credential, as ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 class Secret:

@@ -3,8 +3,8 @@
 ``classify(lines)`` scans the last lines a vLLM / NIM / Ollama container printed and names the most recent
 recognised failure (``cuda-oom``, ``hf-gated``, ``no-gpu``, ...) with a one-line summary and a specific remedy.
 The most recent failure wins: a traceback's last line is the error that killed the process, and a restart-looping
-container's log holds every earlier attempt too. ``redact(line)`` masks tokens before any line leaves this
-module as evidence (vLLM and huggingface_hub both echo URLs and headers in their tracebacks).
+container's log holds every earlier attempt too. ``nemoclaw_runtime.secret.redact`` masks tokens before any line
+leaves this module as evidence (vLLM and huggingface_hub both echo URLs and headers in their tracebacks).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nemoclaw_runtime.runtimes.engine import ContainerState
-from nemoclaw_runtime.secret import REDACTED
+from nemoclaw_runtime.secret import redact
 
 #: How many lines callers should hand to :func:`classify` (the same tail the error shows).
 TAIL_LINES = 80
@@ -206,28 +206,6 @@ def _evidence(text: str, match: re.Match[str]) -> str:
 
 
 # --- redaction -----------------------------------------------------------------------------------------------------
-
-_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"hf_[A-Za-z0-9]{10,}"), REDACTED),
-    (re.compile(r"nvapi-[A-Za-z0-9_\-]{6,}"), REDACTED),
-    (re.compile(r"(?i)(\bBearer\s+)[A-Za-z0-9._~+/=\-]+"), rf"\g<1>{REDACTED}"),
-    (re.compile(r"(?i)(\bBasic\s+)[A-Za-z0-9+/=]{8,}"), rf"\g<1>{REDACTED}"),
-    (
-        re.compile(
-            r"(?i)(\b(?:HF_TOKEN|HUGGING_FACE_HUB_TOKEN|NGC_API_KEY|NIM_NGC_API_KEY|NVIDIA_API_KEY|"
-            r"NVIDIA_INFERENCE_API_KEY|api[_-]?key|token|password)\b[\"']?\s*[=:]\s*[\"']?)[^\s\"',;&]+"
-        ),
-        rf"\g<1>{REDACTED}",
-    ),
-)
-
-
-def redact(line: str) -> str:
-    """``line`` with Hugging Face tokens, NVIDIA API keys, Bearer/Basic credentials and ``KEY=value`` secrets
-    masked as ``***``."""
-    for pattern, replacement in _SECRET_PATTERNS:
-        line = pattern.sub(replacement, line)
-    return line
 
 
 def redact_lines(lines: Sequence[str]) -> list[str]:

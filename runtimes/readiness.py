@@ -28,7 +28,7 @@ import httpx
 from nemoclaw_runtime.clock import CancelToken, Clock
 from nemoclaw_runtime.errors import ContainerExited, NoSuchContainer, ReadinessTimeout, ValidationFailed
 from nemoclaw_runtime.events import EventSink, Heartbeat, Info, Warning
-from nemoclaw_runtime.runtimes.diagnose import TAIL_LINES, Diagnosis, classify, display_line, redact, redact_lines
+from nemoclaw_runtime.runtimes.diagnose import TAIL_LINES, Diagnosis, classify, display_line, redact_lines
 from nemoclaw_runtime.runtimes.engine import ContainerManager, ContainerState
 from nemoclaw_runtime.runtimes.probes import (
     PORT_CLOSED_ERRORS,
@@ -38,6 +38,7 @@ from nemoclaw_runtime.runtimes.probes import (
     Ready,
     parse_max_model_len,
 )
+from nemoclaw_runtime.secret import redact
 
 _RESTART_LOOP_RESTARTS = 2
 _HEARTBEAT_LOG_LINES = 20

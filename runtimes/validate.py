@@ -35,7 +35,7 @@ from nemoclaw_runtime.clock import CancelToken, Clock, SystemClock
 from nemoclaw_runtime.errors import InvalidInput, ValidationFailed
 from nemoclaw_runtime.events import EventSink, Info, PhaseChanged, Warning, discard
 from nemoclaw_runtime.registry import is_safe_model_id
-from nemoclaw_runtime.secret import Secret
+from nemoclaw_runtime.secret import Secret, redact
 from nemoclaw_runtime.settings import Settings
 
 API_COMPLETIONS = "openai-completions"
@@ -60,11 +60,6 @@ PROBE_TOOL = {
     "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}, "required": []},
 }
 _TOOL_WORDS = re.compile(r"tool|function.call", re.IGNORECASE)
-_SECRET_PATTERNS = (
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
-    re.compile(r"(?i)((?:api[_-]?key|token|authorization|password|secret)[\"']?\s*[:=]\s*[\"']?)[^\"'\s,;}]+"),
-    re.compile(r"\b(?:hf_|nvapi-|sk-)[A-Za-z0-9_-]{8,}"),
-)
 _TERMINAL_SSE = {"response.completed", "response.failed", "response.incomplete", "error"}
 
 
@@ -535,16 +530,6 @@ def _read_stream(stream: _Stream, excerpt: str, latency_s: float) -> _Reply:
 
 
 # --- text helpers --------------------------------------------------------------------------------------------------
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with the given secret values and anything shaped like a token or key replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(lambda m: (m.group(1) if m.re.groups else "") + "***", text)
-    return text
 
 
 def _cut(text: str, limit: int) -> str:

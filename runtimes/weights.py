@@ -32,8 +32,7 @@ from nemoclaw_runtime.errors import (
     NemoclawError,
 )
 from nemoclaw_runtime.events import EventSink, Progress, Warning
-from nemoclaw_runtime.runtimes.diagnose import redact
-from nemoclaw_runtime.secret import Secret
+from nemoclaw_runtime.secret import Secret, redact
 from nemoclaw_runtime.settings import Settings
 
 DEFAULT_ENDPOINT = "https://huggingface.co"

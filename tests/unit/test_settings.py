@@ -91,3 +91,15 @@ def test_secret_never_formats_its_value() -> None:
         import pickle
 
         pickle.dumps(secret)
+
+
+def test_one_redactor_masks_every_token_shape_and_keeps_plain_text() -> None:
+    from nemoclaw_runtime.secret import redact
+
+    text = ("hf_abcdefghijk12 nvapi-abcdef123 sk-abcdefghij Authorization: Bearer abc.def-ghi123 "
+            "HF_TOKEN=plain-value password: 'p4ss' max_tokens 64 GPU 0 has 23.55 GiB")
+    shown = redact(text, ["23.55"])
+    for leaked in ("hf_abcdefghijk12", "nvapi-abcdef123", "sk-abcdefghij", "abc.def-ghi123", "plain-value", "p4ss",
+                   "23.55"):
+        assert leaked not in shown
+    assert "max_tokens 64" in shown and "GPU 0 has" in shown

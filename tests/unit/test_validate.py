@@ -19,10 +19,9 @@ from nemoclaw_runtime.runtimes.validate import (
     API_COMPLETIONS,
     API_RESPONSES,
     ValidationResult,
-    redact,
     validate_endpoint,
 )
-from nemoclaw_runtime.secret import Secret
+from nemoclaw_runtime.secret import Secret, redact
 from nemoclaw_runtime.settings import Settings
 from tests.fakes.clock import FakeClock
 from tests.support.fake_openai import FakeOpenAI, fake_openai_servers
