@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import re
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +34,15 @@ from nemoclaw_runtime.clock import CancelToken, Clock, SystemClock
 from nemoclaw_runtime.errors import InvalidInput, ValidationFailed
 from nemoclaw_runtime.events import EventSink, Info, PhaseChanged, Warning, discard
 from nemoclaw_runtime.registry import is_safe_model_id
+from nemoclaw_runtime.runtimes.answers import (
+    EmptyReply,
+    ReasoningOnly,
+    Reply,
+    ResponsesUnusable,
+    read_chat,
+    read_stream,
+    scan_sse,
+)
 from nemoclaw_runtime.secret import Secret, redact
 from nemoclaw_runtime.settings import Settings
 
@@ -52,7 +60,6 @@ CONNECT_TIMEOUT_CAP_S = 10.0  # connecting never needs the whole budget (NemoCla
 EXCERPT_CHARS = 500
 REPLY_EXCERPT_CHARS = 200
 MAX_BODY_CHARS = 65536  # bodies are redacted whole before they are cut, but never more than this is kept
-MAX_SSE_LINES = 20000  # a stream that never completes is cut off by count as well as by time
 
 PROBE_TOOL = {
     "name": "get_current_time",
@@ -60,7 +67,6 @@ PROBE_TOOL = {
     "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}, "required": []},
 }
 _TOOL_WORDS = re.compile(r"tool|function.call", re.IGNORECASE)
-_TERMINAL_SSE = {"response.completed", "response.failed", "response.incomplete", "error"}
 
 
 @dataclass(frozen=True)
@@ -177,33 +183,6 @@ class _Overloaded(Exception):
     excerpt: str
 
 
-@dataclass(eq=False)  # exceptions stay hashable
-class _ReasoningOnly(Exception):
-    """Reasoning but no answer. ``truncated``: the budget ran out, so a bigger budget may help."""
-
-    truncated: bool
-    excerpt: str
-
-
-@dataclass(eq=False)  # exceptions stay hashable
-class _EmptyReply(Exception):
-    """HTTP 200, but no answer a client could use (no choices, or neither text nor a tool call)."""
-
-    what: str
-    excerpt: str
-
-
-class _ResponsesUnusable(Exception):
-    """The Responses API is missing or does not stream what a client needs: fall back to chat completions."""
-
-
-@dataclass(frozen=True)
-class _Reply:
-    text: str
-    tool_called: bool
-    latency_s: float
-
-
 @dataclass
 class _Budget:
     """Mutable per-call retry bookkeeping (tenacity keeps the attempt loop; this keeps what each attempt may use)."""
@@ -236,7 +215,7 @@ class _Probe:
         if self.api == API_RESPONSES:
             try:
                 return self._validate(API_RESPONSES, self._responses_once)
-            except _ResponsesUnusable as exc:
+            except ResponsesUnusable as exc:
                 reason = str(exc)
                 self.events(Warning(f"{self.base}/responses is not usable ({reason}); "
                                     f"falling back to {API_COMPLETIONS}"))
@@ -250,11 +229,11 @@ class _Probe:
                 return dataclasses.replace(result, fallback_reason=reason)
         return self._validate(API_COMPLETIONS, self._chat_once)
 
-    def _validate(self, api: str, once: Callable[[int], _Reply]) -> ValidationResult:
+    def _validate(self, api: str, once: Callable[[int], Reply]) -> ValidationResult:
         self.current_api = api
         try:
             reply, max_tokens = self._with_reasoning_retry(once)
-        except (_TransportFailure, _Overloaded, _ReasoningOnly, _EmptyReply) as exc:
+        except (_TransportFailure, _Overloaded, ReasoningOnly, EmptyReply) as exc:
             raise self._failure(api, exc) from exc
         return ValidationResult(
             base_url=self.base, model=self.model, api=api, latency_ms=round(reply.latency_s * 1000, 1),
@@ -264,9 +243,9 @@ class _Probe:
 
     # --- retry policies ----------------------------------------------------------------------------------------
 
-    def _with_reasoning_retry(self, once: Callable[[int], _Reply]) -> tuple[_Reply, int]:
+    def _with_reasoning_retry(self, once: Callable[[int], Reply]) -> tuple[Reply, int]:
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(lambda e: isinstance(e, _ReasoningOnly) and e.truncated),
+            retry=tenacity.retry_if_exception(lambda e: isinstance(e, ReasoningOnly) and e.truncated),
             stop=tenacity.stop_after_attempt(len(RESPONSE_BUDGETS)),
             before_sleep=lambda rs: self.events(Info(
                 f"{self.model} used its {RESPONSE_BUDGETS[rs.attempt_number - 1]}-token budget on reasoning; "
@@ -278,7 +257,7 @@ class _Probe:
                 return self._with_transport_retries(functools.partial(once, max_tokens)), max_tokens
         raise AssertionError("unreachable: tenacity re-raises the last failure")  # pragma: no cover
 
-    def _with_transport_retries(self, send: Callable[[], _Reply]) -> _Reply:
+    def _with_transport_retries(self, send: Callable[[], Reply]) -> Reply:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(self._retryable), wait=self._wait,
             stop=tenacity.stop_after_attempt(1 + TRANSPORT_RETRIES + len(OVERLOAD_BACKOFF_S)),
@@ -317,7 +296,7 @@ class _Probe:
 
     # --- one request per API ---------------------------------------------------------------------------------
 
-    def _chat_once(self, max_tokens: int) -> _Reply:
+    def _chat_once(self, max_tokens: int) -> Reply:
         url = f"{self.base}/chat/completions"
         body = {"model": self.model, "messages": [{"role": "user", "content": PROBE_PROMPT}],
                 "max_tokens": max_tokens, "temperature": 0, "stream": False,
@@ -326,9 +305,9 @@ class _Probe:
         with self._transport_errors(url):
             response = self.http.post(url, json=body, headers=self.headers, timeout=self.budget.timeout())
         self._check_status(url, response.status_code, response.text, responses_api=False)
-        return _read_chat(response.text, self._excerpt(response.text), self.clock.monotonic() - started)
+        return read_chat(response.text, self._excerpt(response.text), self.clock.monotonic() - started)
 
-    def _responses_once(self, max_tokens: int) -> _Reply:
+    def _responses_once(self, max_tokens: int) -> Reply:
         url = f"{self.base}/responses"
         body = {"model": self.model, "input": PROBE_PROMPT, "max_output_tokens": max_tokens, "temperature": 0,
                 "stream": True, "tools": [{"type": "function", **PROBE_TOOL}], "tool_choice": "auto"}
@@ -340,12 +319,12 @@ class _Probe:
                 self._check_status(url, response.status_code, response.text, responses_api=True)
             content_type = response.headers.get("content-type", "")
             if "text/event-stream" not in content_type:
-                raise _ResponsesUnusable(f"it answered {content_type or 'no content type'} instead of an SSE stream")
-            stream = _scan_sse(response.iter_lines(), self._deadline(started))
+                raise ResponsesUnusable(f"it answered {content_type or 'no content type'} instead of an SSE stream")
+            stream = scan_sse(response.iter_lines(), self._deadline(started))
         if stream.cut_off:
             budget = self.budget.timeout_s * self.budget.factor
             raise _TransportFailure("timeout", f"POST {url} did not finish streaming within {budget:g} s")
-        return _read_stream(stream, self._excerpt("\n".join(stream.raw)), self.clock.monotonic() - started)
+        return read_stream(stream, self._excerpt("\n".join(stream.raw)), self.clock.monotonic() - started)
 
     def _begin_request(self) -> float:
         self.cancel.raise_if_cancelled()
@@ -377,7 +356,7 @@ class _Probe:
             raise self._error("auth", f"{url} refused our credentials: HTTP {status}", excerpt, status,
                               "pass the endpoint's API key (CLI: --api-key-env NAME of a variable holding it)")
         if responses_api:
-            raise _ResponsesUnusable(f"POST /responses answered HTTP {status}: {_one_line(excerpt, 120)}")
+            raise ResponsesUnusable(f"POST /responses answered HTTP {status}: {_one_line(excerpt, 120)}")
         if status in (404, 405):
             raise self._error("route", f"POST {url} answered HTTP {status}: {_one_line(excerpt, 200)}", excerpt,
                               status, "use a base URL ending in /v1 (e.g. http://127.0.0.1:8000/v1) and a model id "
@@ -409,11 +388,11 @@ class _Probe:
             return self._error("overloaded", f"{self.base} stayed busy: HTTP {exc.status} after "
                                f"{self.budget.overload_retries} retries", exc.excerpt, exc.status,
                                "the server is overloaded or still loading; wait and validate again", api=api)
-        if isinstance(exc, _EmptyReply):
+        if isinstance(exc, EmptyReply):
             return self._error("empty", f"{self.model} at {self.base} {exc.what}", exc.excerpt, 200,
                                "check the server log: the chat template may be wrong or the model still loading",
                                api=api)
-        assert isinstance(exc, _ReasoningOnly)
+        assert isinstance(exc, ReasoningOnly)
         return self._error("reasoning-only", f"{self.model} answered only with reasoning and no reply, even with "
                            f"{RESPONSE_BUDGETS[-1]} tokens", exc.excerpt, 200,
                            "give clients a larger max_tokens, or turn thinking off for this model (vLLM: "
@@ -427,106 +406,6 @@ class _Probe:
 
     def _excerpt(self, text: str) -> str:
         return _cut(redact(text[:MAX_BODY_CHARS], self.secrets), EXCERPT_CHARS)
-
-
-# --- reading answers -----------------------------------------------------------------------------------------------
-
-
-def _read_chat(text: str, excerpt: str, latency_s: float) -> _Reply:
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
-    choices = data.get("choices") if isinstance(data, dict) else None
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise _EmptyReply("answered HTTP 200 without a chat completion", excerpt)
-    message: dict[str, Any] = _dict(choices[0].get("message"))
-    content: str = message["content"] if isinstance(message.get("content"), str) else ""
-    tool_calls = message.get("tool_calls") or []
-    if content.strip() or tool_calls:
-        return _Reply(content.strip() or _describe_tool_call(tool_calls), bool(tool_calls), latency_s)
-    if message.get("reasoning_content") or message.get("reasoning"):
-        raise _ReasoningOnly(choices[0].get("finish_reason") in ("length", None), excerpt)
-    raise _EmptyReply("answered with an empty reply", excerpt)
-
-
-def _describe_tool_call(tool_calls: Any) -> str:
-    first = _dict(tool_calls[0] if isinstance(tool_calls, list) and tool_calls else None)
-    function = _dict(first.get("function"))
-    return f"tool call: {function.get('name', '?')}({function.get('arguments', '')})"
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-@dataclass
-class _Stream:
-    types: list[str] = dataclasses.field(default_factory=list)
-    text: list[str] = dataclasses.field(default_factory=list)
-    function_call: str | None = None
-    reasoning: bool = False
-    incomplete_reason: str | None = None
-    raw: list[str] = dataclasses.field(default_factory=list)
-    cut_off: bool = False  # the budget ran out before a terminal event
-
-
-def _scan_sse(lines: Iterable[str], past_deadline: Callable[[], bool]) -> _Stream:
-    """Read Responses-API server-sent events until a terminal one, bounded by line count and the budget."""
-    stream = _Stream()
-    for count, line in enumerate(lines):
-        if count >= MAX_SSE_LINES:
-            break
-        if past_deadline():
-            stream.cut_off = True
-            break
-        if len(stream.raw) < 50:
-            stream.raw.append(line)
-        if not line.startswith("data:"):
-            continue
-        payload = line[5:].strip()
-        if payload == "[DONE]":
-            break
-        _note_event(stream, payload)
-        if stream.types and stream.types[-1] in _TERMINAL_SSE:
-            break
-    return stream
-
-
-def _note_event(stream: _Stream, payload: str) -> None:
-    try:
-        event = json.loads(payload)
-    except ValueError:
-        return
-    if not isinstance(event, dict):
-        return
-    kind = str(event.get("type", ""))
-    stream.types.append(kind)
-    if kind == "response.output_text.delta":
-        stream.text.append(str(event.get("delta", "")))
-    elif kind.startswith("response.reasoning"):
-        stream.reasoning = True
-    elif kind == "response.output_item.added" and _dict(event.get("item")).get("type") == "function_call":
-        stream.function_call = str(event["item"].get("name", "?"))
-    elif kind in ("response.incomplete", "response.completed"):  # vLLM may "complete" with status incomplete
-        details = _dict(_dict(event.get("response")).get("incomplete_details"))
-        stream.incomplete_reason = str(details["reason"]) if details.get("reason") else None
-
-
-def _read_stream(stream: _Stream, excerpt: str, latency_s: float) -> _Reply:
-    text = "".join(stream.text).strip()
-    if "response.created" not in stream.types:
-        raise _ResponsesUnusable("the stream did not start with response.created")
-    if "response.failed" in stream.types or "error" in stream.types:
-        raise _ResponsesUnusable("the server reported response.failed")
-    if stream.reasoning and not text and not stream.function_call:
-        raise _ReasoningOnly(stream.incomplete_reason in ("max_output_tokens", None), excerpt)
-    if not text and not stream.function_call:
-        raise _ResponsesUnusable("the stream carried no response.output_text.delta")
-    if "response.completed" not in stream.types:
-        last = stream.types[-1] if stream.types else "nothing"
-        raise _ResponsesUnusable(f"the stream ended with {last}, not response.completed")
-    return _Reply(text or f"tool call: {stream.function_call}(…)", bool(stream.function_call), latency_s)
 
 
 # --- text helpers --------------------------------------------------------------------------------------------------
