@@ -32,10 +32,10 @@ _EXPORTS.update({
     "ValidationResult": "nemoclaw_runtime.runtimes.validate",
     "load_registry": "nemoclaw_runtime.registry",
     "local_options": "nemoclaw_runtime.runtimes.options",
-    "LocalOptions": "nemoclaw_runtime.runtimes.options",
-    "LocalOption": "nemoclaw_runtime.runtimes.options",
-    "AbsentOption": "nemoclaw_runtime.runtimes.options",
-    "ModelChoice": "nemoclaw_runtime.runtimes.options",
+    "LocalOptions": "nemoclaw_runtime.runtimes.menu",
+    "LocalOption": "nemoclaw_runtime.runtimes.menu",
+    "AbsentOption": "nemoclaw_runtime.runtimes.menu",
+    "ModelChoice": "nemoclaw_runtime.runtimes.menu",
     "select_option": "nemoclaw_runtime.runtimes.selection",
     "Selection": "nemoclaw_runtime.runtimes.selection",
 })
@@ -75,7 +75,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from nemoclaw_runtime.runtimes.containers import ManagedContainerView
     from nemoclaw_runtime.runtimes.driver import Plan, UpRequest, UpResult
     from nemoclaw_runtime.runtimes.engine import PulledImage
-    from nemoclaw_runtime.runtimes.options import AbsentOption, LocalOption, LocalOptions, ModelChoice, local_options
+    from nemoclaw_runtime.runtimes.menu import AbsentOption, LocalOption, LocalOptions, ModelChoice
+    from nemoclaw_runtime.runtimes.options import local_options
     from nemoclaw_runtime.runtimes.selection import Selection, select_option
     from nemoclaw_runtime.runtimes.spec import ContainerSpec, GpuRequest
     from nemoclaw_runtime.runtimes.validate import ValidationResult

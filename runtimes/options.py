@@ -25,10 +25,31 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nemoclaw_runtime.errors import NemoclawError, UnsupportedRuntime
 from nemoclaw_runtime.events import Event, Warning
+from nemoclaw_runtime.runtimes.menu import (
+    DEFAULT_ON_PROFILES,
+    KEY_INSTALL_VLLM,
+    KEY_NIM,
+    KEY_OLLAMA,
+    KEY_VLLM,
+    NO_VLLM_PROFILE,
+    REASON_NO_GPU,
+    REASON_NO_USABLE_GPU,
+    REASON_NOT_EXPERIMENTAL,
+    REASON_NOT_RUNNING,
+    REASON_OLLAMA_NOT_INSTALLED,
+    REASON_OLLAMA_TOO_OLD,
+    REASON_PORT_HELD,
+    REASON_VLLM_RUNNING,
+    REASON_VRAM_TOO_SMALL,
+    AbsentOption,
+    LocalOption,
+    LocalOptions,
+    ModelChoice,
+)
 from nemoclaw_runtime.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,137 +60,10 @@ if TYPE_CHECKING:
     from nemoclaw_runtime.runtimes.engine import DockerPort
     from nemoclaw_runtime.runtimes.probes import ExistingServer
 
-KEY_VLLM = "vllm"
-KEY_INSTALL_VLLM = "install-vllm"
-KEY_NIM = "nim"
-KEY_OLLAMA = "ollama"
-KEYS: tuple[str, ...] = (KEY_VLLM, KEY_INSTALL_VLLM, KEY_NIM, KEY_OLLAMA)
-
-# Why an option is absent (stable codes for ``--json``; the sentence says the same for people).
-REASON_NOT_RUNNING = "not-running"
-REASON_PORT_HELD = "port-held"
-REASON_VLLM_RUNNING = "vllm-running"
-REASON_NO_GPU = "no-gpu"
-REASON_NO_USABLE_GPU = "no-usable-gpu"
-REASON_NOT_EXPERIMENTAL = "not-experimental"
-REASON_VRAM_TOO_SMALL = "vram-too-small"
-REASON_OLLAMA_NOT_INSTALLED = "ollama-not-installed"
-REASON_OLLAMA_TOO_OLD = "ollama-too-old"
-
-#: Managed vLLM is offered without NEMOCLAW_EXPERIMENTAL on these GPU profiles (NemoClaw PR #5345).
-DEFAULT_ON_PROFILES = frozenset({"dgx-spark", "dgx-station"})
-NO_VLLM_PROFILE = "No vLLM install profile available for this host."
 #: ``local_options(docker=AUTO)`` connects to the engine named by the settings; ``None`` means unreachable.
 AUTO = "auto"
 
 WhichFunction = Callable[[str], "str | None"]
-
-
-# --- values ----------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """One model an option can serve: a vLLM slug, a NIM catalog name, an Ollama tag or a served id."""
-
-    id: str
-    label: str
-    default: bool = False
-    gated: bool = False
-    token_variables: tuple[str, ...] = ()
-    context_window: int | None = None
-    installed: bool | None = None  # Ollama: already pulled; None where it does not apply
-    fits: bool | None = None  # fits the host's memory; None when unknown or not applicable
-    detail: str | None = None  # the HF id, NIM image or memory need
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "token_variables": list(self.token_variables)}
-
-
-@dataclass(frozen=True)
-class LocalOption:
-    """One menu entry. ``key`` is the stable ``NEMOCLAW_PROVIDER`` value; ``label`` is what NemoClaw shows."""
-
-    key: str
-    runtime: str  # vllm | nim | ollama
-    label: str
-    suggested: bool = False
-    running: bool = False  # a server already answers: nothing to install or start
-    experimental: bool = False
-    models: tuple[ModelChoice, ...] = ()
-    default_model: str | None = None
-    needs_token: bool = False  # the default model needs a token (which variables: token_variables)
-    token_variables: tuple[str, ...] = ()
-    token_set: bool = False  # one of token_variables holds a value (never the value itself)
-    base_url: str | None = None  # OpenAI-compatible base URL, where known before anything starts
-    port: int | None = None
-    context_window: int | None = None
-    image: str | None = None
-    image_present: bool | None = None  # None: the engine is not reachable, so it is unknown
-    profile: str | None = None  # the vLLM host profile's name ("DGX Spark", ...)
-    notes: tuple[str, ...] = ()
-
-    def model(self, model_id: str) -> ModelChoice | None:
-        wanted = model_id.strip().lower()
-        return next((m for m in self.models if m.id.lower() == wanted), None)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data.update(models=[m.to_dict() for m in self.models], token_variables=list(self.token_variables),
-                    notes=list(self.notes))
-        return data
-
-
-@dataclass(frozen=True)
-class AbsentOption:
-    """An entry this host does not offer, and why (``reason`` is one of the ``REASON_*`` codes)."""
-
-    key: str
-    reason: str
-    message: str
-    remedy: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class LocalOptions:
-    """The menu for this host, plus what it was computed from."""
-
-    options: tuple[LocalOption, ...]
-    absent: tuple[AbsentOption, ...]
-    gpu_profile: str
-    gpu_summary: tuple[str, ...]
-    memory_budget_mib: int | None
-    experimental: bool
-    provider: str | None
-    engine_reachable: bool
-    engine_error: str | None = None
-    notes: tuple[str, ...] = ()
-
-    @property
-    def suggested(self) -> LocalOption | None:
-        return next((o for o in self.options if o.suggested), None)
-
-    def get(self, key: str) -> LocalOption | None:
-        return next((o for o in self.options if o.key == key), None)
-
-    def why_absent(self, key: str) -> AbsentOption | None:
-        return next((a for a in self.absent if a.key == key), None)
-
-    def to_dict(self) -> dict[str, Any]:
-        suggested = self.suggested
-        return {
-            "host": {"gpu_profile": self.gpu_profile, "gpu_summary": list(self.gpu_summary),
-                     "memory_budget_mib": self.memory_budget_mib, "experimental": self.experimental,
-                     "provider": self.provider},
-            "engine": {"reachable": self.engine_reachable, "error": self.engine_error},
-            "suggested": suggested.key if suggested else None,
-            "options": [o.to_dict() for o in self.options],
-            "absent": [a.to_dict() for a in self.absent],
-            "notes": list(self.notes),
-        }
 
 
 # --- local_options -------------------------------------------------------------------------------------------
@@ -289,9 +183,9 @@ def _mark_suggested(options: list[LocalOption]) -> tuple[LocalOption, ...]:
     """
     ranked = sorted(options, key=_suggestion_rank)
     best = ranked[0] if ranked and _suggestion_rank(ranked[0]) < _NEVER else None
-    result = []
+    result: list[LocalOption] = []
     for option in options:
-        if option is best and not option.suggested:
+        if best is not None and option is best and not option.suggested:
             label = f"{option.label} (suggested)" if option.key == KEY_OLLAMA else option.label
             option = dataclasses.replace(option, suggested=True, label=label)
         result.append(option)
@@ -550,7 +444,4 @@ def _starter_fits(registry: Registry, tag: str, memory: int | None) -> bool | No
     return starter.fits(memory) if starter is not None and memory else None
 
 
-__all__ = [
-    "AUTO", "KEYS", "KEY_INSTALL_VLLM", "KEY_NIM", "KEY_OLLAMA", "KEY_VLLM", "NO_VLLM_PROFILE", "AbsentOption",
-    "LocalOption", "LocalOptions", "ModelChoice", "local_options", "served_match",
-]
+__all__ = ["AUTO", "local_options", "served_match"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from nemoclaw_runtime.runtimes.options import (
+from nemoclaw_runtime.runtimes.menu import (
     KEY_INSTALL_VLLM,
     KEY_VLLM,
     KEYS,
@@ -19,8 +19,8 @@ from nemoclaw_runtime.runtimes.options import (
     LocalOption,
     LocalOptions,
     ModelChoice,
-    served_match,
 )
+from nemoclaw_runtime.runtimes.options import served_match
 from nemoclaw_runtime.settings import Settings
 
 if TYPE_CHECKING:

@@ -12,14 +12,8 @@ import httpx
 import pytest
 
 from nemoclaw_runtime.gpu import GpuInventory
-from nemoclaw_runtime.runtimes.options import (
-    KEY_INSTALL_VLLM,
-    KEY_NIM,
-    KEY_OLLAMA,
-    KEY_VLLM,
-    LocalOptions,
-    local_options,
-)
+from nemoclaw_runtime.runtimes.menu import KEY_INSTALL_VLLM, KEY_NIM, KEY_OLLAMA, KEY_VLLM, LocalOptions
+from nemoclaw_runtime.runtimes.options import local_options
 from nemoclaw_runtime.settings import Settings
 from tests.fakes.fake_docker import FakeDocker
 from tests.support.docker_env import free_port

@@ -21,7 +21,8 @@ from nemoclaw_runtime.errors import (
 )
 from nemoclaw_runtime.gpu import GpuInventory
 from nemoclaw_runtime.runtimes.driver import UpRequest
-from nemoclaw_runtime.runtimes.options import NO_VLLM_PROFILE, LocalOptions, local_options
+from nemoclaw_runtime.runtimes.menu import NO_VLLM_PROFILE, LocalOptions
+from nemoclaw_runtime.runtimes.options import local_options
 from nemoclaw_runtime.runtimes.selection import Selection, select_option
 from nemoclaw_runtime.settings import Settings
 from tests.fakes.fake_docker import FakeDocker
