@@ -16,7 +16,7 @@ RUNTIMES = ("vllm", "nim", "ollama")
 
 @click.command()
 @click.argument("runtime", type=click.Choice(RUNTIMES))
-@click.option("--model", help="NIM model (name, served id or image); default the first that fits this host.")
+@click.option("--model", help="The model `up` would serve (NIM: the catalog model decides the image).")
 @click.option("--image", help="Pull this image instead of the registry's (also NEMOCLAW_<RUNTIME>_IMAGE).")
 @click.option("--save-login", is_flag=True,
               help="Save a key that worked to the docker config (auths entry, mode 0600). Off by default.")
@@ -31,15 +31,12 @@ def pull(runtime: str, model: str | None, image: str | None, save_login: bool, j
       nemoclaw-runtime pull vllm
       nemoclaw-runtime pull ollama --image docker.io/ollama/ollama:0.12.6 --json
     """
-    from nemoclaw_runtime.runtimes.images import pull_for_runtime
+    from nemoclaw_runtime.runtimes import pipeline
     from nemoclaw_runtime.settings import Settings
 
     output = Output(json_mode)
-    settings = Settings.from_env(os.environ)
-    for warning in settings.warnings:
-        output.warn(warning)
-    result = pull_for_runtime(runtime, settings, model=model, image=image, events=output.events(),
-                              prompt_secret=masked_prompt_if_interactive(), save_login=save_login)
+    result = pipeline.pull(runtime, settings=Settings.from_env(os.environ), model=model, image=image,
+                           events=output.events(), prompt_secret=masked_prompt_if_interactive(), save_login=save_login)
     output.result(result.to_dict(), lambda: _lines(result.to_dict()))
 
 

@@ -59,9 +59,10 @@ def up(runtime: str = "vllm", *, model: str | None = None, port: int | None = No
 def pull(runtime: str, *, model: str | None = None, image: str | None = None, settings: Settings | None = None,
          events: EventSink = discard, cancel: CancelToken | None = None) -> PulledImage:
     """Pre-pull the image ``up runtime`` would run, pinned to this platform's digest."""
-    from nemoclaw_runtime.runtimes.images import pull_for_runtime
+    from nemoclaw_runtime.runtimes import pipeline
 
-    return pull_for_runtime(runtime, _settings(settings), model=model, image=image, events=events, cancel=cancel)
+    return pipeline.pull(runtime, settings=_settings(settings), model=model, image=image, events=events,
+                         cancel=cancel)
 
 
 def list_managed(*, runtime: str | None = None, settings: Settings | None = None) -> list[ManagedContainerView]:

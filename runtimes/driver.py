@@ -163,6 +163,10 @@ class RuntimeDriver(Protocol):
         """Pure: the exact spec and checks, no Docker, no network. Bad input → exit 2, refusals → exit 3."""
         ...
 
+    def image_for(self, request: UpRequest, settings: Settings, inventory: GpuInventory) -> str:
+        """The image ``up`` would run for ``request`` (``plan`` and ``pull`` both ask here)."""
+        ...
+
     def adopt(self, plan: Plan, svc: Any, events: EventSink) -> Served | None:
         """The port is held by something that is not our container: adopt it (return what it serves) or raise
         ``PortInUse`` naming it."""

@@ -52,7 +52,6 @@ from nemoclaw_runtime.runtimes.registry_auth import (
 from nemoclaw_runtime.runtimes.watchdog import PullWatchdog, Verdict, describe_stuck, pull_error
 from nemoclaw_runtime.settings import Settings
 
-DEFAULT_OLLAMA_IMAGE = "docker.io/ollama/ollama:0.12.6"
 PROGRESS_EVERY_S = 0.25  # a few Progress events per second at most
 MONITOR_TICK_S = 0.25  # how often the watchdog thread looks (cancellation latency, stall latency)
 PULL_ATTEMPTS = 3  # transient failures before any byte arrived are retried, bounded
@@ -375,33 +374,6 @@ def _platform_of(inspected: Mapping[str, Any]) -> str | None:
 # --- the library entry points the CLI uses --------------------------------------------------------------------------
 
 
-def default_image_for(runtime: str, model: str | None, settings: Settings, inventory: Any) -> str:
-    """The image ``up <runtime>`` would run: the NEMOCLAW_*_IMAGE override, else the registry's choice."""
-    if runtime == "vllm":
-        if settings.vllm_image:
-            return settings.vllm_image
-        from nemoclaw_runtime.errors import NoSuitableGpu
-        from nemoclaw_runtime.registry import load_registry
-
-        profile = load_registry().vllm_profile_for(inventory.profile)
-        if profile is None:
-            raise NoSuitableGpu(f"No vLLM profile for this host (profile {inventory.profile})",
-                                remedy="pass --image REF or set NEMOCLAW_VLLM_IMAGE")
-        return str(profile.image)
-    if runtime == "nim":
-        if settings.nim_image:
-            return settings.nim_image
-        from nemoclaw_runtime.registry import load_registry
-
-        chosen = load_registry().resolve_nim_model(model or settings.model,
-                                                   budget_mib=inventory.memory_budget_mib)
-        return str(chosen.image)
-    if runtime == "ollama":
-        return settings.ollama_image or DEFAULT_OLLAMA_IMAGE
-    raise InvalidInput(f"Unknown runtime {runtime!r}: expected vllm, nim or ollama",
-                       remedy="run `nemoclaw-runtime pull vllm|nim|ollama`")
-
-
 def pull_image(ref: str, settings: Settings, *, events: EventSink = discard, cancel: CancelToken | None = None,
                port: DockerPort | None = None, arch: str | None = None, prompt_secret: PromptSecret | None = None,
                save_login: bool = False, clock: Clock | None = None) -> PulledImage:
@@ -420,29 +392,4 @@ def pull_image(ref: str, settings: Settings, *, events: EventSink = discard, can
             port.close()
 
 
-def pull_for_runtime(runtime: str, settings: Settings, *, model: str | None = None, image: str | None = None,
-                     events: EventSink = discard, cancel: CancelToken | None = None,
-                     prompt_secret: PromptSecret | None = None, save_login: bool = False,
-                     port: DockerPort | None = None) -> PulledImage:
-    """``nemoclaw-runtime pull``: pull what ``up <runtime>`` would run (``image`` overrides the registry)."""
-    if runtime not in ("vllm", "nim", "ollama"):
-        raise InvalidInput(f"Unknown runtime {runtime!r}: expected vllm, nim or ollama",
-                           remedy="run `nemoclaw-runtime pull vllm|nim|ollama`")
-    inventory = None
-    ref = image
-    if not ref and not (runtime == "ollama" or _override(runtime, settings)):
-        from nemoclaw_runtime.gpu import detect_gpus
-
-        inventory = detect_gpus(settings)
-    ref = ref or default_image_for(runtime, model, settings, inventory)
-    arch = getattr(getattr(inventory, "machine", None), "arch", None)
-    return pull_image(ref, settings, events=events, cancel=cancel, port=port, arch=arch,
-                      prompt_secret=prompt_secret, save_login=save_login)
-
-
-def _override(runtime: str, settings: Settings) -> str | None:
-    return {"vllm": settings.vllm_image, "nim": settings.nim_image, "ollama": settings.ollama_image}.get(runtime)
-
-
-__all__ = ["DEFAULT_OLLAMA_IMAGE", "DockerImageStore", "PullPlan", "WatchedPull", "default_image_for",
-           "pull_for_runtime", "pull_image"]
+__all__ = ["DockerImageStore", "PullPlan", "WatchedPull", "pull_image"]

@@ -51,8 +51,7 @@ class NimDriver(RegistryBackedDriver):
     def plan(self, request: UpRequest, settings: Settings, inventory: GpuInventory) -> Plan:
         from nemoclaw_runtime.gpu import has_usable_gpu
 
-        wanted = request.model if request.model and request.model.strip() else settings.model
-        source = "--model" if request.model and request.model.strip() else "NEMOCLAW_MODEL"
+        wanted, source = _requested_model(request, settings)
         if request.gpus.mode != "none" and not has_usable_gpu(inventory):
             raise NoSuitableGpu(
                 f"No usable NVIDIA GPU for NIM: {inventory.reason or 'host profile is ' + inventory.profile}",
@@ -74,6 +73,14 @@ class NimDriver(RegistryBackedDriver):
             base_url=f"http://{url_host(request.host)}:{port}/v1", token_variable=key[0], prefetch=False,
             validate=request.validate, checks=checks,
             notes=("image overridden",) if (request.image or settings.nim_image) else ())
+
+    def image_for(self, request: UpRequest, settings: Settings, inventory: GpuInventory) -> str:
+        """--image, else NEMOCLAW_NIM_IMAGE, else the image of the catalog model that fits (as ``plan`` picks it)."""
+        if request.image or settings.nim_image:
+            return str(request.image or settings.nim_image)
+        wanted, source = _requested_model(request, settings)
+        return self.registry.resolve_nim_model(wanted, budget_mib=_budget_mib(request, inventory),
+                                               source=source).image
 
     # --- pipeline hooks ----------------------------------------------------------------------------------------
 
@@ -128,6 +135,13 @@ class NimDriver(RegistryBackedDriver):
             restart_policy="unless-stopped",
             shm_size=SHM_SIZE,
         )
+
+
+def _requested_model(request: UpRequest, settings: Settings) -> tuple[str | None, str]:
+    """The model asked for and where it came from (``--model`` wins over ``NEMOCLAW_MODEL``)."""
+    if request.model and request.model.strip():
+        return request.model, "--model"
+    return settings.model, "NEMOCLAW_MODEL"
 
 
 def _budget_mib(request: UpRequest, inventory: GpuInventory) -> int | None:

@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from nemoclaw_runtime.settings import Settings
 
 RUNTIME = "ollama"
+#: The Ollama release a managed container runs unless --image / NEMOCLAW_OLLAMA_IMAGE say otherwise.
+DEFAULT_OLLAMA_IMAGE = "docker.io/ollama/ollama:0.12.6"
 CONTAINER_PORT = 11434
 CONTAINER_MODELS_DIR = "/root/.ollama"
 DEFAULT_CONTAINER_NAME = "nemoclaw-ollama"
@@ -152,15 +154,18 @@ def choose_model(rules: ModelRules, installed: tuple[str, ...], registry: Regist
 class OllamaDriver(RegistryBackedDriver):
     name = RUNTIME
 
+    def image_for(self, request: UpRequest, settings: Settings, inventory: GpuInventory) -> str:
+        """--image, else NEMOCLAW_OLLAMA_IMAGE, else the pinned ``ollama/ollama`` release."""
+        return request.image or settings.ollama_image or DEFAULT_OLLAMA_IMAGE
+
     # --- plan (pure) ----------------------------------------------------------------------------------------------
 
     def plan(self, request: UpRequest, settings: Settings, inventory: GpuInventory) -> OllamaPlan:
-        from nemoclaw_runtime.runtimes.images import default_image_for
         from nemoclaw_runtime.runtimes.spec import url_host
 
         rules = self._rules(request, settings, inventory)
         gpus, gpu_check, gpu_note = _gpus(request.gpus, inventory)
-        image = request.image or default_image_for(RUNTIME, None, settings, inventory)
+        image = self.image_for(request, settings, inventory)
         port = request.port or settings.ollama_port
         name = request.name or DEFAULT_CONTAINER_NAME
         volume = volume_for(name)

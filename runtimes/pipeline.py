@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import httpx
 
     from nemoclaw_runtime.gpu import GpuInventory
-    from nemoclaw_runtime.runtimes.engine import ContainerManager, DockerPort, ImageStore
+    from nemoclaw_runtime.runtimes.engine import ContainerManager, DockerPort, ImageStore, PulledImage
 
 PROMPTED_KEY_VARIABLES = ("NGC_API_KEY", "NIM_NGC_API_KEY")
 RUNTIMES = ("vllm", "nim", "ollama")
@@ -114,6 +114,29 @@ def plan(request: UpRequest, *, settings: Settings | None = None, inventory: Gpu
         events(Warning(message))
     inventory = inventory if inventory is not None else _detect(settings)
     return driver_for(request.runtime).plan(request, settings, inventory)
+
+
+# --- pull ----------------------------------------------------------------------------------------------------------
+
+
+def pull(runtime: str, *, settings: Settings | None = None, model: str | None = None, image: str | None = None,
+         inventory: GpuInventory | None = None, events: EventSink = discard, cancel: CancelToken | None = None,
+         prompt_secret: Any = None, save_login: bool = False) -> PulledImage:
+    """``nemoclaw-runtime pull``: pre-pull the image ``up runtime`` would run, pinned to this platform's digest.
+
+    The driver names the image, exactly as for ``up``; no token is needed for the model itself (a gated model's
+    image can be pulled before its licence is accepted), only for the registry.
+    """
+    from nemoclaw_runtime.runtimes.images import pull_image
+
+    settings = settings if settings is not None else Settings.from_env()
+    for message in settings.warnings:
+        events(Warning(message))
+    inventory = inventory if inventory is not None else _detect(settings)
+    request = make_request(runtime, model=model, image=image)
+    ref = driver_for(runtime).image_for(request, settings, inventory)
+    return pull_image(ref, settings, events=events, cancel=cancel, arch=inventory.machine.arch,
+                      prompt_secret=prompt_secret, save_login=save_login)
 
 
 # --- up ------------------------------------------------------------------------------------------------------------

@@ -67,10 +67,7 @@ class VllmDriver(RegistryBackedDriver):
         if model.gated:
             checks.append(Check("hf-token", True, f"gated model; token from {token_variable}"))
 
-        image_profile = profile or self.registry.vllm_profile_for(FALLBACK_GPU_PROFILE)
-        image = request.image or settings.vllm_image or (image_profile.image if image_profile else None)
-        if not image:
-            raise InvalidInput("No vLLM image for this host", remedy="pass --image or set NEMOCLAW_VLLM_IMAGE")
+        image = self.image_for(request, settings, inventory)
         port = request.port or settings.vllm_port
         name = request.name or (profile.container_name if profile else DEFAULT_CONTAINER_NAME)
         spec = self._spec(name, image, model, extra, served_id, port, request, settings, token)
@@ -94,6 +91,17 @@ class VllmDriver(RegistryBackedDriver):
             checks=tuple(checks),
             notes=_notes(profile, request, settings),
         )
+
+    def image_for(self, request: UpRequest, settings: Settings, inventory: GpuInventory) -> str:
+        """--image, else NEMOCLAW_VLLM_IMAGE, else the host profile's image (the generic Linux one without a
+        profile: ``--gpus none`` on a host without a usable GPU)."""
+        if request.image or settings.vllm_image:
+            return str(request.image or settings.vllm_image)
+        profile = self.registry.vllm_profile_for(inventory.profile)
+        profile = profile or self.registry.vllm_profile_for(FALLBACK_GPU_PROFILE)
+        if profile is None:
+            raise InvalidInput("No vLLM image for this host", remedy="pass --image or set NEMOCLAW_VLLM_IMAGE")
+        return profile.image
 
     # --- pipeline hooks (side effects happen through ``svc``) ----------------------------------------------------
 

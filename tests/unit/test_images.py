@@ -20,7 +20,7 @@ from nemoclaw_runtime.errors import (
     RegistryAuthFailed,
 )
 from nemoclaw_runtime.events import Event, Info, Progress
-from nemoclaw_runtime.runtimes.images import DEFAULT_OLLAMA_IMAGE, DockerImageStore, default_image_for
+from nemoclaw_runtime.runtimes.images import DockerImageStore
 from nemoclaw_runtime.runtimes.manifests import BasicCredentials, ImageRef, ManifestResolution
 from nemoclaw_runtime.settings import Settings
 from tests.fakes.fake_docker import FakeDocker
@@ -327,35 +327,6 @@ def test_nvcr_without_any_login_is_refused_before_the_registry_is_asked(tmp_path
         store(FakeDocker(), tmp_path, resolver).ensure_image("nvcr.io/nvidia/vllm:26.05.post1-py3")
     assert resolver.calls == []
     assert "docker login nvcr.io -u '$oauthtoken' --password-stdin" in (caught.value.remedy or "")
-
-
-def test_image_overrides_and_ollama_default(tmp_path: Path) -> None:
-    assert default_image_for("ollama", None, settings(tmp_path), None) == DEFAULT_OLLAMA_IMAGE
-    assert default_image_for("ollama", None, settings(tmp_path, NEMOCLAW_OLLAMA_IMAGE="mirror/o:1"), None) == \
-        "mirror/o:1"
-    assert default_image_for("vllm", None, settings(tmp_path, NEMOCLAW_VLLM_IMAGE="m/v:1"), None) == "m/v:1"
-    assert default_image_for("nim", None, settings(tmp_path, NEMOCLAW_NIM_IMAGE="m/n:1"), None) == "m/n:1"
-
-
-def test_default_images_come_from_the_registry(tmp_path: Path) -> None:
-    from types import SimpleNamespace
-
-    spark = SimpleNamespace(profile="dgx-spark", memory_budget_mib=120_000)
-    linux = SimpleNamespace(profile="linux-nvidia", memory_budget_mib=24_000)
-
-    assert default_image_for("vllm", None, settings(tmp_path), spark) == "nvcr.io/nvidia/vllm:26.05.post1-py3"
-    assert default_image_for("vllm", None, settings(tmp_path), linux) == "nvcr.io/nvidia/vllm:26.03.post1-py3"
-    assert default_image_for("nim", None, settings(tmp_path), linux).startswith("nvcr.io/nim/")
-
-
-def test_no_vllm_profile_is_refused_with_the_override_as_remedy(tmp_path: Path) -> None:
-    from types import SimpleNamespace
-
-    from nemoclaw_runtime.errors import NoSuitableGpu
-
-    with pytest.raises(NoSuitableGpu) as caught:
-        default_image_for("vllm", None, settings(tmp_path), SimpleNamespace(profile="none"))
-    assert "NEMOCLAW_VLLM_IMAGE" in (caught.value.remedy or "")
 
 
 def test_a_docker_login_we_cannot_read_lets_the_engine_pull_by_tag(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from nemoclaw_runtime.cli.pull import pull
 from nemoclaw_runtime.errors import MissingToken
-from nemoclaw_runtime.runtimes import images
+from nemoclaw_runtime.runtimes import pipeline
 from nemoclaw_runtime.runtimes.engine import PulledImage
 
 DIGEST = "sha256:" + "a" * 64
@@ -20,12 +20,12 @@ DIGEST = "sha256:" + "a" * 64
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     seen: list[dict[str, Any]] = []
 
-    def fake_pull_for_runtime(runtime: str, settings: Any, **kw: Any) -> PulledImage:
+    def fake_pull(runtime: str, **kw: Any) -> PulledImage:
         seen.append({"runtime": runtime, **kw})
         return PulledImage(ref=kw["image"] or "default/img:1", digest=DIGEST, platform="linux/amd64", pulled=True,
                            image_id="sha256:" + "b" * 64)
 
-    monkeypatch.setattr(images, "pull_for_runtime", fake_pull_for_runtime)
+    monkeypatch.setattr(pipeline, "pull", fake_pull)
     return seen
 
 
@@ -60,7 +60,7 @@ def test_errors_leave_through_the_cli_with_their_exit_code(monkeypatch: pytest.M
         raise MissingToken("No login for the registry nvcr.io",
                            remedy="run: docker login nvcr.io -u '$oauthtoken' --password-stdin")
 
-    monkeypatch.setattr(images, "pull_for_runtime", refuse)
+    monkeypatch.setattr(pipeline, "pull", refuse)
 
     assert run(["pull", "vllm"]) == 3
     assert "docker login nvcr.io -u '$oauthtoken' --password-stdin" in capsys.readouterr().err

@@ -12,8 +12,14 @@ from nemoclaw_runtime.cli.main import run
 from nemoclaw_runtime.errors import InsufficientResources, InvalidInput
 from nemoclaw_runtime.gpu import GpuInventory
 from nemoclaw_runtime.registry import load_registry
-from nemoclaw_runtime.runtimes.images import DEFAULT_OLLAMA_IMAGE
-from nemoclaw_runtime.runtimes.ollama import ModelRules, OllamaDriver, OllamaPlan, choose_model, volume_for
+from nemoclaw_runtime.runtimes.ollama import (
+    DEFAULT_OLLAMA_IMAGE,
+    ModelRules,
+    OllamaDriver,
+    OllamaPlan,
+    choose_model,
+    volume_for,
+)
 from nemoclaw_runtime.runtimes.pipeline import driver_for, make_request
 from nemoclaw_runtime.runtimes.spec import LABEL_IMAGE, LABEL_MODEL, LABEL_RUNTIME, LABEL_SERVED_MODEL
 from nemoclaw_runtime.settings import Settings

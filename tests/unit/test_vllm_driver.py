@@ -135,4 +135,5 @@ def test_non_loopback_host_is_noted() -> None:
 def test_plan_is_json_serialisable() -> None:
     import json
 
-    json.dumps(_plan().to_dict())
+    document = _plan().to_dict()
+    assert json.loads(json.dumps(document)) == document
