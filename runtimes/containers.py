@@ -159,10 +159,10 @@ class DockerContainerManager:
             raise
         try:
             self.docker.start_container(container_id)
+            return self._inspect_started(container_id, spec.name)
         except BaseException:
             self._discard(container_id)  # nothing half-started is left behind (Ctrl-C included)
             raise
-        return self._inspect_started(container_id, spec.name)
 
     def _by_name(self, name: str) -> ContainerInfo | None:
         """The container called exactly ``name``: the engine also resolves id prefixes, which hold no name."""

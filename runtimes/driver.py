@@ -7,6 +7,7 @@ The pipeline (``runtimes/pipeline.py``) owns every side effect: weights, pull, c
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -17,6 +18,7 @@ from nemoclaw_runtime.runtimes.spec import ContainerSpec, GpuRequest
 if TYPE_CHECKING:
     from nemoclaw_runtime.gpu import GpuInventory
     from nemoclaw_runtime.registry import Registry
+    from nemoclaw_runtime.runtimes.engine import PulledImage
     from nemoclaw_runtime.settings import Settings
 
 MAX_CONTEXT_WINDOW = 4_194_304
@@ -142,8 +144,9 @@ class Served:
     model: str | None = None  # set when the driver chose the model only after start (Ollama)
 
 
-class RegistryBackedDriver:
-    """What every driver starts from: the model registry (the packaged one unless a test hands one in)."""
+class DriverBase:
+    """What every driver shares: the model registry (the packaged one unless a test hands one in), and how a
+    planned spec is bound to the image that was actually pulled."""
 
     def __init__(self, registry: Registry | None = None) -> None:
         if registry is None:
@@ -151,6 +154,10 @@ class RegistryBackedDriver:
 
             registry = load_registry()
         self.registry = registry
+
+    def bind_image(self, plan: Plan, pulled: PulledImage) -> ContainerSpec:
+        """The spec to run: the plan's, pinned to the digest that was pulled."""
+        return dataclasses.replace(plan.spec, image_digest=pulled.digest)
 
 
 class RuntimeDriver(Protocol):
@@ -165,6 +172,10 @@ class RuntimeDriver(Protocol):
 
     def image_for(self, request: UpRequest, settings: Settings, inventory: GpuInventory) -> str:
         """The image ``up`` would run for ``request`` (``plan`` and ``pull`` both ask here)."""
+        ...
+
+    def bind_image(self, plan: Plan, pulled: PulledImage) -> ContainerSpec:
+        """The spec to run once the image is pulled (pinned to its digest)."""
         ...
 
     def adopt(self, plan: Plan, svc: Any, events: EventSink) -> Served | None:

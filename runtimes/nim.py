@@ -7,12 +7,13 @@ container only through its environment, as ``NGC_API_KEY`` and ``NIM_NGC_API_KEY
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from nemoclaw_runtime.clock import CancelToken
 from nemoclaw_runtime.errors import InvalidInput, MissingToken, NoSuitableGpu
 from nemoclaw_runtime.events import EventSink, Info
-from nemoclaw_runtime.runtimes.driver import Check, Plan, RegistryBackedDriver, Served, UpRequest
+from nemoclaw_runtime.runtimes.driver import Check, DriverBase, Plan, Served, UpRequest
 from nemoclaw_runtime.runtimes.spec import (
     LABEL_IMAGE,
     LABEL_MODEL,
@@ -27,6 +28,7 @@ from nemoclaw_runtime.runtimes.spec import (
 if TYPE_CHECKING:
     from nemoclaw_runtime.gpu import GpuInventory
     from nemoclaw_runtime.registry import NimModel
+    from nemoclaw_runtime.runtimes.engine import PulledImage
     from nemoclaw_runtime.runtimes.pipeline import Services
     from nemoclaw_runtime.secret import Secret
     from nemoclaw_runtime.settings import Settings
@@ -37,6 +39,7 @@ CONTAINER_CACHE = "/opt/nim/.cache"
 DEFAULT_NAME = "nemoclaw"
 NAME_PREFIX = "nemoclaw-nim-"
 SHM_SIZE = "16g"
+KEY_VARIABLES = ("NGC_API_KEY", "NIM_NGC_API_KEY")  # the container's names for the NGC key
 
 
 def container_name(name: str | None) -> str:
@@ -45,7 +48,7 @@ def container_name(name: str | None) -> str:
     return base if base.startswith(NAME_PREFIX) else f"{NAME_PREFIX}{base}"
 
 
-class NimDriver(RegistryBackedDriver):
+class NimDriver(DriverBase):
     name = RUNTIME
 
     def plan(self, request: UpRequest, settings: Settings, inventory: GpuInventory) -> Plan:
@@ -81,6 +84,15 @@ class NimDriver(RegistryBackedDriver):
         wanted, source = _requested_model(request, settings)
         return self.registry.resolve_nim_model(wanted, budget_mib=_budget_mib(request, inventory),
                                                source=source).image
+
+    def bind_image(self, plan: Plan, pulled: PulledImage) -> ContainerSpec:
+        """Pinned to the pulled digest; a key the user typed at the registry-login prompt (after the environment's
+        was refused) is the key the container gets too, or it would die with "Authentication Error"."""
+        spec = super().bind_image(plan, pulled)
+        if pulled.prompted_key is None:
+            return spec
+        env = tuple((name, pulled.prompted_key if name in KEY_VARIABLES else value) for name, value in spec.env)
+        return dataclasses.replace(spec, env=env)
 
     # --- pipeline hooks ----------------------------------------------------------------------------------------
 
@@ -126,7 +138,7 @@ class NimDriver(RegistryBackedDriver):
             runtime=RUNTIME,
             image=image,
             command=(),  # NIM images start their server from their own entrypoint
-            env=(("NGC_API_KEY", key), ("NIM_NGC_API_KEY", key)),
+            env=tuple((name, key) for name in KEY_VARIABLES),
             labels=((LABEL_RUNTIME, RUNTIME), (LABEL_MODEL, model.name), (LABEL_SERVED_MODEL, model.served_id),
                     (LABEL_IMAGE, image)),
             ports=(PortBinding(CONTAINER_PORT, port, request.host),),

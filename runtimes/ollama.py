@@ -25,7 +25,7 @@ from nemoclaw_runtime.clock import CancelToken
 from nemoclaw_runtime.errors import InsufficientResources, InvalidInput, PortInUse
 from nemoclaw_runtime.events import EventSink, Info, PhaseChanged, Warning, discard
 from nemoclaw_runtime.registry import is_safe_model_id
-from nemoclaw_runtime.runtimes.driver import Check, Plan, RegistryBackedDriver, Served, UpRequest
+from nemoclaw_runtime.runtimes.driver import Check, DriverBase, Plan, Served, UpRequest
 from nemoclaw_runtime.runtimes.spec import (
     LABEL_HOST,
     LABEL_IMAGE,
@@ -151,7 +151,7 @@ def choose_model(rules: ModelRules, installed: tuple[str, ...], registry: Regist
         details={"memory_mib": rules.memory_mib})
 
 
-class OllamaDriver(RegistryBackedDriver):
+class OllamaDriver(DriverBase):
     name = RUNTIME
 
     def image_for(self, request: UpRequest, settings: Settings, inventory: GpuInventory) -> str:

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from nemoclaw_runtime.gpu import GpuInventory
     from nemoclaw_runtime.runtimes.engine import ContainerManager, DockerPort, ImageStore, PulledImage
 
-PROMPTED_KEY_VARIABLES = ("NGC_API_KEY", "NIM_NGC_API_KEY")
 RUNTIMES = ("vllm", "nim", "ollama")
 
 
@@ -152,10 +151,12 @@ def up(request: UpRequest, *, settings: Settings | None = None, inventory: GpuIn
     """
     settings = settings if settings is not None else Settings.from_env()
     cancel = cancel or CancelToken()
-    inventory = inventory if inventory is not None else _detect(settings)
     events(PhaseChanged("preflight", "Checking the request, the GPUs and the engine"))
-    the_plan = plan(request, settings=settings, inventory=inventory, events=events)
+    for message in settings.warnings:
+        events(Warning(message))
+    inventory = inventory if inventory is not None else _detect(settings)
     driver = driver_for(request.runtime)
+    the_plan = driver.plan(request, settings, inventory)
     svc = services or open_services(settings, arch=inventory.machine.arch, prompt_secret=prompt_secret)
     try:
         started = svc.clock.monotonic()
@@ -204,14 +205,9 @@ def _up_locked(driver: RuntimeDriver, the_plan: Plan, svc: Services, events: Eve
     cancel.raise_if_cancelled()
     events(PhaseChanged("pull", f"Pulling {the_plan.spec.image} (pinned to this platform's digest)"))
     pulled = svc.images.ensure_image(the_plan.spec.image, events=events, cancel=cancel)
-    spec = dataclasses.replace(the_plan.spec, image_digest=pulled.digest,
-                               env=_with_prompted_key(the_plan.spec.env, pulled.prompted_key))
+    spec = driver.bind_image(the_plan, pulled)
     cancel.raise_if_cancelled()
-    try:
-        outcome = svc.containers.ensure_running(spec, events=events)
-    except BaseException:
-        _remove_if_ours(svc, spec)  # interrupted between create and start: leave nothing half-created
-        raise
+    outcome = svc.containers.ensure_running(spec, events=events)  # removes what it created if interrupted
     try:
         served, validated = _serve(driver, the_plan, svc, events, cancel)
     except RuntimeNotReady:
@@ -274,22 +270,6 @@ def context_window(settings: Settings, reported: int | None, events: EventSink) 
             return int(raw)
         events(Warning(f"Ignoring NEMOCLAW_CONTEXT_WINDOW={raw!r}: not an integer in 1..{MAX_CONTEXT_WINDOW}"))
     return reported
-
-
-def _with_prompted_key(env: tuple[tuple[str, Any], ...], key: Any) -> tuple[tuple[str, Any], ...]:
-    """A key accepted at the login prompt replaces the environment's key wherever the container needs one."""
-    if key is None:
-        return env
-    return tuple((name, key if name in PROMPTED_KEY_VARIABLES else value) for name, value in env)
-
-
-def _remove_if_ours(svc: Services, spec: Any) -> None:
-    try:
-        existing = svc.containers.get(spec.name)
-    except Exception:  # noqa: BLE001 - best effort while another error is raised
-        return
-    if existing is not None and existing.labels.get(LABEL_SPEC_HASH) == spec.spec_hash():
-        _stop_quietly(svc, spec.name, remove=True)
 
 
 def _stop_quietly(svc: Services, name: str, *, remove: bool) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from nemoclaw_runtime.clock import CancelToken
 from nemoclaw_runtime.errors import InsufficientResources, InvalidInput, MissingToken, NoSuitableGpu, PortInUse
 from nemoclaw_runtime.events import EventSink, Info, PhaseChanged
-from nemoclaw_runtime.runtimes.driver import Check, Plan, RegistryBackedDriver, Served, UpRequest
+from nemoclaw_runtime.runtimes.driver import Check, DriverBase, Plan, Served, UpRequest
 from nemoclaw_runtime.runtimes.spec import (
     LABEL_IMAGE,
     LABEL_MODEL,
@@ -40,7 +40,7 @@ FALLBACK_GPU_PROFILE = "linux-nvidia"
 DISK_HEADROOM = 1.05  # the weights estimate times this must fit on the cache's filesystem
 
 
-class VllmDriver(RegistryBackedDriver):
+class VllmDriver(DriverBase):
     name = RUNTIME
 
     def plan(self, request: UpRequest, settings: Settings, inventory: GpuInventory) -> Plan:

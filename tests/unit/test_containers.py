@@ -458,3 +458,14 @@ def test_without_a_port_the_functions_connect_and_close(fake: FakeDocker, settin
     assert fake.closed
     assert stop_managed(settings, all=True) == ["nemoclaw-vllm"] and fake.closed
     assert connected == [settings] * 4
+
+
+def test_interrupted_right_after_start_leaves_no_container(manager: DockerContainerManager, fake: FakeDocker,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(container_id: str, name: str) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(manager, "_inspect_started", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        manager.ensure_running(make_spec(), events=Recorder())
+    assert fake.containers == {}
