@@ -34,6 +34,7 @@ from nemoclaw_runtime.errors import (
     DockerUnavailable,
     DownloadFailed,
     ImageNotFound,
+    InvalidInput,
     NameTaken,
     NemoclawError,
     NoSuchContainer,
@@ -42,7 +43,7 @@ from nemoclaw_runtime.errors import (
 from nemoclaw_runtime.runtimes.engine import ContainerInfo, ContainerState
 from nemoclaw_runtime.runtimes.spec import ContainerSpec, image_repository
 from nemoclaw_runtime.runtimes.watchdog import classify_engine_message, pull_error
-from nemoclaw_runtime.secret import REDACTED, Secret
+from nemoclaw_runtime.secret import Secret, redact
 from nemoclaw_runtime.settings import Settings
 
 _DOCKER_GROUP_REMEDY = ("add your user to the docker group (sudo usermod -aG docker $USER, then log in again), "
@@ -59,13 +60,6 @@ def connect(settings: Settings) -> DockerEngine:
 
 
 # --- error translation: the one place docker-py errors become ours ------------------------------------------------
-
-
-def _scrub(text: str, secrets: tuple[str, ...]) -> str:
-    for value in secrets:
-        if value:
-            text = text.replace(value, REDACTED)
-    return text
 
 
 def _explanation(exc: BaseException) -> str:
@@ -91,11 +85,11 @@ def translated(action: str, *, missing: str = "container", subject: str | None =
         raise
     except docker.errors.ImageNotFound as exc:
         what = image or subject or "?"
-        raise ImageNotFound(f"Image {what} was not found: {_scrub(_explanation(exc), secrets)}",
+        raise ImageNotFound(f"Image {what} was not found: {redact(_explanation(exc), secrets)}",
                             remedy="check the image name and tag, or pull it first (nemoclaw-runtime pull)",
                             details={"image": what}) from None
     except docker.errors.NotFound as exc:
-        text = _scrub(_explanation(exc), secrets)
+        text = redact(_explanation(exc), secrets)
         if missing == "image":
             raise ImageNotFound(f"Image {subject or '?'} was not found: {text}",
                                 remedy="check the image name and tag", details={"image": subject}) from None
@@ -104,19 +98,40 @@ def translated(action: str, *, missing: str = "container", subject: str | None =
                               details={"container": subject}) from None
     except docker.errors.APIError as exc:
         _raise_api_error(exc, action, missing=missing, subject=subject, secrets=secrets)
-    except (requests.exceptions.ConnectionError, ConnectionError, docker.errors.DockerException) as exc:
+    except (requests.exceptions.RequestException, ConnectionError) as exc:  # timeouts included: a hung engine
         _raise_unavailable(exc, action, host=host, secrets=secrets)
+    except docker.errors.InvalidRepository as exc:
+        raise InvalidInput(f"Invalid image reference {subject or '?'}: {_explanation(exc)}",
+                           remedy="use a reference such as registry.example.com/team/image:tag") from None
+    except docker.errors.DockerException as exc:
+        if _is_connection_failure(exc):  # from_env() wraps "no socket / refused" in a bare DockerException
+            _raise_unavailable(exc, action, host=host, secrets=secrets)
+        # An API version or TLS set-up problem: the engine may well be running.
+        raise NemoclawError(f"Docker error while {action}: {redact(_explanation(exc), secrets)}",
+                            remedy="check the image reference and DOCKER_HOST / DOCKER_TLS_VERIFY settings",
+                            details={"subject": subject}) from None
+
+
+def _is_connection_failure(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):  # a short, bounded walk down the cause chain
+        if seen is None:
+            break
+        if isinstance(seen, (requests.exceptions.RequestException, ConnectionError, FileNotFoundError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "Error while fetching server API version" in str(exc) or "Connection aborted" in str(exc)
 
 
 def _raise_api_error(exc: docker.errors.APIError, action: str, *, missing: str, subject: str | None,
                      secrets: tuple[str, ...]) -> NoReturn:
-    text = _scrub(_explanation(exc), secrets)
+    text = redact(_explanation(exc), secrets)
     status = exc.status_code
-    if status == 409 and missing == "container":
+    if status == 409 and action == "creating a container":
         raise NameTaken(f"The container name {subject or '?'} is already in use: {text}",
                         remedy="stop it (nemoclaw-runtime stop) or choose another --name",
                         details={"container": subject}) from None
-    if missing == "image" or action.startswith(("pulling", "logging in")):
+    if action.startswith(("pulling", "logging in")):
         raise pull_error(subject or "?", text, status=status) from None
     if classify_engine_message(text) == "auth":
         raise RegistryAuthFailed(f"The registry refused access while {action}: {text}",
@@ -127,13 +142,12 @@ def _raise_api_error(exc: docker.errors.APIError, action: str, *, missing: str, 
 
 
 def _raise_unavailable(exc: BaseException, action: str, *, host: str | None, secrets: tuple[str, ...]) -> NoReturn:
-    text = _scrub(_explanation(exc), secrets)
+    text = redact(_explanation(exc), secrets)
     where = host or "the local socket (/var/run/docker.sock)"
     if "permission denied" in text.lower() or isinstance(exc, PermissionError):
         raise DockerUnavailable(f"Permission denied on the Docker engine at {where} while {action}",
                                 remedy=_DOCKER_GROUP_REMEDY, details={"host": host}) from None
     raise DockerUnavailable(f"Cannot reach the Docker engine at {where} while {action}: {text}",
-                            remedy="start the engine (sudo systemctl start docker, or dockerd) and check DOCKER_HOST",
                             details={"host": host}) from None
 
 
@@ -383,11 +397,14 @@ class DockerEngine:
         if platform:
             params["platform"] = platform
         headers: dict[str, str] = {}
-        registry, _ = docker.auth.resolve_repository_name(repository)
-        auth_config = dict(auth) if auth is not None else self._config_auth(registry)
+        with self._t("pulling an image", missing="image", subject=subject):
+            registry, _ = docker.auth.resolve_repository_name(repository)
+            auth_config = dict(auth) if auth is not None else self._config_auth(registry)
         if auth_config:
             headers["X-Registry-Auth"] = docker.auth.encode_header(dict(auth_config))
-        secrets = tuple(str(v) for k, v in (auth_config or {}).items() if k.lower() in ("password", "secret"))
+        # Every credential value but the user's name and the registry's address stays out of messages.
+        secrets = tuple(str(v) for k, v in (auth_config or {}).items()
+                        if k.lower() not in ("username", "serveraddress", "email"))
         with self._t("pulling an image", missing="image", subject=subject, secrets=secrets):
             response = self._api._post(self._api._url("/images/create"), params=params, headers=headers,
                                        stream=True, timeout=None)
@@ -451,7 +468,7 @@ class DockerPullStream:
                     continue
                 if event.get("error") or event.get("errorDetail"):
                     detail = event.get("errorDetail") or {}
-                    text = _scrub(str(event.get("error") or detail.get("message") or "unknown error"),
+                    text = redact(str(event.get("error") or detail.get("message") or "unknown error"),
                                   self._secrets)
                     raise pull_error(self._subject, text, status=detail.get("code"))
                 yield event
@@ -470,7 +487,7 @@ class DockerPullStream:
             if isinstance(exc, json.JSONDecodeError):
                 raise DownloadFailed(f"Pulling {self._subject}: the engine sent an unreadable event",
                                      remedy="run the command again", details={"transient": True}) from None
-            text = _scrub(_explanation(exc), self._secrets)
+            text = redact(_explanation(exc), self._secrets)
             if "timed out" in text.lower() or isinstance(exc, (socket.timeout, TimeoutError)):
                 self.timed_out = True
                 return  # a read timeout set by the watchdog: the caller decides what it means

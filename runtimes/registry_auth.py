@@ -138,6 +138,9 @@ def obtain_credentials(registry: str, settings: Settings, *, port: LoginPort,
     key = settings.ngc_key_value()
     if key is not None:
         variable, secret = key
+        if registry != NGC_REGISTRY:  # the rule (private mirrors of NGC images); never silently
+            events(Warning(f"{registry} asks for a login: offering it the key from {variable} (user "
+                           f"{NGC_USERNAME}); run `{login_command(registry)}` to use another credential"))
         if _accepted(port, registry, secret):
             credentials = RegistryCredentials(registry, NGC_USERNAME, secret, variable)
             return _maybe_saved(credentials, settings, save_login, events)
@@ -163,7 +166,9 @@ def _prompted(registry: str, settings: Settings, port: LoginPort, prompt_secret:
     for attempt in range(attempts):
         secret = Secret(prompt_secret(label).strip())
         if not secret:
-            break
+            raise MissingToken(f"No key entered for the registry {registry}",
+                               remedy=f"export NGC_API_KEY=<your key>, or run: {login_command(registry)}",
+                               details={"registry": registry, "variable": "prompt"})
         if _accepted(port, registry, secret):
             return _maybe_saved(RegistryCredentials(registry, NGC_USERNAME, secret, "prompt"), settings,
                                 save_login, events)

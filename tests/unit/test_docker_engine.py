@@ -135,13 +135,31 @@ def test_engine_down_and_socket_permission_are_docker_unavailable() -> None:
     denied = raised_by(requests.exceptions.ConnectionError("('Connection aborted.', PermissionError(13, "
                                                            "'Permission denied'))"))
 
-    assert isinstance(down, DockerUnavailable) and down.exit_code == 3 and "dockerd" in (down.remedy or "")
+    assert isinstance(down, DockerUnavailable) and down.exit_code == 3 and "ensure-docker" in (down.remedy or "")
     assert isinstance(denied, DockerUnavailable) and "docker group" in (denied.remedy or "")
+
+
+def test_a_hung_engine_is_unavailable_and_other_docker_errors_are_not() -> None:
+    hung = raised_by(requests.exceptions.ReadTimeout("UnixHTTPConnectionPool: Read timed out. (read timeout=60)"))
+    version = raised_by(docker.errors.InvalidVersion("device_requests param is not supported in API versions < 1.40"))
+    reference = raised_by(docker.errors.InvalidRepository("Invalid index name (a-): index name must not end with -"),
+                          action="pulling an image", subject="a-/img:1")
+
+    assert isinstance(hung, DockerUnavailable) and hung.exit_code == 3
+    assert type(version) is NemoclawError and "API versions" in version.message
+    assert reference.exit_code == 2 and "a-/img:1" in reference.message
+
+
+def test_a_conflict_outside_create_is_not_a_name_clash() -> None:
+    busy = raised_by(api_error(409, "removal of container x is already in progress"),
+                     action="removing a container", subject="x")
+    assert not isinstance(busy, NameTaken) and "already in progress" in busy.message
 
 
 def test_container_404_409_and_image_404() -> None:
     gone = raised_by(api_error(404, "No such container: x", docker.errors.NotFound), subject="x")
-    taken = raised_by(api_error(409, 'Conflict. The container name "/x" is already in use'), subject="x")
+    taken = raised_by(api_error(409, 'Conflict. The container name "/x" is already in use'),
+                      action="creating a container", subject="x")
     no_image = raised_by(api_error(404, "No such image: img:1", docker.errors.ImageNotFound), image="img:1")
 
     assert isinstance(gone, NoSuchContainer) and gone.exit_code == 6
