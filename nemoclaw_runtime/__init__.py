@@ -7,9 +7,14 @@ CLI's ``--help``) never loads docker-py, httpx or NVML.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 from nemoclaw_runtime._version import __version__
+
+# Library warnings (an NVML reading that failed, say) go to whoever configured logging, never straight to stderr
+# where they would break `--json` output.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {

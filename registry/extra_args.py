@@ -15,9 +15,12 @@ from nemoclaw_runtime.errors import InvalidSetting
 
 EXTRA_ARGS_VARIABLE = "NEMOCLAW_VLLM_EXTRA_ARGS_JSON"
 
-_CONTROL_RE = re.compile(r"[\u0000-\u001f\u007f]")
-# vLLM must keep listening on the container port the host port is mapped onto; the host port is set elsewhere.
-_FORBIDDEN_FLAGS = ("--port",)
+CONTROL_RE = re.compile(r"[\u0000-\u001f\u007f]")
+#: Where vLLM listens is the serve command's business: on the container port the host port maps onto, on every
+#: interface of the container. Extra args may not move it (they may lower --max-model-len: vLLM takes the last).
+NETWORK_FLAGS = ("--port", "--host")
+#: What a registry entry's own flags may not set: the serve command writes these itself.
+RESERVED_FLAGS = (*NETWORK_FLAGS, "--max-model-len")
 
 
 def parse_extra_args(raw: str | None, *, variable: str = EXTRA_ARGS_VARIABLE) -> tuple[str, ...]:
@@ -48,16 +51,16 @@ def _token(variable: str, index: int, item: object) -> str:
     token = item.strip()
     if not token:
         raise _invalid(variable, f"{variable}[{index}] must not be empty.", index)
-    if _CONTROL_RE.search(token):
+    if CONTROL_RE.search(token):
         raise _invalid(variable, f"{variable}[{index}] must not contain control characters.", index)
-    for flag in _FORBIDDEN_FLAGS:
+    for flag in NETWORK_FLAGS:
         if token == flag or token.startswith(flag + "="):
             raise _invalid(
                 variable,
                 f"{variable}[{index}] must not set {flag}: "
-                "vLLM always listens on port 8000 inside its container.",
+                "vLLM always listens on port 8000, on every interface, inside its container.",
                 index,
-                remedy="choose the host port with --port or NEMOCLAW_VLLM_PORT instead",
+                remedy="choose the host port with --port / NEMOCLAW_VLLM_PORT and the address with --host instead",
             )
     return token
 

@@ -22,6 +22,7 @@ from nemoclaw_runtime.registry.entries import (
     VllmProfile,
     is_safe_model_id,
 )
+from nemoclaw_runtime.registry.extra_args import CONTROL_RE, RESERVED_FLAGS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -44,9 +45,7 @@ _HF_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$
 _IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._:/-]*(:[A-Za-z0-9_][A-Za-z0-9._-]*|@sha256:[a-f0-9]{64})$")
 _CONTAINER_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 _OLLAMA_TAG_RE = re.compile(r"^[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9._-]+$")
-_CONTROL_RE = re.compile(r"[\u0000-\u001f\u007f]")
 # Flags the serve command sets itself; an entry repeating them would silently fight the runtime.
-_RESERVED_FLAGS = ("--port", "--max-model-len", "--host")
 
 
 def registry_data_error(path: Path, entry: str, field: str | None, problem: str) -> NemoclawError:
@@ -131,7 +130,7 @@ class EntryReader:
                 field, f"must be a {'non-empty ' if non_empty else ''}list of strings (got {value!r})"
             )
         for position, item in enumerate(value):
-            if not isinstance(item, str) or not item or item != item.strip() or _CONTROL_RE.search(item):
+            if not isinstance(item, str) or not item or item != item.strip() or CONTROL_RE.search(item):
                 raise self.error(
                     f"{field}[{position}]",
                     f"must be a non-empty string without surrounding "
@@ -208,7 +207,7 @@ def check_flags(reader: EntryReader, flags: tuple[str, ...]) -> tuple[str, ...]:
                 json.loads(token)
             except ValueError:
                 raise reader.error(field, f"looks like JSON but does not parse (got {token!r})") from None
-        if name in _RESERVED_FLAGS:
+        if name in RESERVED_FLAGS:
             raise reader.error(field, f"must not set {name}: the serve command sets it")
     return flags
 

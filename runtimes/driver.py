@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from nemoclaw_runtime.runtimes.engine import PulledImage
     from nemoclaw_runtime.settings import Settings
 
-MAX_CONTEXT_WINDOW = 4_194_304
 
 
 @dataclass(frozen=True)
@@ -178,7 +177,7 @@ class RuntimeDriver(Protocol):
         """The spec to run once the image is pulled (pinned to its digest)."""
         ...
 
-    def adopt(self, plan: Plan, svc: Any, events: EventSink) -> Served | None:
+    def adopt(self, plan: Plan, svc: Any, events: EventSink, cancel: CancelToken) -> Served | None:
         """The port is held by something that is not our container: adopt it (return what it serves) or raise
         ``PortInUse`` naming it."""
         ...

@@ -15,7 +15,6 @@ up with :class:`PreflightRefused` (exit 3) naming the lock.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,14 +25,13 @@ from filelock import FileLock, Timeout
 from nemoclaw_runtime.clock import Clock, SystemClock
 from nemoclaw_runtime.errors import InvalidInput, PreflightRefused
 from nemoclaw_runtime.events import EventSink, Info, discard
+from nemoclaw_runtime.runtimes.spec import CONTAINER_NAME_RE
 
 DEFAULT_WAIT_S = 10.0
 POLL_INTERVAL_S = 0.1
 LOCK_DIR_MODE = 0o700
 LOCK_FILE_MODE = 0o600
 
-# Docker's own rule for container names; anything else could escape the locks directory.
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 
 _registry_guard = threading.Lock()
 _registry: dict[Path, FileLock] = {}
@@ -45,7 +43,7 @@ def locks_dir(state_dir: Path) -> Path:
 
 def lock_path(state_dir: Path, name: str) -> Path:
     """The lock file of container ``name``; rejects names Docker would reject (exit 2)."""
-    if not _NAME_RE.match(name):
+    if not CONTAINER_NAME_RE.match(name):
         raise InvalidInput(
             f"Invalid container name {name!r}: use letters, digits, '_', '.' or '-', starting with a letter or digit",
             remedy="pick a name such as nemoclaw-vllm with --name",

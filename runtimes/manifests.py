@@ -230,7 +230,7 @@ class RegistryClient:
             raise _TransientStatus(response.status_code)
         if response.status_code != 200:
             return None
-        body = response.json()
+        body = _json(response)  # a token endpoint that answers garbage means "no token", not a crash
         token = body.get("token") or body.get("access_token")
         return str(token) if token else None
 

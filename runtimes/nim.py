@@ -96,7 +96,7 @@ class NimDriver(DriverBase):
 
     # --- pipeline hooks ----------------------------------------------------------------------------------------
 
-    def adopt(self, plan: Plan, svc: Services, events: EventSink) -> Served | None:
+    def adopt(self, plan: Plan, svc: Services, events: EventSink, cancel: CancelToken) -> Served | None:
         from nemoclaw_runtime.runtimes.steps import refuse_foreign_listener
 
         refuse_foreign_listener(plan)

@@ -210,7 +210,7 @@ class OllamaDriver(DriverBase):
 
     # --- pipeline hooks -------------------------------------------------------------------------------------------
 
-    def adopt(self, plan: Plan, svc: Services, events: EventSink) -> Served | None:
+    def adopt(self, plan: Plan, svc: Services, events: EventSink, cancel: CancelToken) -> Served | None:
         """Host mode: an Ollama answering on the port is used as is (and gets the model steps here, since the
         pipeline only validates an adopted server); anything else there is refused, naming it."""
         from nemoclaw_runtime.runtimes.host_ports import port_owner
@@ -226,7 +226,7 @@ class OllamaDriver(DriverBase):
                             details=found.to_dict())
         version = f"Ollama {found.version}" if found.version else "An Ollama (version unknown)"
         events(Info(f"{version} already answers on {found.base_url}: using it as is, starting no container"))
-        return self._model_steps(plan, found, svc, events, CancelToken())
+        return self._model_steps(plan, found, svc, events, cancel)
 
     def prepare(self, plan: Plan, svc: Services, events: EventSink, cancel: CancelToken) -> str | None:
         return None  # the engine creates the named model volume on first use; nothing to fetch before the image

@@ -33,6 +33,7 @@ from nemoclaw_runtime.errors import (
     ValidationFailed,
 )
 from nemoclaw_runtime.events import EventSink, Info, discard
+from nemoclaw_runtime.runtimes.probes import get_bounded
 from nemoclaw_runtime.settings import Settings
 
 MIN_OLLAMA_VERSION = "0.7.0"
@@ -45,7 +46,6 @@ PROBE_RETRY_PAUSE_S = 1.0
 WARM_UP_TIMEOUT_S = 120.0
 WARM_UP_PROMPT = "Hello, reply in less than 5 words"
 WARM_UP_KEEP_ALIVE = "15m"
-MAX_BODY_BYTES = 4 * 1024 * 1024  # a foreign listener could stream anything at us
 EXCERPT_CHARS = 200
 
 RUNNER_CRASH_RE = re.compile(r"\brunner\b[\s\S]{0,80}\b(?:stopped|terminated|crashed|exited|died|killed)\b",
@@ -165,20 +165,6 @@ def _version_tuple(version: str) -> tuple[int, int, int] | None:
     return int(match[1]), int(match[2]), int(match[3] or 0)
 
 
-def _get_bounded(http: httpx.Client, url: str, timeout: httpx.Timeout) -> tuple[int, str | None, str]:
-    """GET ``url`` and read at most ``MAX_BODY_BYTES`` of its body."""
-    with http.stream("GET", url, timeout=timeout) as response:
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_bytes():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= MAX_BODY_BYTES:
-                break
-        body = b"".join(chunks)[:MAX_BODY_BYTES].decode("utf-8", "replace")
-        return response.status_code, response.headers.get("content-type"), body
-
-
 def _unreachable(base_url: str, what: str, exc: httpx.HTTPError) -> RuntimeNotReady:
     return RuntimeNotReady(f"Ollama at {base_url} did not answer {what}: {type(exc).__name__}",
                            remedy="check that Ollama is running (nemoclaw-runtime up ollama) and run again",
@@ -198,7 +184,7 @@ def detect_ollama(http: httpx.Client, host: str = "127.0.0.1",
     """
     base_url = ollama_base_url(host, port)
     try:
-        status, content_type, body = _get_bounded(http, f"{base_url}/api/tags", DETECT_TIMEOUT)
+        status, content_type, body = get_bounded(http, f"{base_url}/api/tags", DETECT_TIMEOUT)
     except (httpx.ConnectError, httpx.ConnectTimeout):
         return None
     except httpx.TimeoutException:

@@ -15,8 +15,15 @@ from typing import TYPE_CHECKING, Any
 from nemoclaw_runtime.clock import CancelToken, Clock, SystemClock
 from nemoclaw_runtime.errors import Cancelled, InvalidInput, PortInUse, RuntimeNotReady
 from nemoclaw_runtime.events import EventSink, Info, PhaseChanged, Warning, discard
-from nemoclaw_runtime.runtimes.driver import MAX_CONTEXT_WINDOW, Plan, RuntimeDriver, Served, UpRequest, UpResult
-from nemoclaw_runtime.runtimes.spec import LABEL_IMAGE_DIGEST, LABEL_PORT, LABEL_SPEC_HASH, GpuRequest, url_host
+from nemoclaw_runtime.runtimes.driver import Plan, RuntimeDriver, Served, UpRequest, UpResult
+from nemoclaw_runtime.runtimes.spec import (
+    CONTAINER_NAME_RE,
+    LABEL_IMAGE_DIGEST,
+    LABEL_PORT,
+    LABEL_SPEC_HASH,
+    GpuRequest,
+    url_host,
+)
 from nemoclaw_runtime.settings import Settings
 
 if TYPE_CHECKING:
@@ -88,18 +95,12 @@ def make_request(runtime: str, *, model: str | None = None, port: int | None = N
         raise InvalidInput(f"Invalid --port {port}: must be between 1 and 65535", remedy="pass a port such as 8000")
     if timeout_s is not None and timeout_s <= 0:
         raise InvalidInput(f"Invalid --timeout {timeout_s:g}: must be positive", remedy="pass seconds, e.g. 1800")
-    if name is not None and not _valid_name(name):
-        raise InvalidInput(f"Invalid --name {name!r}: use letters, digits, '.', '_' or '-' (not first)",
-                           remedy="pass a name such as my-vllm")
+    if name is not None and not CONTAINER_NAME_RE.match(name):
+        raise InvalidInput(f"Invalid --name {name!r}: two or more letters, digits, '.', '_' or '-' (a letter or "
+                           "digit first)", remedy="pass a name such as my-vllm")
     gpu_request = gpus if isinstance(gpus, GpuRequest) else GpuRequest.parse(gpus)
     return UpRequest(runtime=runtime, model=model, port=port, gpus=gpu_request, image=image, name=name, host=host,
                      prefetch=prefetch, timeout_s=timeout_s, validate=validate, allow_no_tools=allow_no_tools)
-
-
-def _valid_name(name: str) -> bool:
-    import re
-
-    return re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", name) is not None
 
 
 # --- plan ----------------------------------------------------------------------------------------------------------
@@ -187,7 +188,7 @@ def _adopt(driver: RuntimeDriver, the_plan: Plan, svc: Services, events: EventSi
                 return None
             raise PortInUse(f"Port {the_plan.port} is held by our container {info.name}",
                             remedy=f"stop it with `nemoclaw-runtime stop {info.name}`, or pass --port")
-    served = driver.adopt(the_plan, svc, events)
+    served = driver.adopt(the_plan, svc, events, cancel)
     if served is None:
         return None
     base = f"http://{url_host(the_plan.host)}:{the_plan.port}"
@@ -230,7 +231,10 @@ def _reuse_if_same(driver: RuntimeDriver, the_plan: Plan, svc: Services, events:
     if existing is None or not existing.state.running:
         return None
     digest = existing.labels.get(LABEL_IMAGE_DIGEST) or None
-    if existing.labels.get(LABEL_SPEC_HASH) != dataclasses.replace(the_plan.spec, image_digest=digest).spec_hash():
+    # The hash was taken with the pinned digest, or with none when the image had to be pulled by tag (the digest
+    # label then only records what the tag pointed at).
+    hashes = {dataclasses.replace(the_plan.spec, image_digest=candidate).spec_hash() for candidate in (digest, None)}
+    if existing.labels.get(LABEL_SPEC_HASH) not in hashes:
         return None
     events(Info(f"{existing.name} already runs this exact spec: reusing it"))
     served, validated = _serve(driver, the_plan, svc, events, cancel)
@@ -264,11 +268,14 @@ def _result(the_plan: Plan, svc: Services, served: Served, events: EventSink, *,
 def context_window(settings: Settings, reported: int | None, events: EventSink) -> int | None:
     """``NEMOCLAW_CONTEXT_WINDOW`` (when a valid integer) wins over what the server reports."""
     if settings.context_window:
-        raw = settings.context_window.strip()
-        if raw.isdigit() and 0 < int(raw) <= MAX_CONTEXT_WINDOW:
-            events(Info(f"Keeping configured context window {raw} (NEMOCLAW_CONTEXT_WINDOW)"))
-            return int(raw)
-        events(Warning(f"Ignoring NEMOCLAW_CONTEXT_WINDOW={raw!r}: not an integer in 1..{MAX_CONTEXT_WINDOW}"))
+        from nemoclaw_runtime.runtimes.probes import MAX_MODEL_LEN_CEILING, parse_max_model_len
+
+        configured, _ = parse_max_model_len(settings.context_window.strip())
+        if configured is not None:
+            events(Info(f"Keeping configured context window {configured} (NEMOCLAW_CONTEXT_WINDOW)"))
+            return configured
+        events(Warning(f"Ignoring NEMOCLAW_CONTEXT_WINDOW={settings.context_window!r}: not an integer in "
+                       f"1..{MAX_MODEL_LEN_CEILING}"))
     return reported
 
 

@@ -8,6 +8,7 @@ returns :class:`Ready`, :class:`NotYet` or :class:`Failed`; transport errors pro
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,7 @@ from nemoclaw_runtime.registry import is_safe_model_id
 PROBE_TIMEOUT = httpx.Timeout(connect=0.5, read=2.0, write=2.0, pool=0.5)
 MAX_MODEL_LEN_CEILING = 4_194_304
 _POSITIVE_INT = re.compile(r"^[1-9][0-9]*$")
+MAX_BODY_BYTES = 4 * 1024 * 1024  # a foreign listener could stream anything at us
 
 # Transport errors that mean "nothing answers on the port yet" (including docker-proxy accepting on the host
 # and dropping the connection because nothing listens inside the container) ...
@@ -72,13 +74,28 @@ class HttpProbe(Protocol):
     def check(self, http: httpx.Client, base_url: str) -> ProbeResult: ...
 
 
+def get_bounded(http: httpx.Client, url: str, timeout: httpx.Timeout) -> tuple[int, str | None, str]:
+    """GET ``url`` and read at most ``MAX_BODY_BYTES`` of its body."""
+    with http.stream("GET", url, timeout=timeout) as response:
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= MAX_BODY_BYTES:
+                break
+        body = b"".join(chunks)[:MAX_BODY_BYTES].decode("utf-8", "replace")
+        return response.status_code, response.headers.get("content-type"), body
+
+
 def _get_json(http: httpx.Client, url: str) -> tuple[int, Any]:
-    """GET ``url``; (status, decoded JSON or None when the body is not JSON)."""
-    response = http.get(url, timeout=PROBE_TIMEOUT)
+    """GET ``url``; (status, decoded JSON or None when the body is not JSON). The body read is bounded: the
+    listener may be anything."""
+    status, _, body = get_bounded(http, url, PROBE_TIMEOUT)
     try:
-        return response.status_code, response.json()
+        return status, json.loads(body)
     except ValueError:
-        return response.status_code, None
+        return status, None
 
 
 def _models_data(body: Any) -> list[Mapping[str, Any]] | None:
@@ -230,6 +247,8 @@ def probe_existing_vllm(http: httpx.Client, port: int, *, host: str = "127.0.0.1
         status, body = _get_json(http, f"http://{host}:{port}/v1/models")
     except (*PORT_CLOSED_ERRORS, *PORT_OPEN_ERRORS):
         return None
+    except httpx.HTTPError:  # it answered, but not in HTTP a client can use: something else holds the port
+        return ExistingServer(port=port, kind="foreign", status_code=0)
     data = _models_data(body) if status == 200 else None
     if data is None:
         return ExistingServer(port=port, kind="foreign", status_code=status)

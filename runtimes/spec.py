@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,6 +29,10 @@ LABEL_PORT = f"{LABEL_PREFIX}.port"
 LABEL_HOST = f"{LABEL_PREFIX}.host"
 
 EnvValue = str | Secret
+
+#: Docker's own rule for container names (two characters at least); it also keeps lock file names inside their
+#: folder.
+CONTAINER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,254}$")
 
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from nemoclaw_runtime.clock import CancelToken
-from nemoclaw_runtime.errors import InsufficientResources, InvalidInput, MissingToken, NoSuitableGpu, PortInUse
+from nemoclaw_runtime.errors import InsufficientResources, InvalidInput, NoSuitableGpu, PortInUse
 from nemoclaw_runtime.events import EventSink, Info, PhaseChanged
 from nemoclaw_runtime.runtimes.driver import Check, DriverBase, Plan, Served, UpRequest
 from nemoclaw_runtime.runtimes.spec import (
@@ -63,7 +63,7 @@ class VllmDriver(DriverBase):
         checks.append(Check("model", True, f"{model.slug} ({model.hf_id}), served as {served_id}"))
 
         token = settings.hf_token_value()
-        token_variable = self._gate(model, token, request.prefetch)
+        token_variable = self._gate(model, token, request.prefetch, settings)
         if model.gated:
             checks.append(Check("hf-token", True, f"gated model; token from {token_variable}"))
 
@@ -105,12 +105,12 @@ class VllmDriver(DriverBase):
 
     # --- pipeline hooks (side effects happen through ``svc``) ----------------------------------------------------
 
-    def adopt(self, plan: Plan, svc: Services, events: EventSink) -> Served | None:
+    def adopt(self, plan: Plan, svc: Services, events: EventSink, cancel: CancelToken) -> Served | None:
         """A vLLM that is not ours already serving this model on the port is adopted; anything else refuses."""
         from nemoclaw_runtime.runtimes.probes import probe_existing_vllm
         from nemoclaw_runtime.runtimes.steps import refuse_foreign_listener
 
-        existing = probe_existing_vllm(svc.http, plan.port)
+        existing = probe_existing_vllm(svc.http, plan.port, host=url_host(plan.host))
         if existing is None or not existing.is_vllm:
             refuse_foreign_listener(plan)
         assert existing is not None
@@ -177,17 +177,13 @@ class VllmDriver(DriverBase):
         return self.registry.resolve_vllm_model(None, profile=profile)
 
     @staticmethod
-    def _gate(model: VllmModel, token: tuple[str, object] | None, prefetch: bool) -> str | None:
+    def _gate(model: VllmModel, token: tuple[str, object] | None, prefetch: bool, settings: Settings) -> str | None:
         if not model.gated:
             return token[0] if token and not prefetch else None
         if token is None:
-            raise MissingToken(
-                f"Model '{model.hf_id}' is gated on Hugging Face and no token is set: one of HF_TOKEN,"
-                " HUGGING_FACE_HUB_TOKEN is required",
-                remedy=f"accept the licence at {model.licence_url}, then export HF_TOKEN=<your token>",
-                details={"model": model.slug, "licence_url": model.licence_url,
-                         "variables": ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"]},
-            )
+            from nemoclaw_runtime.runtimes.weights import missing_token  # the one refusal, HF_ENDPOINT-aware
+
+            raise missing_token(model.hf_id, settings)
         return token[0]
 
     def _spec(self, name: str, image: str, model: VllmModel, extra: tuple[str, ...], served_id: str, port: int,

@@ -102,7 +102,7 @@ def check_access(model_id: str, token: Secret | None, settings: Settings, *, gat
     from huggingface_hub.errors import EntryNotFoundError
 
     if gated and not token:
-        raise _missing_token(model_id, settings)
+        raise missing_token(model_id, settings)
     endpoint = endpoint_of(settings)
     url = hf_hub_url(model_id, "config.json", endpoint=endpoint)
     with _hf_errors(model_id, token, settings, "checking access to"):
@@ -114,7 +114,7 @@ def check_access(model_id: str, token: Secret | None, settings: Settings, *, gat
     return AccessResult(model_id, endpoint, bool(token), licence_url(model_id, settings))
 
 
-def _missing_token(model_id: str, settings: Settings) -> MissingToken:
+def missing_token(model_id: str, settings: Settings) -> MissingToken:
     url = licence_url(model_id, settings)
     return MissingToken(
         f"Model '{model_id}' is gated on Hugging Face and no token is set: one of "
@@ -443,7 +443,7 @@ def _translate_hf_error(exc: BaseException, *, model_id: str, token: Secret | No
     if isinstance(exc, GatedRepoError) or (isinstance(exc, HfHubHTTPError) and status in (401, 403)
                                            and not isinstance(exc, RepositoryNotFoundError)):
         if not token:
-            return _missing_token(model_id, settings)
+            return missing_token(model_id, settings)
         return AccessDenied(
             f"Hugging Face refused the token for '{model_id}' (HTTP {status or 403}) while {action} it",
             remedy=f"accept the licence at {url} with the account that owns the token, or check that HF_TOKEN "

@@ -96,11 +96,11 @@ def test_stop_all_with_nothing_managed(fake: FakeDocker, capsys: pytest.CaptureF
 
 
 def test_stop_all_by_runtime(fake: FakeDocker, capsys: pytest.CaptureFixture[str]) -> None:
-    start(fake, "a", runtime="nim", port=18000)
-    start(fake, "b", runtime="vllm", port=18001)
+    start(fake, "aa", runtime="nim", port=18000)
+    start(fake, "bb", runtime="vllm", port=18001)
     assert run(["stop", "--all", "--runtime", "vllm", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"stopped": ["b"]}
-    assert [c.name for c in fake.containers.values()] == ["a"]
+    assert json.loads(capsys.readouterr().out) == {"stopped": ["bb"]}
+    assert [c.name for c in fake.containers.values()] == ["aa"]
 
 
 @pytest.mark.parametrize("args", [["stop"], ["stop", "a", "--all"]])

@@ -93,3 +93,10 @@ def test_nim_dry_run_needs_the_ngc_key(capsys: pytest.CaptureFixture[str], monke
     assert code == 0 and plan["container"]["name"] == "nemoclaw-nim-nemoclaw"
     assert plan["container"]["env"] == {"NGC_API_KEY": "***", "NIM_NGC_API_KEY": "***"}
     assert plan["container"]["shm_size"] == "16g" and plan["model"] == "nemotron-3-super-120b-a12b"
+
+
+def test_a_one_letter_name_is_refused_as_docker_would(capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEMOCLAW_GPU_SNAPSHOT", str(FIXTURES / "h100_x8.json"))
+    assert run(["up", "vllm", "--name", "a", "--dry-run"]) == 2
+    assert "Invalid --name 'a'" in capsys.readouterr().err

@@ -361,18 +361,18 @@ def test_stop_needs_names_or_all_but_not_both(fake: FakeDocker, settings: Settin
 
 def test_before_stop_hook_runs_first_and_its_failure_does_not_block(manager: DockerContainerManager,
                                                                      fake: FakeDocker, settings: Settings) -> None:
-    manager.ensure_running(make_spec("a"), events=Recorder())
-    manager.ensure_running(make_spec("b", ports=(PortBinding(8000, 18001),)), events=Recorder())
+    manager.ensure_running(make_spec("aa"), events=Recorder())
+    manager.ensure_running(make_spec("bb", ports=(PortBinding(8000, 18001),)), events=Recorder())
     seen: list[tuple[str, str]] = []
 
     def hook(info: ContainerInfo) -> None:
         seen.append((info.name, info.state.status))
-        if info.name == "a":
+        if info.name == "aa":
             raise RuntimeError("ollama did not answer")
 
     events = Recorder()
-    assert stop_managed(settings, ["a", "b"], docker=fake, before_stop=hook, events=events) == ["a", "b"]
-    assert seen == [("a", "running"), ("b", "running")]
+    assert stop_managed(settings, ["aa", "bb"], docker=fake, before_stop=hook, events=events) == ["aa", "bb"]
+    assert seen == [("aa", "running"), ("bb", "running")]
     assert any(isinstance(e, Warning) and "ollama did not answer" in e.message for e in events.events)
     assert fake.containers == {}
 

@@ -76,15 +76,15 @@ def test_a_waiter_gets_the_lock_once_the_holder_leaves(tmp_path: Path) -> None:
 
 
 def test_lock_is_released_after_an_exception(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError), name_lock(tmp_path, "n"):
+    with pytest.raises(RuntimeError), name_lock(tmp_path, "nn"):
         raise RuntimeError("boom")
-    _assert_free_from_another_thread(tmp_path, "n")
+    _assert_free_from_another_thread(tmp_path, "nn")
 
 
 def test_lock_is_released_after_keyboard_interrupt(tmp_path: Path) -> None:
-    with pytest.raises(KeyboardInterrupt), name_lock(tmp_path, "n"):
+    with pytest.raises(KeyboardInterrupt), name_lock(tmp_path, "nn"):
         raise KeyboardInterrupt
-    _assert_free_from_another_thread(tmp_path, "n")
+    _assert_free_from_another_thread(tmp_path, "nn")
 
 
 def _assert_free_from_another_thread(state_dir: Path, name: str) -> None:
@@ -104,16 +104,16 @@ def _assert_free_from_another_thread(state_dir: Path, name: str) -> None:
 
 
 def test_the_same_thread_may_reenter(tmp_path: Path) -> None:
-    with name_lock(tmp_path, "n"):
-        with name_lock(tmp_path, "n", wait_s=0.1):
+    with name_lock(tmp_path, "nn"):
+        with name_lock(tmp_path, "nn", wait_s=0.1):
             pass
         # still held by this thread after the inner block
         acquired: list[bool] = []
-        thread = threading.Thread(target=lambda: acquired.append(_try(tmp_path, "n")))
+        thread = threading.Thread(target=lambda: acquired.append(_try(tmp_path, "nn")))
         thread.start()
         thread.join(5)
         assert acquired == [False]
-    _assert_free_from_another_thread(tmp_path, "n")
+    _assert_free_from_another_thread(tmp_path, "nn")
 
 
 def _try(state_dir: Path, name: str) -> bool:

@@ -61,7 +61,7 @@ def test_host_mode_uses_an_installed_model_without_pulling(svc: Svc) -> None:
     events = Events()
     with FakeOllama(models=["qwen3.5:9b"]) as fake:
         plan = _plan(fake.port)
-        served = OllamaDriver().adopt(plan, svc, events)  # type: ignore[arg-type]
+        served = OllamaDriver().adopt(plan, svc, events, CancelToken())  # type: ignore[arg-type]
         assert served is not None and served.served_model_id == served.model == "qwen3.5:9b"
         assert "/api/pull" not in fake.paths("POST") and "/api/show" in fake.paths("POST")
         assert any("Ollama 0.12.6 already answers" in e.message for e in events.of(Info))
@@ -74,7 +74,7 @@ def test_host_mode_uses_an_installed_model_without_pulling(svc: Svc) -> None:
 def test_nothing_installed_pulls_the_starter_with_progress(svc: Svc) -> None:
     events = Events()
     with FakeOllama() as fake:
-        served = OllamaDriver().adopt(_plan(fake.port, "jetson_orin"), svc, events)  # type: ignore[arg-type]
+        served = OllamaDriver().adopt(_plan(fake.port, "jetson_orin"), svc, events, CancelToken())  # type: ignore[arg-type]
         assert served is not None and served.served_model_id == "qwen3.5:9b"
         assert [r.body["model"] for r in fake.requests if r.path == "/api/pull"] == ["qwen3.5:9b"]
     progress = events.of(Progress)
@@ -86,7 +86,7 @@ def test_nothing_installed_pulls_the_starter_with_progress(svc: Svc) -> None:
 def test_without_validation_the_model_is_warmed_up(svc: Svc) -> None:
     with FakeOllama(models=["qwen3.5:9b"]) as fake:
         plan = _plan(fake.port, validate=False)
-        served = OllamaDriver().adopt(plan, svc, Events())  # type: ignore[arg-type]
+        served = OllamaDriver().adopt(plan, svc, Events(), CancelToken())  # type: ignore[arg-type]
         assert served is not None
         assert [r.body["keep_alive"] for r in fake.requests if r.path == "/api/generate"] == ["15m"]
         assert OllamaDriver().validate(plan, served, fake.base_url, svc, Events(), CancelToken()) is None
@@ -97,18 +97,18 @@ def test_model_without_tools_is_refused_unless_allowed(svc: Svc) -> None:
     config = FakeOllamaConfig(pull_capabilities=("completion",))
     with FakeOllama(config) as fake:
         with pytest.raises(UnsupportedRuntime) as caught:
-            OllamaDriver().adopt(_plan(fake.port, model="gemma:2b"), svc, Events())  # type: ignore[arg-type]
+            OllamaDriver().adopt(_plan(fake.port, model="gemma:2b"), svc, Events(), CancelToken())  # type: ignore[arg-type]
         assert caught.value.exit_code == 3 and "--allow-no-tools" in str(caught.value.remedy)
         events = Events()
         served = OllamaDriver().adopt(_plan(fake.port, model="gemma:2b", allow_no_tools=True),
-                                      svc, events)  # type: ignore[arg-type]
+                                      svc, events, CancelToken())  # type: ignore[arg-type]
         assert served is not None and any("tool calling" in w.message for w in events.of(Warning))
 
 
 def test_foreign_listener_is_refused_naming_it(svc: Svc) -> None:
     with FakeOllama(FakeOllamaConfig(foreign=True)) as fake:
         with pytest.raises(PortInUse) as caught:
-            OllamaDriver().adopt(_plan(fake.port), svc, Events())  # type: ignore[arg-type]
+            OllamaDriver().adopt(_plan(fake.port), svc, Events(), CancelToken())  # type: ignore[arg-type]
     assert caught.value.exit_code == 3 and "is not Ollama" in caught.value.message
     assert "It works!" in caught.value.message and caught.value.details["kind"] == "foreign"
 
@@ -116,12 +116,12 @@ def test_foreign_listener_is_refused_naming_it(svc: Svc) -> None:
 def test_old_ollama_is_refused_with_upgrade(svc: Svc) -> None:
     with FakeOllama(FakeOllamaConfig(version="0.6.8"), models=["qwen3.5:9b"]) as fake:
         with pytest.raises(UnsupportedRuntime) as caught:
-            OllamaDriver().adopt(_plan(fake.port), svc, Events())  # type: ignore[arg-type]
+            OllamaDriver().adopt(_plan(fake.port), svc, Events(), CancelToken())  # type: ignore[arg-type]
     assert caught.value.exit_code == 3 and "upgrade" in str(caught.value.remedy).lower()
 
 
 def test_nothing_answering_is_not_adopted(svc: Svc) -> None:
-    assert OllamaDriver().adopt(_plan(free_port()), svc, Events()) is None  # type: ignore[arg-type]
+    assert OllamaDriver().adopt(_plan(free_port()), svc, Events(), CancelToken()) is None  # type: ignore[arg-type]
 
 
 def test_after_ready_runs_the_same_steps_and_a_stall_fails(svc: Svc) -> None:
@@ -138,7 +138,7 @@ def test_validate_retries_once_after_a_timeout(svc: Svc, monkeypatch: pytest.Mon
     events = Events()
     with FakeOllama(FakeOllamaConfig(generate_mode="slow_first", slow_s=1.5), models=["qwen3.5:9b"]) as fake:
         plan = _plan(fake.port)
-        served = OllamaDriver().adopt(plan, svc, events)  # type: ignore[arg-type]
+        served = OllamaDriver().adopt(plan, svc, events, CancelToken())  # type: ignore[arg-type]
         assert served is not None
         assert OllamaDriver().validate(plan, served, fake.base_url, svc, events, CancelToken()) == "ollama-generate"
         assert fake.generate_calls == 2
@@ -149,7 +149,7 @@ def test_validate_retries_once_after_a_timeout(svc: Svc, monkeypatch: pytest.Mon
 def test_validate_failures_exit_5(svc: Svc, mode: str, cause: str) -> None:
     with FakeOllama(FakeOllamaConfig(generate_mode=mode), models=["qwen3.5:9b"]) as fake:
         plan = _plan(fake.port)
-        served = OllamaDriver().adopt(plan, svc, Events())  # type: ignore[arg-type]
+        served = OllamaDriver().adopt(plan, svc, Events(), CancelToken())  # type: ignore[arg-type]
         assert served is not None
         with pytest.raises(ValidationFailed) as caught:
             OllamaDriver().validate(plan, served, fake.base_url, svc, Events(), CancelToken())

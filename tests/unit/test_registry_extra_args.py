@@ -82,3 +82,13 @@ def test_values_are_never_echoed() -> None:
 def test_other_variable_name() -> None:
     with pytest.raises(InvalidSetting, match=r"^--extra-args\[0\] must be a string\.$"):
         parse_extra_args("[0]", variable="--extra-args")
+
+
+def test_network_flags_are_refused_but_a_smaller_context_is_allowed() -> None:
+    from nemoclaw_runtime.errors import InvalidSetting
+    from nemoclaw_runtime.registry import parse_extra_args
+
+    for raw in ('["--host", "127.0.0.1"]', '["--host=0.0.0.0"]', '["--port", "9000"]'):
+        with pytest.raises(InvalidSetting, match=r"\[0\] must not set --(host|port)"):
+            parse_extra_args(raw)
+    assert parse_extra_args('["--max-model-len", "32768"]') == ("--max-model-len", "32768")
