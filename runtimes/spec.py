@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 from nemoclaw_runtime.secret import REDACTED, Secret
 
@@ -28,7 +28,7 @@ LABEL_VERSION = f"{LABEL_PREFIX}.version"
 LABEL_PORT = f"{LABEL_PREFIX}.port"
 LABEL_HOST = f"{LABEL_PREFIX}.host"
 
-EnvValue = str | Secret
+EnvValue: TypeAlias = "str | Secret"
 
 #: Docker's own rule for container names (two characters at least); it also keeps lock file names inside their
 #: folder.
