@@ -10,8 +10,7 @@ import click
 
 from nemoclaw_runtime.cli._output import Output, json_option
 from nemoclaw_runtime.cli._prompt import masked_prompt_if_interactive
-
-RUNTIMES = ("vllm", "nim", "ollama")
+from nemoclaw_runtime.registry.entries import RUNTIMES
 
 
 @click.command()

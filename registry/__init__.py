@@ -19,6 +19,7 @@ from nemoclaw_runtime.registry.catalog import Registry
 from nemoclaw_runtime.registry.entries import (
     HF_TOKEN_VARIABLES,
     NGC_KEY_VARIABLES,
+    RUNTIMES,
     SAFE_MODEL_ID_RE,
     VLLM_CONTAINER_PORT,
     NimModel,
@@ -46,6 +47,7 @@ __all__ = [
     "NGC_KEY_VARIABLES",
     "NimModel",
     "OllamaStarter",
+    "RUNTIMES",
     "Registry",
     "SAFE_MODEL_ID_RE",
     "VLLM_CONTAINER_PORT",

@@ -20,6 +20,8 @@ SAFE_MODEL_ID_RE = re.compile(r"^[A-Za-z0-9._:/-]+$")
 VLLM_CONTAINER_PORT = 8000
 
 #: Variables that can carry a Hugging Face token for gated weights, preferred first.
+#: The runtimes nemoclaw-runtime drives (and the registry has entries for).
+RUNTIMES: tuple[str, ...] = ("vllm", "nim", "ollama")
 HF_TOKEN_VARIABLES: tuple[str, ...] = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
 #: Variables that can carry the NGC key NIM images and containers need, preferred first.

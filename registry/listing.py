@@ -10,9 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nemoclaw_runtime.registry.catalog import NO_GPU_PROFILE, Registry
-from nemoclaw_runtime.registry.entries import NimModel, OllamaStarter, VllmModel, VllmProfile
-
-RUNTIMES = ("vllm", "nim", "ollama")
+from nemoclaw_runtime.registry.entries import RUNTIMES, NimModel, OllamaStarter, VllmModel, VllmProfile
 
 
 @dataclass(frozen=True)

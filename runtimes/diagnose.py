@@ -22,6 +22,11 @@ TAIL_LINES = 80
 _MAX_EVIDENCE_CHARS = 300
 
 
+#: Ollama's runner dying (NemoClaw's regex); the Ollama validation reads it too.
+RUNNER_CRASH_RE = re.compile(r"\brunner\b[\s\S]{0,80}\b(?:stopped|terminated|crashed|exited|died|killed)\b",
+                             re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class Diagnosis:
     """A classified failure. ``evidence`` is the (redacted) log line that decided it, ``None`` for ``unknown``."""
@@ -153,7 +158,7 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "ollama-runner-crash",
-        re.compile(r"\brunner\b[\s\S]{0,80}\b(?:stopped|terminated|crashed|exited|died|killed)\b", re.IGNORECASE),
+        RUNNER_CRASH_RE,
         "Ollama's model runner crashed while loading or serving the model",
         "check GPU memory (a smaller model or quantisation, fewer parallel requests via OLLAMA_NUM_PARALLEL), "
         "update Ollama, and read `ollama serve` logs around the crash",

@@ -13,7 +13,6 @@ Two sharp edges of docker-py are handled here (see docker-engine-notes.md):
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import socket
@@ -493,8 +492,3 @@ class DockerPullStream:
                 return  # a read timeout set by the watchdog: the caller decides what it means
             raise DownloadFailed(f"The pull stream of {self._subject} broke: {text}",
                                  remedy="run the command again", details={"transient": True}) from None
-
-
-def encode_auth_entry(username: str, password: Secret) -> str:
-    """The ``auth`` field of a docker config ``auths`` entry (base64 of ``user:password``)."""
-    return base64.b64encode(f"{username}:{password.reveal()}".encode()).decode()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from nemoclaw_runtime.clock import CancelToken
 from nemoclaw_runtime.errors import InvalidInput, MissingToken, NoSuitableGpu
 from nemoclaw_runtime.events import EventSink, Info
+from nemoclaw_runtime.registry import NGC_KEY_VARIABLES
 from nemoclaw_runtime.runtimes.driver import Check, DriverBase, Plan, Served, UpRequest
 from nemoclaw_runtime.runtimes.spec import (
     LABEL_IMAGE,
@@ -175,7 +176,7 @@ def _ngc_key(settings: Settings) -> tuple[str, Secret]:
     found = settings.ngc_key_value()
     if found is None:
         raise MissingToken(
-            "NIM needs an NGC API key and none is set: one of NGC_API_KEY, NVIDIA_INFERENCE_API_KEY, NVIDIA_API_KEY",
+            f"NIM needs an NGC API key and none is set: one of {', '.join(NGC_KEY_VARIABLES)}",
             remedy="create a key at https://org.ngc.nvidia.com/setup/api-key, then export NGC_API_KEY=<key>",
-            details={"variables": ["NGC_API_KEY", "NVIDIA_INFERENCE_API_KEY", "NVIDIA_API_KEY"]})
+            details={"variables": list(NGC_KEY_VARIABLES)})
     return found

@@ -33,6 +33,7 @@ from nemoclaw_runtime.errors import (
     ValidationFailed,
 )
 from nemoclaw_runtime.events import EventSink, Info, discard
+from nemoclaw_runtime.runtimes.diagnose import RUNNER_CRASH_RE
 from nemoclaw_runtime.runtimes.probes import get_bounded
 from nemoclaw_runtime.settings import Settings
 
@@ -48,8 +49,6 @@ WARM_UP_PROMPT = "Hello, reply in less than 5 words"
 WARM_UP_KEEP_ALIVE = "15m"
 EXCERPT_CHARS = 200
 
-RUNNER_CRASH_RE = re.compile(r"\brunner\b[\s\S]{0,80}\b(?:stopped|terminated|crashed|exited|died|killed)\b",
-                             re.IGNORECASE)
 MEMORY_RE = re.compile(r"model requires more system memory \(([\d.]+)\s*GiB\) than is available "
                        r"\(([\d.]+)\s*GiB\)", re.IGNORECASE)
 NO_TOOLS_RE = re.compile(r"does not support tools", re.IGNORECASE)

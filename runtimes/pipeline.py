@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from nemoclaw_runtime.clock import CancelToken, Clock, SystemClock
 from nemoclaw_runtime.errors import Cancelled, InvalidInput, PortInUse, RuntimeNotReady
 from nemoclaw_runtime.events import EventSink, Info, PhaseChanged, Warning, discard
+from nemoclaw_runtime.registry.entries import RUNTIMES
 from nemoclaw_runtime.runtimes.driver import Plan, RuntimeDriver, Served, UpRequest, UpResult
 from nemoclaw_runtime.runtimes.spec import (
     CONTAINER_NAME_RE,
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from nemoclaw_runtime.gpu import GpuInventory
     from nemoclaw_runtime.runtimes.engine import ContainerManager, DockerPort, ImageStore, PulledImage
 
-RUNTIMES = ("vllm", "nim", "ollama")
 
 
 @dataclasses.dataclass

@@ -25,13 +25,13 @@ from typing import Any, Protocol
 
 from nemoclaw_runtime.errors import AccessDenied, MissingToken, RegistryAuthFailed
 from nemoclaw_runtime.events import EventSink, Info, Warning, discard
+from nemoclaw_runtime.registry import NGC_KEY_VARIABLES
 from nemoclaw_runtime.runtimes.manifests import DOCKER_HUB, BasicCredentials
 from nemoclaw_runtime.secret import Secret
 from nemoclaw_runtime.settings import Settings
 
 NGC_REGISTRY = "nvcr.io"
 NGC_USERNAME = "$oauthtoken"
-KEY_VARIABLES = ("NGC_API_KEY", "NVIDIA_INFERENCE_API_KEY", "NVIDIA_API_KEY")
 #: Registries that are always logged in to before a pull (NemoClaw's behaviour for nvcr.io).
 LOGIN_REQUIRED = frozenset({NGC_REGISTRY})
 PROMPT_ATTEMPTS = 2  # the first try and one retry
@@ -154,9 +154,9 @@ def obtain_credentials(registry: str, settings: Settings, *, port: LoginPort,
     if prompt_secret is None:
         raise MissingToken(
             f"No login for the registry {registry}: Docker is not logged in and none of "
-            f"{', '.join(KEY_VARIABLES)} is set",
+            f"{', '.join(NGC_KEY_VARIABLES)} is set",
             remedy=f"export NGC_API_KEY=<your key>, or run: {login_command(registry)}",
-            details={"registry": registry, "variables": list(KEY_VARIABLES)})
+            details={"registry": registry, "variables": list(NGC_KEY_VARIABLES)})
     return _prompted(registry, settings, port, prompt_secret, events, save_login, attempts=PROMPT_ATTEMPTS)
 
 
@@ -217,4 +217,4 @@ def save_docker_login(path: Path, credentials: RegistryCredentials) -> None:
 
 def missing_login_hint(registry: str) -> str:
     """What to say when a registry answers 401 to a pull made without credentials."""
-    return f"set NGC_API_KEY (or {' / '.join(KEY_VARIABLES[1:])}), or run: {login_command(registry)}"
+    return f"set NGC_API_KEY (or {' / '.join(NGC_KEY_VARIABLES[1:])}), or run: {login_command(registry)}"

@@ -32,11 +32,11 @@ from nemoclaw_runtime.errors import (
     NemoclawError,
 )
 from nemoclaw_runtime.events import EventSink, Progress, Warning
+from nemoclaw_runtime.registry import HF_TOKEN_VARIABLES
 from nemoclaw_runtime.secret import Secret, redact
 from nemoclaw_runtime.settings import Settings
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 METADATA_TIMEOUT_S = 15.0  # model_info and the access probe: the hub answers these in well under a second
 PROGRESS_EVERY_S = 0.25  # at most this often a Progress event (plus one per finished file and a final one)
 _LIBRARY = "nemoclaw-runtime"
@@ -118,10 +118,10 @@ def missing_token(model_id: str, settings: Settings) -> MissingToken:
     url = licence_url(model_id, settings)
     return MissingToken(
         f"Model '{model_id}' is gated on Hugging Face and no token is set: one of "
-        f"{', '.join(TOKEN_VARIABLES)} is required",
+        f"{', '.join(HF_TOKEN_VARIABLES)} is required",
         remedy=f"accept the licence at {url}, then export HF_TOKEN=<your token> (or HUGGING_FACE_HUB_TOKEN)",
         cause="hf-gated",
-        details={"model": model_id, "licence_url": url, "variables": list(TOKEN_VARIABLES)},
+        details={"model": model_id, "licence_url": url, "variables": list(HF_TOKEN_VARIABLES)},
     )
 
 
