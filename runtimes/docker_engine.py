@@ -40,7 +40,7 @@ from nemoclaw_runtime.errors import (
     RegistryAuthFailed,
 )
 from nemoclaw_runtime.runtimes.engine import ContainerInfo, ContainerState
-from nemoclaw_runtime.runtimes.spec import ContainerSpec, image_repository
+from nemoclaw_runtime.runtimes.spec import ContainerSpec, split_reference
 from nemoclaw_runtime.runtimes.watchdog import classify_engine_message, pull_error
 from nemoclaw_runtime.secret import Secret, redact
 from nemoclaw_runtime.settings import Settings
@@ -248,18 +248,6 @@ def _label_filters(labels: Mapping[str, str | None]) -> list[str]:
     return [key if value is None else f"{key}={value}" for key, value in labels.items()]
 
 
-def split_ref(ref: str) -> tuple[str, str]:
-    """``(repository, tag-or-digest)``; the tag defaults to ``latest``. A registry port survives."""
-    repository = image_repository(ref)
-    rest = ref[len(repository):]
-    if rest.startswith("@"):
-        return repository, rest[1:]
-    if rest.startswith(":"):
-        tag = rest[1:].split("@", 1)
-        return repository, tag[1] if len(tag) == 2 else tag[0]
-    return repository, "latest"
-
-
 # --- the engine -----------------------------------------------------------------------------------------------------
 
 
@@ -354,7 +342,7 @@ class DockerEngine:
             return None
 
     def tag_image(self, source_ref: str, target_ref: str) -> None:
-        repository, tag = split_ref(target_ref)
+        repository, tag = split_reference(target_ref)
         with self._t("tagging an image", missing="image", subject=source_ref):
             ok = self._api.tag(source_ref, repository, tag, force=True)
         if not ok:

@@ -22,7 +22,7 @@ import tenacity
 
 from nemoclaw_runtime.clock import Clock, SystemClock
 from nemoclaw_runtime.errors import DownloadFailed, ImageNotFound, RegistryAuthFailed
-from nemoclaw_runtime.runtimes.spec import image_repository
+from nemoclaw_runtime.runtimes.spec import image_repository, split_reference
 from nemoclaw_runtime.secret import Secret
 
 DOCKER_HUB = "docker.io"
@@ -82,15 +82,7 @@ class ImageRef:
 def parse_image_ref(ref: str) -> ImageRef:
     """Split ``ref`` into registry, repository and tag/digest, the way the engine does."""
     text = ref.strip()
-    repo_part = image_repository(text)
-    rest = text[len(repo_part):]
-    if rest.startswith("@"):
-        reference = rest[1:]
-    elif rest.startswith(":"):
-        tag, _, digest = rest[1:].partition("@")
-        reference = digest or tag
-    else:
-        reference = "latest"
+    repo_part, reference = split_reference(text)
     first, sep, remainder = repo_part.partition("/")
     if sep and ("." in first or ":" in first or first == "localhost"):
         registry, path = first, remainder

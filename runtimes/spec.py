@@ -167,3 +167,20 @@ def image_repository(ref: str) -> str:
     head, sep, last = ref.rpartition("/")
     last = last.split("@", 1)[0].split(":", 1)[0]
     return f"{head}{sep}{last}"
+
+
+def split_reference(ref: str) -> tuple[str, str]:
+    """``(repository, tag or digest)``; a digest wins over a tag, the tag defaults to ``latest``, a registry port
+    survives.
+
+    >>> split_reference("127.0.0.1:5000/team/img:1.0@sha256:ab")
+    ('127.0.0.1:5000/team/img', 'sha256:ab')
+    """
+    repository = image_repository(ref)
+    rest = ref[len(repository):]
+    if rest.startswith("@"):
+        return repository, rest[1:]
+    if rest.startswith(":"):
+        tag, _, digest = rest[1:].partition("@")
+        return repository, digest or tag
+    return repository, "latest"

@@ -32,7 +32,6 @@ from nemoclaw_runtime.runtimes.docker_engine import (
     DockerPullStream,
     container_info,
     create_kwargs,
-    split_ref,
     translated,
 )
 from nemoclaw_runtime.runtimes.spec import ContainerSpec, GpuRequest, Mount, PortBinding
@@ -116,8 +115,10 @@ def test_container_info_from_inspect() -> None:
     ("repo@sha256:abc", ("repo", "sha256:abc")),
     ("repo:tag@sha256:abc", ("repo", "sha256:abc")),
 ])
-def test_split_ref(ref: str, expected: tuple[str, str]) -> None:
-    assert split_ref(ref) == expected
+def test_split_reference(ref: str, expected: tuple[str, str]) -> None:
+    from nemoclaw_runtime.runtimes.spec import split_reference
+
+    assert split_reference(ref) == expected
 
 
 # --- the one error translator ---------------------------------------------------------------------------------------

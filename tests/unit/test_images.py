@@ -23,23 +23,13 @@ from nemoclaw_runtime.events import Event, Info, Progress
 from nemoclaw_runtime.runtimes.images import DockerImageStore
 from nemoclaw_runtime.runtimes.manifests import BasicCredentials, ImageRef, ManifestResolution
 from nemoclaw_runtime.settings import Settings
+from tests.fakes.clock import FakeClock
 from tests.fakes.fake_docker import FakeDocker
 
 REF = "127.0.0.1:5000/team/img:1.0"
 REPO = "127.0.0.1:5000/team/img"
 AMD = "sha256:" + "a" * 64
 KEY = "nvapi-unit-key-000111222"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Resolver:
@@ -83,7 +73,7 @@ def settings(tmp_path: Path, **env: str) -> Settings:
 
 
 def store(fake: FakeDocker, tmp_path: Path, resolver: Resolver, clock: Any = None, **env: str) -> DockerImageStore:
-    return DockerImageStore(fake, settings(tmp_path, **env), clock=clock or FakeClock(), arch="x86_64",
+    return DockerImageStore(fake, settings(tmp_path, **env), clock=clock or FakeClock(0.0), arch="x86_64",
                             resolve=resolver)
 
 
@@ -208,7 +198,7 @@ class StreamPort(FakeDocker):
 
 
 def test_events_without_progress_past_the_window_are_a_stall(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     stream = TimedStream(clock, [(0, layer("Pulling fs layer")), (1, layer("Downloading", current=10, total=99)),
                                  (200, layer("Downloading", current=10, total=99))])
     port = StreamPort([stream])
@@ -221,7 +211,7 @@ def test_events_without_progress_past_the_window_are_a_stall(tmp_path: Path) -> 
 
 
 def test_silent_extraction_tail_within_the_quiet_window_completes(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     stream = TimedStream(clock, [(0, layer("Pulling fs layer")), (1, layer("Downloading", current=99, total=99)),
                                  (2, layer("Download complete")), (3, layer("Extracting", current=1, total=99)),
                                  (700, layer("Pull complete"))])
@@ -280,7 +270,7 @@ def test_cancellation_aborts_a_blocked_stream(tmp_path: Path) -> None:
 
 
 def test_transient_pull_start_failures_are_retried_bounded(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     flaky = DownloadFailed("503 Service Unavailable", details={"transient": True})
     ok = TimedStream(clock, [(0, layer("Pulling fs layer")), (1, layer("Pull complete"))])
     port = StreamPort([flaky, flaky, ok])
@@ -306,7 +296,7 @@ def test_auth_errors_are_never_retried(tmp_path: Path) -> None:
 
 
 def test_a_registry_wanting_a_login_gets_the_checked_ngc_key(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     port = StreamPort([TimedStream(clock, [(0, layer("Pull complete"))])])
     port.valid_logins = {"127.0.0.1:5000": ("$oauthtoken", KEY)}
     resolver = pinned()

@@ -23,23 +23,12 @@ from nemoclaw_runtime.runtimes.manifests import (
     select_platform_manifest,
 )
 from nemoclaw_runtime.secret import Secret
+from tests.fakes.clock import FakeClock
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 AMD, ARM, ATTEST = "sha256:" + "a" * 64, "sha256:" + "b" * 64, "sha256:" + "c" * 64
 KEY = "nvapi-unit-secret-key"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now, self.slept = 0.0, []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def index_doc(*, attestation_first: bool = True) -> dict[str, Any]:
@@ -208,13 +197,13 @@ def test_missing_tag_is_image_not_found() -> None:
 
 def test_transient_5xx_is_retried_with_backoff_then_succeeds() -> None:
     answers = iter([httpx.Response(503), httpx.Response(502), httpx.Response(200, json=index_doc())])
-    clock = FakeClock()
+    clock = FakeClock(0.0)
 
     resolved = resolve_platform_manifest(parse_image_ref("127.0.0.1:5000/a:1"), arch="amd64", clock=clock,
                                          client_factory=factory(lambda request: next(answers)))
 
     assert resolved is not None and resolved.digest == AMD
-    assert len(clock.slept) == 2 and clock.slept[0] <= clock.slept[1] <= 4
+    assert len(clock.sleeps) == 2 and clock.sleeps[0] <= clock.sleeps[1] <= 4
 
 
 def test_persistent_5xx_or_reset_gives_up_after_three_attempts() -> None:
@@ -225,7 +214,7 @@ def test_persistent_5xx_or_reset_gives_up_after_three_attempts() -> None:
         raise httpx.ReadError("connection reset by peer")
 
     with pytest.raises(DownloadFailed) as caught:
-        resolve_platform_manifest(parse_image_ref("127.0.0.1:5000/a:1"), arch="amd64", clock=FakeClock(),
+        resolve_platform_manifest(parse_image_ref("127.0.0.1:5000/a:1"), arch="amd64", clock=FakeClock(0.0),
                                   client_factory=factory(handler))
 
     assert len(calls) == 3 and caught.value.details["transient"] is True

@@ -9,18 +9,7 @@ from typing import Any
 import pytest
 
 from nemoclaw_runtime.runtimes.watchdog import PullWatchdog, describe_stuck
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
+from tests.fakes.clock import FakeClock
 
 LAYER = "05882c33acff"
 
