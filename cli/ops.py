@@ -90,7 +90,7 @@ def stop(names: tuple[str, ...], all_: bool, runtime: str | None, json_mode: boo
     settings = _settings(output)
     # Ollama entries unload their models (keep_alive 0) before the container goes; other runtimes are skipped.
     stopped = stop_managed(settings, names, all=all_, runtime=runtime, events=warnings_only,
-                           before_stop=unload_before_stop(settings, events=warnings_only))
+                           before_stop=unload_before_stop(events=warnings_only))
     output.result({"stopped": stopped}, lambda: _stop_lines(stopped, runtime))
 
 

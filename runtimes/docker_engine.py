@@ -349,10 +349,6 @@ class DockerEngine:
             raise NemoclawError(f"The engine did not tag {source_ref} as {target_ref}",
                                 remedy="run the command again; `docker images` shows what is present")
 
-    def remove_image(self, ref: str) -> None:
-        with self._t("removing an image", missing="image", subject=ref):
-            self._api.remove_image(ref)
-
     def login(self, registry: str, username: str, password: str) -> None:
         with self._t("logging in to a registry", subject=registry, secrets=(password,)):
             self._client.login(username=username, password=password, registry=registry, reauth=True)

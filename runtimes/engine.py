@@ -95,8 +95,6 @@ class DockerPort(Protocol):
 
     def tag_image(self, source_ref: str, target_ref: str) -> None: ...
 
-    def remove_image(self, ref: str) -> None: ...
-
     def login(self, registry: str, username: str, password: str) -> None: ...  # password: reveal() at call site only
 
     # containers

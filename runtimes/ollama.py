@@ -260,7 +260,7 @@ class OllamaDriver(DriverBase):
         rules = _rules_of(plan)
         events(PhaseChanged("validate", f"Probing {served.served_model_id} through {base}/api/generate"))
         budgets = PROBE_BUDGETS_S or ollama_api.PROBE_BUDGETS_S
-        result = ollama_api.validate_model(svc.http, base, served.served_model_id, settings=svc.settings,
+        result = ollama_api.validate_model(svc.http, base, served.served_model_id,
                                            clock=svc.clock, events=events, is_spark=rules.is_spark,
                                            host_memory_total_mib=rules.host_memory_mib,
                                            allow_no_tools=rules.allow_no_tools, budgets_s=budgets)
@@ -300,13 +300,11 @@ class OllamaDriver(DriverBase):
 # --- stop ------------------------------------------------------------------------------------------------------
 
 
-def unload_before_stop(settings: Settings, *, http: httpx.Client | None = None,
+def unload_before_stop(*, http: httpx.Client | None = None,
                        events: EventSink = discard) -> Callable[[ContainerInfo], None]:
     """A ``before_stop`` hook for ``containers.stop_managed``: unload the models of a managed Ollama through its
     published port (``keep_alive: 0``), so GPU memory is handed back before the container goes. Best effort:
     containers of other runtimes, stopped ones and an Ollama that does not answer are passed over."""
-    del settings  # taken for the uniform hook factory call; the port comes from the container's labels
-
     def hook(info: ContainerInfo) -> None:
         import httpx
 

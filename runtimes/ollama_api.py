@@ -35,7 +35,6 @@ from nemoclaw_runtime.errors import (
 from nemoclaw_runtime.events import EventSink, Info, discard
 from nemoclaw_runtime.runtimes.diagnose import RUNNER_CRASH_RE
 from nemoclaw_runtime.runtimes.probes import get_bounded
-from nemoclaw_runtime.settings import Settings
 
 MIN_OLLAMA_VERSION = "0.7.0"
 DEFAULT_OLLAMA_PORT = 11434
@@ -287,7 +286,7 @@ def warm_up(http: httpx.Client, base_url: str, tag: str, *, timeout_s: float = W
     return response.status_code == 200
 
 
-def validate_model(http: httpx.Client, base_url: str, tag: str, *, settings: Settings, clock: Clock,
+def validate_model(http: httpx.Client, base_url: str, tag: str, *, clock: Clock,
                    events: EventSink = discard, is_spark: bool = False, host_memory_total_mib: int | None = None,
                    allow_no_tools: bool = False,
                    budgets_s: tuple[float, ...] = PROBE_BUDGETS_S) -> OllamaValidation:
@@ -300,7 +299,7 @@ def validate_model(http: httpx.Client, base_url: str, tag: str, *, settings: Set
     Spark a model that Ollama placed entirely on the CPU fails (cause ``ollama-cpu-only``). ``settings`` is taken
     for the drivers' uniform call; the budgets are NemoClaw's fixed ones (``budgets_s`` for tests).
     """
-    del settings  # the Ollama probe budgets are fixed (NemoClaw validateOllamaModel), not NEMOCLAW_LOCAL_*
+    # The budgets are fixed (NemoClaw validateOllamaModel), not NEMOCLAW_LOCAL_INFERENCE_TIMEOUT.
     response, attempts = _probe(http, f"{base_url}/api/generate", tag, budgets_s, clock, events)
     if response is None or not response.text.strip():
         raise ValidationFailed(f"Ollama model '{tag}' did not answer the local probe in time.",

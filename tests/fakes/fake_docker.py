@@ -31,7 +31,7 @@ from nemoclaw_runtime.runtimes.engine import ContainerInfo, ContainerState
 from nemoclaw_runtime.runtimes.spec import ContainerSpec, image_repository
 
 WRITE_CALLS = frozenset({"create_container", "start_container", "stop_container", "remove_container", "tag_image",
-                         "remove_image", "pull_stream", "login"})
+                         "pull_stream", "login"})
 FOLLOW_MAX_WAIT_S = 10.0  # a follow never blocks a test longer than this
 
 
@@ -205,14 +205,6 @@ class FakeDocker:
                 raise ImageNotFound(f"No such image: {source_ref}")
             if target_ref not in attrs["RepoTags"]:
                 attrs["RepoTags"].append(target_ref)
-
-    def remove_image(self, ref: str) -> None:
-        with self._guard:
-            self._record("remove_image", ref)
-            attrs = self._find_image(ref)
-            if attrs is None:
-                raise ImageNotFound(f"No such image: {ref}")
-            del self.images[attrs["Id"]]
 
     def login(self, registry: str, username: str, password: str) -> None:
         with self._guard:

@@ -19,7 +19,6 @@ import pytest
 from nemoclaw_runtime.cli.main import run
 from nemoclaw_runtime.runtimes.engine import ContainerInfo, ContainerState
 from nemoclaw_runtime.runtimes.ollama import unload_before_stop
-from nemoclaw_runtime.settings import Settings
 from tests.support.docker_env import free_port
 from tests.support.fake_ollama_image import (  # noqa: F401  (fixture)
     FakeOllamaRegistry,
@@ -99,7 +98,7 @@ def test_container_mode_end_to_end(capsys: pytest.CaptureFixture[str], docker_cl
         assert [m["name"] for m in http.get(f"{base}/api/ps").json()["models"]] == ["qwen3.5:9b"]
         info = ContainerInfo(id=result["container_id"], name=name, image=image, state=ContainerState("running"),
                              labels=docker_client.containers.get(name).labels)
-        unload_before_stop(Settings.from_env(), http=http)(info)
+        unload_before_stop(http=http)(info)
         assert http.get(f"{base}/api/ps").json()["models"] == []
 
     assert run(["stop", name, "--json"]) == 0

@@ -34,7 +34,6 @@ from nemoclaw_runtime.runtimes.ollama_api import (
     validate_model,
     warm_up,
 )
-from nemoclaw_runtime.settings import Settings
 from tests.support.fake_ollama import FakeModel, FakeOllama, StepClock, free_port
 
 TAG = "qwen3.5:9b"
@@ -55,7 +54,7 @@ def http() -> Iterator[httpx.Client]:
 
 def _validate(http: httpx.Client, fake: FakeOllama, tag: str = TAG, **kw: object) -> ollama_api.OllamaValidation:
     kw.setdefault("clock", StepClock())
-    return validate_model(http, fake.base_url, tag, settings=Settings(), **kw)  # type: ignore[arg-type]
+    return validate_model(http, fake.base_url, tag, **kw)  # type: ignore[arg-type]
 
 
 # --- detection -------------------------------------------------------------------------------------------------

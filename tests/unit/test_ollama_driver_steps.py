@@ -169,7 +169,7 @@ def test_unload_before_stop_unloads_loaded_models(svc: Svc) -> None:
     events = Events()
     with FakeOllama(models=["qwen3.5:9b", "llama3:8b"]) as fake:
         fake.loaded.update({"qwen3.5:9b", "llama3:8b"})
-        unload_before_stop(svc.settings, events=events)(_info(fake.port))
+        unload_before_stop(events=events)(_info(fake.port))
         assert fake.loaded == set()
     assert any("Unloaded" in e.message and "nemoclaw-ollama" in e.message for e in events.of(Info))
 
@@ -177,7 +177,7 @@ def test_unload_before_stop_unloads_loaded_models(svc: Svc) -> None:
 def test_unload_before_stop_passes_over_other_containers(svc: Svc) -> None:
     with FakeOllama(models=["qwen3.5:9b"]) as fake:
         fake.loaded.add("qwen3.5:9b")
-        hook = unload_before_stop(svc.settings, http=svc.http)
+        hook = unload_before_stop(http=svc.http)
         hook(_info(fake.port, runtime="vllm"))
         hook(_info(fake.port, status="exited"))
         assert fake.requests == [] and fake.loaded == {"qwen3.5:9b"}
@@ -185,7 +185,7 @@ def test_unload_before_stop_passes_over_other_containers(svc: Svc) -> None:
 
 
 def test_stop_managed_with_the_hook_unloads_then_removes(svc: Svc, tmp_path: Path) -> None:
-    """The wiring ``stop`` uses: ``stop_managed(settings, names, before_stop=unload_before_stop(settings))``."""
+    """The wiring ``stop`` uses: ``stop_managed(settings, names, before_stop=unload_before_stop())``."""
     from nemoclaw_runtime.runtimes.containers import DockerContainerManager, stop_managed
     from tests.fakes.fake_docker import FakeDocker
 
@@ -198,6 +198,6 @@ def test_stop_managed_with_the_hook_unloads_then_removes(svc: Svc, tmp_path: Pat
         fake.loaded.add("qwen3.5:9b")
         events = Events()
         stopped = stop_managed(settings, ["nrt-ollama-unit"], docker=docker,
-                               before_stop=unload_before_stop(settings, events=events), events=events)
+                               before_stop=unload_before_stop(events=events), events=events)
         assert stopped == ["nrt-ollama-unit"] and fake.loaded == set() and docker.containers == {}
     assert [r.body for r in fake.requests if r.path == "/api/generate"] == [{"model": "qwen3.5:9b", "keep_alive": 0}]
