@@ -31,16 +31,16 @@ sys.path.insert(0, str(ROOT))  # for tests.support (the busybox image builder)
 import docker  # noqa: E402
 
 from nemoclaw_runtime.cli.main import run as cli_run  # noqa: E402
-from nemoclaw_runtime.runtimes.containers import DockerContainerManager, list_managed  # noqa: E402
-from nemoclaw_runtime.runtimes.docker_engine import connect  # noqa: E402
-from nemoclaw_runtime.runtimes.spec import (  # noqa: E402
+from nemoclaw_runtime.kernel.settings import Settings  # noqa: E402
+from nemoclaw_runtime.runtimes.docker.adapter import connect  # noqa: E402
+from nemoclaw_runtime.runtimes.docker.containers import DockerContainerManager, list_managed  # noqa: E402
+from nemoclaw_runtime.runtimes.docker.spec import (  # noqa: E402
     LABEL_MANAGED,
     LABEL_RUNTIME,
     ContainerSpec,
     GpuRequest,
     PortBinding,
 )
-from nemoclaw_runtime.settings import Settings  # noqa: E402
 from tests.support.docker_env import free_port, session_labels  # noqa: E402
 from tests.support.images import build_busybox_image, unique_tag  # noqa: E402
 

@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 import docker  # noqa: E402
 import httpx  # noqa: E402
 
+from nemoclaw_runtime.kernel.settings import Settings  # noqa: E402
 from nemoclaw_runtime.runtimes import pipeline  # noqa: E402
-from nemoclaw_runtime.settings import Settings  # noqa: E402
 from tests.support.docker_env import free_port, unique_name  # noqa: E402
 from tests.support.fake_hf import FakeHub, tiny_model_files  # noqa: E402
 from tests.support.fake_vllm import fake_vllm_files, serve_command  # noqa: E402

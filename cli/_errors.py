@@ -7,7 +7,7 @@ import traceback
 
 import click
 
-from nemoclaw_runtime.errors import NemoclawError
+from nemoclaw_runtime.kernel.errors import NemoclawError
 
 LOG_TAIL_LINES_SHOWN = 80
 

@@ -15,7 +15,7 @@ from typing import IO, Any
 
 import click
 
-from nemoclaw_runtime.events import (
+from nemoclaw_runtime.kernel.events import (
     Event,
     EventSink,
     Heartbeat,

@@ -19,7 +19,7 @@ def gpus(json_mode: bool) -> None:
     GPUs anywhere (no GPU needed).
     """
     from nemoclaw_runtime.gpu import detect_gpus  # NVML and psutil load only when the command runs
-    from nemoclaw_runtime.settings import Settings
+    from nemoclaw_runtime.kernel.settings import Settings
 
     settings = Settings.from_env(os.environ)
     output = Output(json_mode)

@@ -25,9 +25,9 @@ def models(runtime: str | None, include_all: bool, json_mode: bool) -> None:
 
     The host's default is marked with *, and gated entries name the token they need.
     """
+    from nemoclaw_runtime.kernel.settings import Settings
     from nemoclaw_runtime.registry import load_registry
     from nemoclaw_runtime.registry.listing import model_listing
-    from nemoclaw_runtime.settings import Settings
 
     host = detect_host(Settings.from_env(os.environ))
     listing = model_listing(load_registry(), host, runtime=runtime, include_all=include_all)

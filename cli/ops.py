@@ -1,6 +1,6 @@
 """``ps``, ``stop`` and ``logs``: the ops commands over the containers nemoclaw-runtime manages.
 
-Each command is one library call (``runtimes/containers.py``) rendered through ``Output``. Nothing here imports
+Each command is one library call (``runtimes/docker/containers.py``) rendered through ``Output``. Nothing here imports
 docker-py: the library connects lazily when the command runs.
 """
 
@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 import click
 
 from nemoclaw_runtime.cli._output import Output, json_option
-from nemoclaw_runtime.settings import Settings
+from nemoclaw_runtime.kernel.settings import Settings
 
 if TYPE_CHECKING:
-    from nemoclaw_runtime.runtimes.containers import ManagedContainerView
+    from nemoclaw_runtime.runtimes.docker.containers import ManagedContainerView
 
 DEFAULT_TAIL = 80
 _PS_COLUMNS = ("NAME", "RUNTIME", "MODEL", "STATE", "HEALTH", "BASE URL", "IMAGE", "CREATED")
@@ -33,7 +33,7 @@ def _settings(output: Output) -> Settings:
 @json_option
 def ps(runtime: str | None, json_mode: bool) -> None:
     """List the containers nemoclaw-runtime manages (found by label; nothing else is shown)."""
-    from nemoclaw_runtime.runtimes.containers import list_managed
+    from nemoclaw_runtime.runtimes.docker.containers import list_managed
 
     output = Output(json_mode)
     views = list_managed(_settings(output), runtime=runtime)
@@ -75,8 +75,8 @@ def stop(names: tuple[str, ...], all_: bool, runtime: str | None, json_mode: boo
 
     Containers nemoclaw-runtime did not create are never touched: naming one exits with 6 and stops nothing.
     """
-    from nemoclaw_runtime.events import Event, Info
-    from nemoclaw_runtime.runtimes.containers import stop_managed
+    from nemoclaw_runtime.kernel.events import Event, Info
+    from nemoclaw_runtime.runtimes.docker.containers import stop_managed
 
     output = Output(json_mode)
     sink = output.events()
@@ -85,7 +85,7 @@ def stop(names: tuple[str, ...], all_: bool, runtime: str | None, json_mode: boo
         if not isinstance(event, Info):
             sink(event)
 
-    from nemoclaw_runtime.runtimes.ollama import unload_before_stop
+    from nemoclaw_runtime.runtimes.drivers.ollama import unload_before_stop
 
     settings = _settings(output)
     # Ollama entries unload their models (keep_alive 0) before the container goes; other runtimes are skipped.
@@ -109,7 +109,7 @@ def _stop_lines(stopped: Iterable[str], runtime: str | None) -> Iterator[str]:
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the container stops or Ctrl-C.")
 def logs(name: str, tail: int, follow: bool) -> None:
     """Show the log (stdout and stderr) of a managed container."""
-    from nemoclaw_runtime.runtimes.containers import managed_logs
+    from nemoclaw_runtime.runtimes.docker.containers import managed_logs
 
     output = Output(False)
     lines = managed_logs(_settings(output), name, tail=tail, follow=follow)

@@ -27,9 +27,9 @@ def options(select: bool, json_mode: bool) -> None:
       nemoclaw-runtime options --json
       NEMOCLAW_PROVIDER=install-vllm nemoclaw-runtime options --select --json
     """
-    from nemoclaw_runtime.runtimes.options import local_options
-    from nemoclaw_runtime.runtimes.selection import select_option
-    from nemoclaw_runtime.settings import Settings
+    from nemoclaw_runtime.kernel.settings import Settings
+    from nemoclaw_runtime.runtimes.onboarding.options import local_options
+    from nemoclaw_runtime.runtimes.onboarding.selection import select_option
 
     output = Output(json_mode)
     settings = Settings.from_env(os.environ)

@@ -30,8 +30,8 @@ def pull(runtime: str, model: str | None, image: str | None, save_login: bool, j
       nemoclaw-runtime pull vllm
       nemoclaw-runtime pull ollama --image docker.io/ollama/ollama:0.12.6 --json
     """
+    from nemoclaw_runtime.kernel.settings import Settings
     from nemoclaw_runtime.runtimes import pipeline
-    from nemoclaw_runtime.settings import Settings
 
     output = Output(json_mode)
     result = pipeline.pull(runtime, settings=Settings.from_env(os.environ), model=model, image=image,

@@ -43,8 +43,8 @@ def up(runtime: str, model: str | None, port: int | None, gpus: str, image: str 
       NGC_API_KEY=... nemoclaw-runtime up nim
       nemoclaw-runtime up ollama --model qwen3.5:9b
     """
+    from nemoclaw_runtime.kernel.settings import Settings
     from nemoclaw_runtime.runtimes import pipeline
-    from nemoclaw_runtime.settings import Settings
 
     output = Output(json_mode)
     settings = Settings.from_env(os.environ)
@@ -66,7 +66,7 @@ def up(runtime: str, model: str | None, port: int | None, gpus: str, image: str 
 
 def _ask_ngc_key(settings: Any, prompt: Any) -> Any:
     """On a terminal with no key in the environment, ask once; the key then serves the login and the container."""
-    from nemoclaw_runtime.secret import Secret
+    from nemoclaw_runtime.kernel.secret import Secret
 
     key = prompt("  NGC API Key: ").strip()
     return settings.replace(ngc_api_key=Secret(key)) if key else settings

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import click
 
 from nemoclaw_runtime.cli._output import Output, json_option
-from nemoclaw_runtime.errors import InvalidInput
-from nemoclaw_runtime.secret import Secret
+from nemoclaw_runtime.kernel.errors import InvalidInput
+from nemoclaw_runtime.kernel.secret import Secret
 
 _APIS = ("openai-completions", "openai-responses")
 
@@ -31,8 +31,8 @@ def validate(base_url: str, model: str, api: str | None, api_key_env: str | None
     Budget: NEMOCLAW_LOCAL_INFERENCE_TIMEOUT seconds per request (default 180). Exit 5 when the endpoint
     does not give a usable answer; the error names the cause and the fix.
     """
-    from nemoclaw_runtime.runtimes.validate import validate_endpoint  # imports httpx: only when run
-    from nemoclaw_runtime.settings import Settings
+    from nemoclaw_runtime.kernel.settings import Settings
+    from nemoclaw_runtime.runtimes.server.validate import validate_endpoint  # imports httpx: only when run
 
     settings = Settings.from_env(os.environ)
     output = Output(json_mode)

@@ -18,41 +18,41 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    "Settings": "nemoclaw_runtime.settings",
-    "Secret": "nemoclaw_runtime.secret",
-    "CancelToken": "nemoclaw_runtime.clock",
-    "SystemClock": "nemoclaw_runtime.clock",
-    "ContainerSpec": "nemoclaw_runtime.runtimes.spec",
-    "GpuRequest": "nemoclaw_runtime.runtimes.spec",
+    "Settings": "nemoclaw_runtime.kernel.settings",
+    "Secret": "nemoclaw_runtime.kernel.secret",
+    "CancelToken": "nemoclaw_runtime.kernel.clock",
+    "SystemClock": "nemoclaw_runtime.kernel.clock",
+    "ContainerSpec": "nemoclaw_runtime.runtimes.docker.spec",
+    "GpuRequest": "nemoclaw_runtime.runtimes.docker.spec",
 }
 for _name in ("detect_gpus", "plan", "up", "pull", "list_managed", "stop", "logs", "validate"):
     _EXPORTS[_name] = "nemoclaw_runtime.api"
 _EXPORTS.update({
     "GpuInventory": "nemoclaw_runtime.gpu",
-    "Plan": "nemoclaw_runtime.runtimes.driver",
-    "UpResult": "nemoclaw_runtime.runtimes.driver",
-    "UpRequest": "nemoclaw_runtime.runtimes.driver",
-    "PulledImage": "nemoclaw_runtime.runtimes.engine",
-    "ManagedContainerView": "nemoclaw_runtime.runtimes.containers",
-    "ValidationResult": "nemoclaw_runtime.runtimes.validate",
+    "Plan": "nemoclaw_runtime.runtimes.drivers.contract",
+    "UpResult": "nemoclaw_runtime.runtimes.drivers.contract",
+    "UpRequest": "nemoclaw_runtime.runtimes.drivers.contract",
+    "PulledImage": "nemoclaw_runtime.runtimes.docker.port",
+    "ManagedContainerView": "nemoclaw_runtime.runtimes.docker.containers",
+    "ValidationResult": "nemoclaw_runtime.runtimes.server.validate",
     "load_registry": "nemoclaw_runtime.registry",
-    "local_options": "nemoclaw_runtime.runtimes.options",
-    "LocalOptions": "nemoclaw_runtime.runtimes.menu",
-    "LocalOption": "nemoclaw_runtime.runtimes.menu",
-    "AbsentOption": "nemoclaw_runtime.runtimes.menu",
-    "ModelChoice": "nemoclaw_runtime.runtimes.menu",
-    "select_option": "nemoclaw_runtime.runtimes.selection",
-    "Selection": "nemoclaw_runtime.runtimes.selection",
+    "local_options": "nemoclaw_runtime.runtimes.onboarding.options",
+    "LocalOptions": "nemoclaw_runtime.runtimes.onboarding.menu",
+    "LocalOption": "nemoclaw_runtime.runtimes.onboarding.menu",
+    "AbsentOption": "nemoclaw_runtime.runtimes.onboarding.menu",
+    "ModelChoice": "nemoclaw_runtime.runtimes.onboarding.menu",
+    "select_option": "nemoclaw_runtime.runtimes.onboarding.selection",
+    "Selection": "nemoclaw_runtime.runtimes.onboarding.selection",
 })
 for _name in ("Event", "EventSink", "PhaseChanged", "Progress", "Heartbeat", "LogLine", "Info", "Warning",
               "event_to_dict"):
-    _EXPORTS[_name] = "nemoclaw_runtime.events"
+    _EXPORTS[_name] = "nemoclaw_runtime.kernel.events"
 for _name in ("NemoclawError", "InvalidInput", "UnknownModel", "InvalidSetting", "PreflightRefused", "MissingToken",
               "AccessDenied", "NoSuitableGpu", "DockerUnavailable", "PortInUse", "InsufficientResources", "NameTaken",
               "UnsupportedRuntime", "DownloadFailed", "PullStalled", "PullTimedOut", "ImageNotFound",
               "RegistryAuthFailed", "RuntimeNotReady", "ContainerExited", "ReadinessTimeout", "ValidationFailed",
               "NoSuchContainer", "Cancelled"):
-    _EXPORTS[_name] = "nemoclaw_runtime.errors"
+    _EXPORTS[_name] = "nemoclaw_runtime.kernel.errors"
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 
@@ -72,18 +72,18 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from nemoclaw_runtime.api import detect_gpus, list_managed, logs, plan, pull, stop, up, validate
-    from nemoclaw_runtime.clock import CancelToken, SystemClock
-    from nemoclaw_runtime.errors import *  # noqa: F403
-    from nemoclaw_runtime.events import *  # noqa: F403
     from nemoclaw_runtime.gpu import GpuInventory
+    from nemoclaw_runtime.kernel.clock import CancelToken, SystemClock
+    from nemoclaw_runtime.kernel.errors import *  # noqa: F403
+    from nemoclaw_runtime.kernel.events import *  # noqa: F403
+    from nemoclaw_runtime.kernel.secret import Secret
+    from nemoclaw_runtime.kernel.settings import Settings
     from nemoclaw_runtime.registry import load_registry
-    from nemoclaw_runtime.runtimes.containers import ManagedContainerView
-    from nemoclaw_runtime.runtimes.driver import Plan, UpRequest, UpResult
-    from nemoclaw_runtime.runtimes.engine import PulledImage
-    from nemoclaw_runtime.runtimes.menu import AbsentOption, LocalOption, LocalOptions, ModelChoice
-    from nemoclaw_runtime.runtimes.options import local_options
-    from nemoclaw_runtime.runtimes.selection import Selection, select_option
-    from nemoclaw_runtime.runtimes.spec import ContainerSpec, GpuRequest
-    from nemoclaw_runtime.runtimes.validate import ValidationResult
-    from nemoclaw_runtime.secret import Secret
-    from nemoclaw_runtime.settings import Settings
+    from nemoclaw_runtime.runtimes.docker.containers import ManagedContainerView
+    from nemoclaw_runtime.runtimes.docker.port import PulledImage
+    from nemoclaw_runtime.runtimes.docker.spec import ContainerSpec, GpuRequest
+    from nemoclaw_runtime.runtimes.drivers.contract import Plan, UpRequest, UpResult
+    from nemoclaw_runtime.runtimes.onboarding.menu import AbsentOption, LocalOption, LocalOptions, ModelChoice
+    from nemoclaw_runtime.runtimes.onboarding.options import local_options
+    from nemoclaw_runtime.runtimes.onboarding.selection import Selection, select_option
+    from nemoclaw_runtime.runtimes.server.validate import ValidationResult

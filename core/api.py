@@ -1,8 +1,8 @@
 """The library's front door: keyword functions an onboarding wizard calls instead of parsing CLI text.
 
 Each function takes an optional :class:`Settings` (built from ``os.environ`` only when omitted), an ``events``
-callback for progress (:mod:`nemoclaw_runtime.events`) and, for long operations, a :class:`CancelToken` that may be
-set from another thread. Results and errors are typed values with ``to_dict()``.
+callback for progress (:mod:`nemoclaw_runtime.kernel.events`) and, for long operations, a
+:class:`CancelToken` that may be set from another thread. Results and errors are typed values with ``to_dict()``.
 """
 
 from __future__ import annotations
@@ -10,16 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from nemoclaw_runtime.clock import CancelToken
-from nemoclaw_runtime.events import EventSink, discard
-from nemoclaw_runtime.settings import Settings
+from nemoclaw_runtime.kernel.clock import CancelToken
+from nemoclaw_runtime.kernel.events import EventSink, discard
+from nemoclaw_runtime.kernel.settings import Settings
 
 if TYPE_CHECKING:
     from nemoclaw_runtime.gpu import GpuInventory
-    from nemoclaw_runtime.runtimes.containers import ManagedContainerView
-    from nemoclaw_runtime.runtimes.driver import Plan, UpResult
-    from nemoclaw_runtime.runtimes.engine import PulledImage
-    from nemoclaw_runtime.runtimes.validate import ValidationResult
+    from nemoclaw_runtime.runtimes.docker.containers import ManagedContainerView
+    from nemoclaw_runtime.runtimes.docker.port import PulledImage
+    from nemoclaw_runtime.runtimes.drivers.contract import Plan, UpResult
+    from nemoclaw_runtime.runtimes.server.validate import ValidationResult
 
 
 def _settings(settings: Settings | None) -> Settings:
@@ -67,7 +67,7 @@ def pull(runtime: str, *, model: str | None = None, image: str | None = None, se
 
 def list_managed(*, runtime: str | None = None, settings: Settings | None = None) -> list[ManagedContainerView]:
     """Every container nemoclaw-runtime manages (selected by our label only)."""
-    from nemoclaw_runtime.runtimes.containers import list_managed as _list
+    from nemoclaw_runtime.runtimes.docker.containers import list_managed as _list
 
     return _list(_settings(settings), runtime=runtime)
 
@@ -75,14 +75,14 @@ def list_managed(*, runtime: str | None = None, settings: Settings | None = None
 def stop(names: Iterable[str] = (), *, all: bool = False, runtime: str | None = None,
          settings: Settings | None = None, events: EventSink = discard) -> list[str]:
     """Stop and remove managed containers; unknown or foreign names → ``NoSuchContainer``, nothing touched."""
-    from nemoclaw_runtime.runtimes.containers import stop_managed
+    from nemoclaw_runtime.runtimes.docker.containers import stop_managed
 
     return stop_managed(_settings(settings), list(names), all=all, runtime=runtime, events=events)
 
 
 def logs(name: str, *, tail: int = 80, follow: bool = False, settings: Settings | None = None) -> Iterator[str]:
     """A managed container's log lines (stdout and stderr), oldest first."""
-    from nemoclaw_runtime.runtimes.containers import managed_logs
+    from nemoclaw_runtime.runtimes.docker.containers import managed_logs
 
     return managed_logs(_settings(settings), name, tail=tail, follow=follow)
 
@@ -90,6 +90,6 @@ def logs(name: str, *, tail: int = 80, follow: bool = False, settings: Settings 
 def validate(base_url: str, model: str, *, api: str | None = None, settings: Settings | None = None,
              events: EventSink = discard, cancel: CancelToken | None = None) -> ValidationResult:
     """Prove an OpenAI-compatible endpoint answers a real request (with a tool-calling probe)."""
-    from nemoclaw_runtime.runtimes.validate import validate_endpoint
+    from nemoclaw_runtime.runtimes.server.validate import validate_endpoint
 
     return validate_endpoint(base_url, model, settings=_settings(settings), api=api, events=events, cancel=cancel)

@@ -29,8 +29,8 @@ from nemoclaw_runtime import (
     up,
     validate,
 )
-from nemoclaw_runtime.events import Event, Heartbeat, PhaseChanged, Warning
-from nemoclaw_runtime.events import Progress as ByteProgress
+from nemoclaw_runtime.kernel.events import Event, Heartbeat, PhaseChanged, Warning
+from nemoclaw_runtime.kernel.events import Progress as ByteProgress
 
 
 class ProgressView:

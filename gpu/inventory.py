@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nemoclaw_runtime.errors import InvalidInput
 from nemoclaw_runtime.gpu.devices import read_driver_version, read_gpus
 from nemoclaw_runtime.gpu.facts import GpuInfo, HostFacts, MachineInfo
 from nemoclaw_runtime.gpu.host import HostProbe, SystemHostProbe, read_machine
@@ -36,7 +35,8 @@ from nemoclaw_runtime.gpu.snapshot import (
     load_snapshot_file,
 )
 from nemoclaw_runtime.gpu.summary import summary_lines as format_summary
-from nemoclaw_runtime.settings import Settings
+from nemoclaw_runtime.kernel.errors import InvalidInput
+from nemoclaw_runtime.kernel.settings import Settings
 
 NO_GPU_REASON = "NVML is working but lists no NVIDIA GPU"
 _UNIFIED_PROFILES = frozenset({PROFILE_DGX_SPARK, PROFILE_JETSON})

@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nemoclaw_runtime.errors import InvalidSetting
 from nemoclaw_runtime.gpu.facts import GpuInfo, HostFacts, MachineInfo, MigDevice, normalise_pci_device_id
+from nemoclaw_runtime.kernel.errors import InvalidSetting
 
 SCHEMA_VERSION = 1
 SNAPSHOT_VARIABLE = "NEMOCLAW_GPU_SNAPSHOT"

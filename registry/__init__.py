@@ -65,7 +65,7 @@ def load_registry(path: str | Path | None = None) -> Registry:
     """Load and validate the registry from ``path`` (a folder holding vllm.toml, nim.toml and ollama.toml).
 
     The packaged data is used when ``path`` is ``None``. Results are cached per folder; a bad value raises
-    :class:`~nemoclaw_runtime.errors.NemoclawError` naming the file, the entry and the field.
+    :class:`~nemoclaw_runtime.kernel.errors.NemoclawError` naming the file, the entry and the field.
     """
     folder = Path(path).resolve() if path is not None else DATA_DIR
     return _load_cached(folder)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from nemoclaw_runtime.errors import InsufficientResources, InvalidInput, NoSuitableGpu, UnknownModel
+from nemoclaw_runtime.kernel.errors import InsufficientResources, InvalidInput, NoSuitableGpu, UnknownModel
 from nemoclaw_runtime.registry.entries import NimModel, OllamaStarter, VllmModel, VllmProfile
 
 NO_GPU_PROFILE = "none"

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nemoclaw_runtime.errors import InvalidInput
+from nemoclaw_runtime.kernel.errors import InvalidInput
 
 #: NemoClaw's ``isSafeModelId`` (src/lib/validation.ts).
 SAFE_MODEL_ID_RE = re.compile(r"^[A-Za-z0-9._:/-]+$")

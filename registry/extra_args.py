@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 
-from nemoclaw_runtime.errors import InvalidSetting
+from nemoclaw_runtime.kernel.errors import InvalidSetting
 
 EXTRA_ARGS_VARIABLE = "NEMOCLAW_VLLM_EXTRA_ARGS_JSON"
 

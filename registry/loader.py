@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from nemoclaw_runtime.errors import NemoclawError
+from nemoclaw_runtime.kernel.errors import NemoclawError
 from nemoclaw_runtime.registry.entries import (
     NimModel,
     OllamaStarter,

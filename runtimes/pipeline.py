@@ -12,12 +12,12 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from nemoclaw_runtime.clock import CancelToken, Clock, SystemClock
-from nemoclaw_runtime.errors import Cancelled, InvalidInput, PortInUse, RuntimeNotReady
-from nemoclaw_runtime.events import EventSink, Info, PhaseChanged, Warning, discard
+from nemoclaw_runtime.kernel.clock import CancelToken, Clock, SystemClock
+from nemoclaw_runtime.kernel.errors import Cancelled, InvalidInput, PortInUse, RuntimeNotReady
+from nemoclaw_runtime.kernel.events import EventSink, Info, PhaseChanged, Warning, discard
+from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.registry.entries import RUNTIMES
-from nemoclaw_runtime.runtimes.driver import Plan, RuntimeDriver, Served, UpRequest, UpResult
-from nemoclaw_runtime.runtimes.spec import (
+from nemoclaw_runtime.runtimes.docker.spec import (
     CONTAINER_NAME_RE,
     LABEL_IMAGE_DIGEST,
     LABEL_PORT,
@@ -25,13 +25,13 @@ from nemoclaw_runtime.runtimes.spec import (
     GpuRequest,
     url_host,
 )
-from nemoclaw_runtime.settings import Settings
+from nemoclaw_runtime.runtimes.drivers.contract import Plan, RuntimeDriver, Served, UpRequest, UpResult
 
 if TYPE_CHECKING:
     import httpx
 
     from nemoclaw_runtime.gpu import GpuInventory
-    from nemoclaw_runtime.runtimes.engine import ContainerManager, DockerPort, ImageStore, PulledImage
+    from nemoclaw_runtime.runtimes.docker.port import ContainerManager, DockerPort, ImageStore, PulledImage
 
 
 
@@ -57,9 +57,9 @@ def open_services(settings: Settings, *, clock: Clock | None = None, arch: str |
                   prompt_secret: Any = None) -> Services:
     import httpx
 
-    from nemoclaw_runtime.runtimes.containers import DockerContainerManager
-    from nemoclaw_runtime.runtimes.docker_engine import connect
-    from nemoclaw_runtime.runtimes.images import DockerImageStore
+    from nemoclaw_runtime.runtimes.docker.adapter import connect
+    from nemoclaw_runtime.runtimes.docker.containers import DockerContainerManager
+    from nemoclaw_runtime.runtimes.transfer.image_pull import DockerImageStore
 
     clock = clock or SystemClock()
     docker = connect(settings)
@@ -71,15 +71,15 @@ def open_services(settings: Settings, *, clock: Clock | None = None, arch: str |
 
 def driver_for(runtime: str) -> RuntimeDriver:
     if runtime == "vllm":
-        from nemoclaw_runtime.runtimes.vllm import VllmDriver
+        from nemoclaw_runtime.runtimes.drivers.vllm import VllmDriver
 
         return VllmDriver()
     if runtime == "nim":
-        from nemoclaw_runtime.runtimes.nim import NimDriver
+        from nemoclaw_runtime.runtimes.drivers.nim import NimDriver
 
         return NimDriver()
     if runtime == "ollama":
-        from nemoclaw_runtime.runtimes.ollama import OllamaDriver
+        from nemoclaw_runtime.runtimes.drivers.ollama import OllamaDriver
 
         return OllamaDriver()
     raise InvalidInput(f"Unknown runtime {runtime!r}", remedy=f"use one of: {', '.join(RUNTIMES)}")
@@ -127,7 +127,7 @@ def pull(runtime: str, *, settings: Settings | None = None, model: str | None = 
     The driver names the image, exactly as for ``up``; no token is needed for the model itself (a gated model's
     image can be pulled before its licence is accepted), only for the registry.
     """
-    from nemoclaw_runtime.runtimes.images import pull_image
+    from nemoclaw_runtime.runtimes.transfer.image_pull import pull_image
 
     settings = settings if settings is not None else Settings.from_env()
     for message in settings.warnings:
@@ -178,7 +178,7 @@ def _adopt(driver: RuntimeDriver, the_plan: Plan, svc: Services, events: EventSi
            cancel: CancelToken) -> UpResult | None:
     """Free port, or held by our container of this name → None (go on). Held by another container of ours →
     PortInUse. Held by something else → the driver adopts it or refuses."""
-    from nemoclaw_runtime.runtimes.host_ports import port_listening
+    from nemoclaw_runtime.runtimes.server.host_ports import port_listening
 
     if not port_listening(the_plan.port):
         return None
@@ -244,7 +244,7 @@ def _reuse_if_same(driver: RuntimeDriver, the_plan: Plan, svc: Services, events:
 
 def _serve(driver: RuntimeDriver, the_plan: Plan, svc: Services, events: EventSink,
            cancel: CancelToken) -> tuple[Served, str | None]:
-    from nemoclaw_runtime.runtimes.readiness import ManagedContainerTarget, wait_ready
+    from nemoclaw_runtime.runtimes.server.readiness import ManagedContainerTarget, wait_ready
 
     events(PhaseChanged("wait", f"Waiting for {the_plan.spec.name} on {the_plan.base_url}"))
     target = ManagedContainerTarget(svc.containers, the_plan.spec.name, the_plan.port, url_host(the_plan.host))
@@ -268,7 +268,7 @@ def _result(the_plan: Plan, svc: Services, served: Served, events: EventSink, *,
 def context_window(settings: Settings, reported: int | None, events: EventSink) -> int | None:
     """``NEMOCLAW_CONTEXT_WINDOW`` (when a valid integer) wins over what the server reports."""
     if settings.context_window:
-        from nemoclaw_runtime.runtimes.probes import MAX_MODEL_LEN_CEILING, parse_max_model_len
+        from nemoclaw_runtime.runtimes.server.probes import MAX_MODEL_LEN_CEILING, parse_max_model_len
 
         configured, _ = parse_max_model_len(settings.context_window.strip())
         if configured is not None:

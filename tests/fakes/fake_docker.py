@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nemoclaw_runtime.errors import (
+from nemoclaw_runtime.kernel.errors import (
     DockerUnavailable,
     ImageNotFound,
     NameTaken,
@@ -27,8 +27,8 @@ from nemoclaw_runtime.errors import (
     PreflightRefused,
     RegistryAuthFailed,
 )
-from nemoclaw_runtime.runtimes.engine import ContainerInfo, ContainerState
-from nemoclaw_runtime.runtimes.spec import ContainerSpec, image_repository
+from nemoclaw_runtime.runtimes.docker.port import ContainerInfo, ContainerState
+from nemoclaw_runtime.runtimes.docker.spec import ContainerSpec, image_repository
 
 WRITE_CALLS = frozenset({"create_container", "start_container", "stop_container", "remove_container", "tag_image",
                          "pull_stream", "login"})

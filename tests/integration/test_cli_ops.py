@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from nemoclaw_runtime.cli.main import run
-from nemoclaw_runtime.runtimes.containers import DockerContainerManager
-from nemoclaw_runtime.runtimes.docker_engine import connect
-from nemoclaw_runtime.runtimes.spec import LABEL_MODEL, ContainerSpec, GpuRequest, PortBinding
-from nemoclaw_runtime.settings import Settings
+from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.runtimes.docker.adapter import connect
+from nemoclaw_runtime.runtimes.docker.containers import DockerContainerManager
+from nemoclaw_runtime.runtimes.docker.spec import LABEL_MODEL, ContainerSpec, GpuRequest, PortBinding
 from tests.support.docker_env import free_port, unique_name
 from tests.support.images import build_busybox_image, unique_tag
 

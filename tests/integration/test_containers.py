@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from nemoclaw_runtime.errors import NameTaken
-from nemoclaw_runtime.runtimes.containers import DockerContainerManager
-from nemoclaw_runtime.runtimes.docker_engine import DockerEngine, connect
-from nemoclaw_runtime.runtimes.spec import (
+from nemoclaw_runtime.kernel.errors import NameTaken
+from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.runtimes.docker.adapter import DockerEngine, connect
+from nemoclaw_runtime.runtimes.docker.containers import DockerContainerManager
+from nemoclaw_runtime.runtimes.docker.spec import (
     LABEL_MANAGED,
     LABEL_PORT,
     LABEL_RUNTIME,
@@ -24,7 +25,6 @@ from nemoclaw_runtime.runtimes.spec import (
     GpuRequest,
     PortBinding,
 )
-from nemoclaw_runtime.settings import Settings
 from tests.support.docker_env import free_port, unique_name
 from tests.support.images import build_busybox_image, unique_tag
 

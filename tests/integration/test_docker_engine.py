@@ -10,11 +10,11 @@ from pathlib import Path
 import docker
 import pytest
 
-from nemoclaw_runtime.errors import DockerUnavailable, ImageNotFound, NameTaken, NoSuchContainer
-from nemoclaw_runtime.runtimes.docker_engine import DockerEngine, connect
-from nemoclaw_runtime.runtimes.spec import ContainerSpec, GpuRequest, Mount, PortBinding
-from nemoclaw_runtime.secret import Secret
-from nemoclaw_runtime.settings import Settings
+from nemoclaw_runtime.kernel.errors import DockerUnavailable, ImageNotFound, NameTaken, NoSuchContainer
+from nemoclaw_runtime.kernel.secret import Secret
+from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.runtimes.docker.adapter import DockerEngine, connect
+from nemoclaw_runtime.runtimes.docker.spec import ContainerSpec, GpuRequest, Mount, PortBinding
 from tests.support.docker_env import free_port, unique_name
 
 pytestmark = pytest.mark.docker

@@ -156,8 +156,8 @@ def test_ctrl_c_cancels_through_the_token_and_leaves_nothing(
 def test_the_wizards_menu_reads_image_presence_from_the_real_engine(busybox_base: str, tmp_path: Path) -> None:
     import httpx
 
-    from nemoclaw_runtime.runtimes.options import local_options
-    from nemoclaw_runtime.settings import Settings
+    from nemoclaw_runtime.kernel.settings import Settings
+    from nemoclaw_runtime.runtimes.onboarding.options import local_options
 
     def menu_for(image: str) -> str | None:
         settings = Settings.from_env({**os.environ, "NEMOCLAW_GPU_SNAPSHOT": str(SNAPSHOT),

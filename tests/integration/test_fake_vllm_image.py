@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from nemoclaw_runtime.clock import CancelToken, SystemClock
-from nemoclaw_runtime.errors import ContainerExited
-from nemoclaw_runtime.events import Event, Heartbeat
-from nemoclaw_runtime.runtimes.docker_engine import DockerEngine
-from nemoclaw_runtime.runtimes.probes import VllmModelsProbe
-from nemoclaw_runtime.runtimes.readiness import wait_ready
+from nemoclaw_runtime.kernel.clock import CancelToken, SystemClock
+from nemoclaw_runtime.kernel.errors import ContainerExited
+from nemoclaw_runtime.kernel.events import Event, Heartbeat
+from nemoclaw_runtime.runtimes.docker.adapter import DockerEngine
+from nemoclaw_runtime.runtimes.server.probes import VllmModelsProbe
+from nemoclaw_runtime.runtimes.server.readiness import wait_ready
 from tests.support.docker_env import free_port
 from tests.support.fake_vllm import EngineTarget, fake_vllm_image, start_fake_vllm  # noqa: F401  (fixture)
 

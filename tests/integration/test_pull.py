@@ -17,12 +17,12 @@ from pathlib import Path
 import docker
 import pytest
 
-from nemoclaw_runtime.clock import CancelToken
-from nemoclaw_runtime.errors import Cancelled, ImageNotFound, PullStalled
-from nemoclaw_runtime.events import Event, Info, Progress
-from nemoclaw_runtime.runtimes.docker_engine import DockerEngine, connect
-from nemoclaw_runtime.runtimes.images import DockerImageStore
-from nemoclaw_runtime.settings import Settings
+from nemoclaw_runtime.kernel.clock import CancelToken
+from nemoclaw_runtime.kernel.errors import Cancelled, ImageNotFound, PullStalled
+from nemoclaw_runtime.kernel.events import Event, Info, Progress
+from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.runtimes.docker.adapter import DockerEngine, connect
+from nemoclaw_runtime.runtimes.transfer.image_pull import DockerImageStore
 from tests.support.docker_env import unique_name
 from tests.support.images import build_busybox_image, unique_tag
 from tests.support.registry import LocalRegistry

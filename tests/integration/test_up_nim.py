@@ -23,7 +23,7 @@ import docker
 import pytest
 
 from nemoclaw_runtime.cli.main import run
-from nemoclaw_runtime.runtimes.spec import LABEL_IMAGE_DIGEST
+from nemoclaw_runtime.runtimes.docker.spec import LABEL_IMAGE_DIGEST
 from tests.support.docker_env import free_port
 from tests.support.fake_nim import UNSAFE_SERVED_ID, PublishedNim, local_images_of, publish_fake_nim
 from tests.support.registry import LocalRegistry
@@ -132,10 +132,10 @@ def test_rejected_key_is_refused_naming_the_variable_never_the_value(
 
 def test_rejected_key_gets_one_prompted_retry_through_the_library(
         make_nim: Callable[..., NimRun], nim_env: pytest.MonkeyPatch) -> None:
-    from nemoclaw_runtime.errors import AccessDenied
-    from nemoclaw_runtime.events import Event, Warning
+    from nemoclaw_runtime.kernel.errors import AccessDenied
+    from nemoclaw_runtime.kernel.events import Event, Warning
+    from nemoclaw_runtime.kernel.settings import Settings
     from nemoclaw_runtime.runtimes import pipeline
-    from nemoclaw_runtime.settings import Settings
 
     nim = make_nim()
     wrong, typed = "nvapi-wrong-" + uuid.uuid4().hex, "nvapi-typed-" + uuid.uuid4().hex
@@ -330,8 +330,8 @@ def test_a_fixed_key_reaches_the_container_after_an_authentication_error(
 
 def test_a_key_accepted_at_the_prompt_is_the_key_the_container_gets(
         make_nim: Callable[..., NimRun], nim_env: pytest.MonkeyPatch) -> None:
+    from nemoclaw_runtime.kernel.settings import Settings
     from nemoclaw_runtime.runtimes import pipeline
-    from nemoclaw_runtime.settings import Settings
 
     nim = make_nim()
     nim_env.setenv("NGC_API_KEY", "nvapi-wrong-" + uuid.uuid4().hex)

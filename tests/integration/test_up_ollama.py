@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from nemoclaw_runtime.cli.main import run
-from nemoclaw_runtime.runtimes import ollama
+from nemoclaw_runtime.runtimes.drivers import ollama
 from tests.support.docker_env import unique_name
 from tests.support.fake_ollama import FakeOllama, FakeOllamaConfig
 

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from nemoclaw_runtime.cli.main import run
-from nemoclaw_runtime.runtimes.engine import ContainerInfo, ContainerState
-from nemoclaw_runtime.runtimes.ollama import unload_before_stop
+from nemoclaw_runtime.runtimes.docker.port import ContainerInfo, ContainerState
+from nemoclaw_runtime.runtimes.drivers.ollama import unload_before_stop
 from tests.support.docker_env import free_port
 from tests.support.fake_ollama_image import (  # noqa: F401  (fixture)
     FakeOllamaRegistry,

@@ -15,11 +15,11 @@ import docker
 import pytest
 
 from nemoclaw_runtime.cli.main import run
-from nemoclaw_runtime.clock import CancelToken
-from nemoclaw_runtime.errors import Cancelled
-from nemoclaw_runtime.events import Event, PhaseChanged
+from nemoclaw_runtime.kernel.clock import CancelToken
+from nemoclaw_runtime.kernel.errors import Cancelled
+from nemoclaw_runtime.kernel.events import Event, PhaseChanged
+from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes import pipeline
-from nemoclaw_runtime.settings import Settings
 from tests.support.docker_env import free_port, unique_name
 from tests.support.fake_hf import FakeHub, tiny_model_files
 from tests.support.fake_vllm import fake_vllm_files, start_fake_vllm

@@ -15,7 +15,7 @@ import socket
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from nemoclaw_runtime.runtimes.spec import LABEL_MANAGED
+from nemoclaw_runtime.runtimes.docker.spec import LABEL_MANAGED
 
 if TYPE_CHECKING:
     import docker

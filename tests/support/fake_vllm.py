@@ -8,7 +8,7 @@ The container runs ``vllm serve MODEL --port 8000 --max-model-len N`` (the argv 
 on 127.0.0.1:<port>, labelled with the test session so clean-up removes it. Switches (env): FAKE_VLLM_DELAY_S,
 FAKE_VLLM_CRASH=oom|gpu-util|401|nogpu, FAKE_VLLM_RESTART_LOOP=1, FAKE_VLLM_EXIT_AFTER_S (see the script).
 
-:class:`EngineTarget` is a :class:`~nemoclaw_runtime.runtimes.readiness.ReadinessTarget` over the real
+:class:`EngineTarget` is a :class:`~nemoclaw_runtime.runtimes.server.readiness.ReadinessTarget` over the real
 ``DockerEngine``, for readiness tests against real containers.
 """
 
@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from nemoclaw_runtime.errors import NoSuchContainer
-from nemoclaw_runtime.runtimes.engine import ContainerState
+from nemoclaw_runtime.kernel.errors import NoSuchContainer
+from nemoclaw_runtime.runtimes.docker.port import ContainerState
 from tests.support.docker_env import session_labels, unique_name
 from tests.support.images import build_busybox_image
 
 if TYPE_CHECKING:
     import docker
 
-    from nemoclaw_runtime.runtimes.docker_engine import DockerEngine
+    from nemoclaw_runtime.runtimes.docker.adapter import DockerEngine
 
 FAKE_VLLM_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "images" / "fake-vllm"
 VLLM_PATH = "/usr/local/bin/vllm"

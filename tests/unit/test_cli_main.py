@@ -8,7 +8,7 @@ import click
 import pytest
 
 from nemoclaw_runtime.cli import main as cli_main
-from nemoclaw_runtime.errors import EXIT_CODES, Cancelled, InvalidInput, MissingToken, NemoclawError
+from nemoclaw_runtime.kernel.errors import EXIT_CODES, Cancelled, InvalidInput, MissingToken, NemoclawError
 
 
 def _with_command(monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:
@@ -64,7 +64,7 @@ def test_unknown_flag_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_every_error_class_has_a_documented_exit_code() -> None:
-    import nemoclaw_runtime.errors as errors
+    import nemoclaw_runtime.kernel.errors as errors
 
     classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, NemoclawError)]
     assert len(classes) > 20

@@ -9,10 +9,10 @@ import sys
 import pytest
 
 from nemoclaw_runtime.cli.main import run
-from nemoclaw_runtime.runtimes import containers
-from nemoclaw_runtime.runtimes.containers import DockerContainerManager
-from nemoclaw_runtime.runtimes.spec import LABEL_MODEL, ContainerSpec, PortBinding
-from nemoclaw_runtime.settings import Settings
+from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.runtimes.docker import containers
+from nemoclaw_runtime.runtimes.docker.containers import DockerContainerManager
+from nemoclaw_runtime.runtimes.docker.spec import LABEL_MODEL, ContainerSpec, PortBinding
 from tests.fakes.fake_docker import FakeDocker
 
 IMAGE = "nvcr.io/nim/meta/llama:1.0"

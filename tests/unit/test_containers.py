@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from nemoclaw_runtime._version import __version__
-from nemoclaw_runtime.errors import InvalidInput, NameTaken, NoSuchContainer, PortInUse
-from nemoclaw_runtime.events import Event, Info, PhaseChanged, Warning
-from nemoclaw_runtime.runtimes.containers import (
+from nemoclaw_runtime.kernel.errors import InvalidInput, NameTaken, NoSuchContainer, PortInUse
+from nemoclaw_runtime.kernel.events import Event, Info, PhaseChanged, Warning
+from nemoclaw_runtime.kernel.secret import Secret
+from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.runtimes.docker.containers import (
     DockerContainerManager,
     ManagedContainerView,
     base_url,
@@ -20,8 +22,8 @@ from nemoclaw_runtime.runtimes.containers import (
     managed_logs,
     stop_managed,
 )
-from nemoclaw_runtime.runtimes.engine import ContainerInfo
-from nemoclaw_runtime.runtimes.spec import (
+from nemoclaw_runtime.runtimes.docker.port import ContainerInfo
+from nemoclaw_runtime.runtimes.docker.spec import (
     LABEL_HOST,
     LABEL_IMAGE,
     LABEL_IMAGE_DIGEST,
@@ -34,8 +36,6 @@ from nemoclaw_runtime.runtimes.spec import (
     ContainerSpec,
     PortBinding,
 )
-from nemoclaw_runtime.secret import Secret
-from nemoclaw_runtime.settings import Settings
 from tests.fakes.fake_docker import FakeDocker
 
 IMAGE = "127.0.0.1:5000/team/vllm:1.0"
@@ -438,7 +438,7 @@ def test_negative_tail_is_invalid(fake: FakeDocker, settings: Settings) -> None:
 
 def test_without_a_port_the_functions_connect_and_close(fake: FakeDocker, settings: Settings,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from nemoclaw_runtime.runtimes import containers
+    from nemoclaw_runtime.runtimes.docker import containers
 
     connected: list[Settings] = []
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from nemoclaw_runtime.runtimes.diagnose import TAIL_LINES, Diagnosis, classify, display_line
-from nemoclaw_runtime.runtimes.engine import ContainerState
-from nemoclaw_runtime.secret import redact
+from nemoclaw_runtime.kernel.secret import redact
+from nemoclaw_runtime.runtimes.docker.port import ContainerState
+from nemoclaw_runtime.runtimes.server.diagnose import TAIL_LINES, Diagnosis, classify, display_line
 
 LOGS = Path(__file__).resolve().parents[2] / "fixtures" / "logs"
 

@@ -18,7 +18,7 @@ import pytest
 import requests
 from docker.types import DeviceRequest
 
-from nemoclaw_runtime.errors import (
+from nemoclaw_runtime.kernel.errors import (
     DockerUnavailable,
     DownloadFailed,
     ImageNotFound,
@@ -27,15 +27,15 @@ from nemoclaw_runtime.errors import (
     NoSuchContainer,
     RegistryAuthFailed,
 )
-from nemoclaw_runtime.runtimes.docker_engine import (
+from nemoclaw_runtime.kernel.secret import Secret
+from nemoclaw_runtime.runtimes.docker.adapter import (
     DockerEngine,
     DockerPullStream,
     container_info,
     create_kwargs,
     translated,
 )
-from nemoclaw_runtime.runtimes.spec import ContainerSpec, GpuRequest, Mount, PortBinding
-from nemoclaw_runtime.secret import Secret
+from nemoclaw_runtime.runtimes.docker.spec import ContainerSpec, GpuRequest, Mount, PortBinding
 
 TOKEN = "hf_unit_secret_token_value"
 
@@ -116,7 +116,7 @@ def test_container_info_from_inspect() -> None:
     ("repo:tag@sha256:abc", ("repo", "sha256:abc")),
 ])
 def test_split_reference(ref: str, expected: tuple[str, str]) -> None:
-    from nemoclaw_runtime.runtimes.spec import split_reference
+    from nemoclaw_runtime.runtimes.docker.spec import split_reference
 
     assert split_reference(ref) == expected
 

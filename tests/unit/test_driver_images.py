@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from nemoclaw_runtime.errors import InsufficientResources
 from nemoclaw_runtime.gpu import GpuInventory, detect_gpus
+from nemoclaw_runtime.kernel.errors import InsufficientResources
+from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes import pipeline
-from nemoclaw_runtime.runtimes.engine import PulledImage
-from nemoclaw_runtime.runtimes.ollama import DEFAULT_OLLAMA_IMAGE
-from nemoclaw_runtime.settings import Settings
+from nemoclaw_runtime.runtimes.docker.port import PulledImage
+from nemoclaw_runtime.runtimes.drivers.ollama import DEFAULT_OLLAMA_IMAGE
 
 GPU = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
 
@@ -64,7 +64,7 @@ def test_pull_asks_the_driver_and_needs_no_model_token(monkeypatch: pytest.Monke
         seen.update(ref=ref, arch=kw["arch"])
         return PulledImage(ref=ref, digest="sha256:" + "a" * 64, platform="linux/arm64", pulled=True)
 
-    monkeypatch.setattr("nemoclaw_runtime.runtimes.images.pull_image", fake_pull_image)
+    monkeypatch.setattr("nemoclaw_runtime.runtimes.transfer.image_pull.pull_image", fake_pull_image)
     # A gated model: its image can be pulled before the licence is accepted (no HF token involved).
     result = pipeline.pull("vllm", settings=Settings.from_env({}), model="deepseek-r1-distill-70b",
                            inventory=_inventory("dgx_spark"))

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from nemoclaw_runtime.errors import InvalidInput
 from nemoclaw_runtime.gpu import (
     PROFILE_DGX_SPARK,
     PROFILE_DGX_STATION,
@@ -20,6 +19,7 @@ from nemoclaw_runtime.gpu import (
     has_usable_gpu,
 )
 from nemoclaw_runtime.gpu.inventory import NO_GPU_REASON
+from nemoclaw_runtime.kernel.errors import InvalidInput
 from tests.fakes.fake_nvml import (
     NVML_DEVICE_MIG_DISABLE,
     NVML_DEVICE_MIG_ENABLE,
@@ -75,7 +75,7 @@ def test_nvml_path_and_snapshot_path_give_the_same_inventory(name: str) -> None:
 
 
 def test_snapshot_setting_replays_the_file_without_touching_nvml(tmp_path: Path) -> None:
-    from nemoclaw_runtime.settings import Settings
+    from nemoclaw_runtime.kernel.settings import Settings
 
     path = tmp_path / "snap.json"
     path.write_text(json.dumps(load("dgx_spark")))

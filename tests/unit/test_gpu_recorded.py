@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from nemoclaw_runtime.gpu import detect_gpus, has_usable_gpu
-from nemoclaw_runtime.settings import Settings
+from nemoclaw_runtime.kernel.settings import Settings
 
 RECORDED = Path(__file__).resolve().parents[2] / "fixtures" / "gpu-recorded" / "h100_gpus_json.json"
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from nemoclaw_runtime.clock import CancelToken, SystemClock
-from nemoclaw_runtime.errors import (
+from nemoclaw_runtime.kernel.clock import CancelToken, SystemClock
+from nemoclaw_runtime.kernel.errors import (
     Cancelled,
     DownloadFailed,
     ImageNotFound,
@@ -19,10 +19,10 @@ from nemoclaw_runtime.errors import (
     PullStalled,
     RegistryAuthFailed,
 )
-from nemoclaw_runtime.events import Event, Info, Progress
-from nemoclaw_runtime.runtimes.images import DockerImageStore
-from nemoclaw_runtime.runtimes.manifests import BasicCredentials, ImageRef, ManifestResolution
-from nemoclaw_runtime.settings import Settings
+from nemoclaw_runtime.kernel.events import Event, Info, Progress
+from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.runtimes.docker.manifests import BasicCredentials, ImageRef, ManifestResolution
+from nemoclaw_runtime.runtimes.transfer.image_pull import DockerImageStore
 from tests.fakes.clock import FakeClock
 from tests.fakes.fake_docker import FakeDocker
 

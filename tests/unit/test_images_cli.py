@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from nemoclaw_runtime.cli.pull import pull
-from nemoclaw_runtime.errors import MissingToken
+from nemoclaw_runtime.kernel.errors import MissingToken
 from nemoclaw_runtime.runtimes import pipeline
-from nemoclaw_runtime.runtimes.engine import PulledImage
+from nemoclaw_runtime.runtimes.docker.port import PulledImage
 
 DIGEST = "sha256:" + "a" * 64
 

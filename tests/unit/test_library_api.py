@@ -18,9 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from nemoclaw_runtime import errors
-from nemoclaw_runtime.clock import CancelToken, SystemClock
-from nemoclaw_runtime.events import (
+from nemoclaw_runtime.gpu import GpuInventory
+from nemoclaw_runtime.kernel import errors
+from nemoclaw_runtime.kernel.clock import CancelToken, SystemClock
+from nemoclaw_runtime.kernel.events import (
     Event,
     Heartbeat,
     Info,
@@ -30,16 +31,15 @@ from nemoclaw_runtime.events import (
     Warning,
     event_to_dict,
 )
-from nemoclaw_runtime.gpu import GpuInventory
+from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes import pipeline
-from nemoclaw_runtime.runtimes.containers import DockerContainerManager, ManagedContainerView
-from nemoclaw_runtime.runtimes.driver import UpResult
-from nemoclaw_runtime.runtimes.engine import PulledImage
-from nemoclaw_runtime.runtimes.options import local_options
-from nemoclaw_runtime.runtimes.selection import select_option
-from nemoclaw_runtime.runtimes.spec import LABEL_RUNTIME
-from nemoclaw_runtime.runtimes.validate import ValidationResult, validate_endpoint
-from nemoclaw_runtime.settings import Settings
+from nemoclaw_runtime.runtimes.docker.containers import DockerContainerManager, ManagedContainerView
+from nemoclaw_runtime.runtimes.docker.port import PulledImage
+from nemoclaw_runtime.runtimes.docker.spec import LABEL_RUNTIME
+from nemoclaw_runtime.runtimes.drivers.contract import UpResult
+from nemoclaw_runtime.runtimes.onboarding.options import local_options
+from nemoclaw_runtime.runtimes.onboarding.selection import select_option
+from nemoclaw_runtime.runtimes.server.validate import ValidationResult, validate_endpoint
 from tests.fakes.fake_docker import FakeDocker
 from tests.support.docker_env import free_port
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from nemoclaw_runtime.clock import SystemClock
-from nemoclaw_runtime.errors import InvalidInput, PreflightRefused
-from nemoclaw_runtime.events import Event, Info
-from nemoclaw_runtime.runtimes.containers import DockerContainerManager
-from nemoclaw_runtime.runtimes.locks import lock_path, name_lock
-from nemoclaw_runtime.runtimes.spec import ContainerSpec
-from nemoclaw_runtime.settings import Settings
+from nemoclaw_runtime.kernel.clock import SystemClock
+from nemoclaw_runtime.kernel.errors import InvalidInput, PreflightRefused
+from nemoclaw_runtime.kernel.events import Event, Info
+from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.runtimes.docker.containers import DockerContainerManager
+from nemoclaw_runtime.runtimes.docker.locks import lock_path, name_lock
+from nemoclaw_runtime.runtimes.docker.spec import ContainerSpec
 from tests.fakes.clock import FakeClock
 from tests.fakes.fake_docker import FakeDocker
 
@@ -175,7 +175,8 @@ def test_another_process_is_excluded_and_sigint_releases(tmp_path: Path) -> None
     import subprocess
     import sys
 
-    program = ("import sys, time; from pathlib import Path; from nemoclaw_runtime.runtimes.locks import name_lock\n"
+    program = ("import sys, time; from pathlib import Path\n"
+               "from nemoclaw_runtime.runtimes.docker.locks import name_lock\n"
                "with name_lock(Path(sys.argv[1]), 'shared'):\n"
                "    print('held', flush=True)\n"
                "    time.sleep(30)\n")

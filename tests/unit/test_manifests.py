@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from nemoclaw_runtime.errors import DownloadFailed, ImageNotFound, RegistryAuthFailed
-from nemoclaw_runtime.runtimes.manifests import (
+from nemoclaw_runtime.kernel.errors import DownloadFailed, ImageNotFound, RegistryAuthFailed
+from nemoclaw_runtime.kernel.secret import Secret
+from nemoclaw_runtime.runtimes.docker.manifests import (
     BasicCredentials,
     ImageRef,
     RegistryClient,
@@ -22,7 +23,6 @@ from nemoclaw_runtime.runtimes.manifests import (
     resolve_platform_manifest,
     select_platform_manifest,
 )
-from nemoclaw_runtime.secret import Secret
 from tests.fakes.clock import FakeClock
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

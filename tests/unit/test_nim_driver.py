@@ -11,15 +11,15 @@ import httpx
 import pytest
 
 from nemoclaw_runtime.cli.main import run
-from nemoclaw_runtime.errors import InsufficientResources, MissingToken, NoSuitableGpu, UnknownModel
-from nemoclaw_runtime.events import Event, Info
 from nemoclaw_runtime.gpu import GpuInventory
-from nemoclaw_runtime.runtimes.driver import Plan
-from nemoclaw_runtime.runtimes.nim import NimDriver, container_name
+from nemoclaw_runtime.kernel.errors import InsufficientResources, MissingToken, NoSuitableGpu, UnknownModel
+from nemoclaw_runtime.kernel.events import Event, Info
+from nemoclaw_runtime.kernel.secret import Secret
+from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.runtimes.drivers.contract import Plan
+from nemoclaw_runtime.runtimes.drivers.nim import NimDriver, container_name
 from nemoclaw_runtime.runtimes.pipeline import make_request
-from nemoclaw_runtime.runtimes.probes import NimReadyProbe, NotYet, Ready
-from nemoclaw_runtime.secret import Secret
-from nemoclaw_runtime.settings import Settings
+from nemoclaw_runtime.runtimes.server.probes import NimReadyProbe, NotYet, Ready
 
 GPU_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
 KEY = "nvapi-unit-" + "k" * 24

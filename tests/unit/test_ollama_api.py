@@ -11,15 +11,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from nemoclaw_runtime.errors import (
+from nemoclaw_runtime.kernel.errors import (
     RuntimeNotReady,
     UnknownModel,
     UnsupportedRuntime,
     ValidationFailed,
 )
-from nemoclaw_runtime.events import Event, Info
-from nemoclaw_runtime.runtimes import ollama_api
-from nemoclaw_runtime.runtimes.ollama_api import (
+from nemoclaw_runtime.kernel.events import Event, Info
+from nemoclaw_runtime.runtimes.server import ollama_api
+from nemoclaw_runtime.runtimes.server.ollama_api import (
     MEMORY_RE,
     RUNNER_CRASH_RE,
     ForeignListener,

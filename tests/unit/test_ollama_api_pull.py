@@ -11,18 +11,18 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from nemoclaw_runtime.clock import CancelToken, SystemClock
-from nemoclaw_runtime.errors import (
+from nemoclaw_runtime.kernel.clock import CancelToken, SystemClock
+from nemoclaw_runtime.kernel.errors import (
     Cancelled,
     DownloadFailed,
     ImageNotFound,
     PullStalled,
     PullTimedOut,
 )
-from nemoclaw_runtime.events import Event, Progress
-from nemoclaw_runtime.runtimes.ollama_api import detect_ollama
-from nemoclaw_runtime.runtimes.ollama_pull import pull_model
-from nemoclaw_runtime.settings import Settings
+from nemoclaw_runtime.kernel.events import Event, Progress
+from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.runtimes.server.ollama_api import detect_ollama
+from nemoclaw_runtime.runtimes.transfer.ollama_pull import pull_model
 from tests.support.fake_ollama import FakeOllama, StepClock, fake_digest, free_port
 
 TAG = "nemotron-3-nano:30b"
@@ -220,7 +220,7 @@ def test_progress_is_throttled_but_every_phase_change_is_reported(http: httpx.Cl
 
 def test_a_frozen_clock_cannot_make_the_pull_loop_forever(http: httpx.Client, fake: FakeOllama,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from nemoclaw_runtime.runtimes import ollama_pull
+    from nemoclaw_runtime.runtimes.transfer import ollama_pull
 
     monkeypatch.setattr(ollama_pull, "MAX_PULL_LINES", 0)
     fake.config.pull_mode = "stall"

@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 
 from nemoclaw_runtime.cli.main import run
-from nemoclaw_runtime.errors import InsufficientResources, InvalidInput
 from nemoclaw_runtime.gpu import GpuInventory
+from nemoclaw_runtime.kernel.errors import InsufficientResources, InvalidInput
+from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.registry import load_registry
-from nemoclaw_runtime.runtimes.ollama import (
+from nemoclaw_runtime.runtimes.docker.spec import LABEL_IMAGE, LABEL_MODEL, LABEL_RUNTIME, LABEL_SERVED_MODEL
+from nemoclaw_runtime.runtimes.drivers.ollama import (
     DEFAULT_OLLAMA_IMAGE,
     ModelRules,
     OllamaDriver,
@@ -21,8 +23,6 @@ from nemoclaw_runtime.runtimes.ollama import (
     volume_for,
 )
 from nemoclaw_runtime.runtimes.pipeline import driver_for, make_request
-from nemoclaw_runtime.runtimes.spec import LABEL_IMAGE, LABEL_MODEL, LABEL_RUNTIME, LABEL_SERVED_MODEL
-from nemoclaw_runtime.settings import Settings
 
 GPU_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
 

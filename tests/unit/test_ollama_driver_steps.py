@@ -12,16 +12,16 @@ from typing import Any
 import httpx
 import pytest
 
-from nemoclaw_runtime.clock import CancelToken, SystemClock
-from nemoclaw_runtime.errors import PortInUse, PullStalled, UnsupportedRuntime, ValidationFailed
-from nemoclaw_runtime.events import Event, Info, PhaseChanged, Progress, Warning
 from nemoclaw_runtime.gpu import GpuInventory
-from nemoclaw_runtime.runtimes import ollama
-from nemoclaw_runtime.runtimes.engine import ContainerInfo, ContainerState
-from nemoclaw_runtime.runtimes.ollama import OllamaDriver, OllamaPlan, unload_before_stop
+from nemoclaw_runtime.kernel.clock import CancelToken, SystemClock
+from nemoclaw_runtime.kernel.errors import PortInUse, PullStalled, UnsupportedRuntime, ValidationFailed
+from nemoclaw_runtime.kernel.events import Event, Info, PhaseChanged, Progress, Warning
+from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.runtimes.docker.port import ContainerInfo, ContainerState
+from nemoclaw_runtime.runtimes.docker.spec import LABEL_HOST, LABEL_PORT, LABEL_RUNTIME
+from nemoclaw_runtime.runtimes.drivers import ollama
+from nemoclaw_runtime.runtimes.drivers.ollama import OllamaDriver, OllamaPlan, unload_before_stop
 from nemoclaw_runtime.runtimes.pipeline import make_request
-from nemoclaw_runtime.runtimes.spec import LABEL_HOST, LABEL_PORT, LABEL_RUNTIME
-from nemoclaw_runtime.settings import Settings
 from tests.support.fake_ollama import FakeOllama, FakeOllamaConfig, free_port
 
 GPU_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
@@ -186,7 +186,7 @@ def test_unload_before_stop_passes_over_other_containers(svc: Svc) -> None:
 
 def test_stop_managed_with_the_hook_unloads_then_removes(svc: Svc, tmp_path: Path) -> None:
     """The wiring ``stop`` uses: ``stop_managed(settings, names, before_stop=unload_before_stop())``."""
-    from nemoclaw_runtime.runtimes.containers import DockerContainerManager, stop_managed
+    from nemoclaw_runtime.runtimes.docker.containers import DockerContainerManager, stop_managed
     from tests.fakes.fake_docker import FakeDocker
 
     settings = Settings(state_dir_override=tmp_path / "state")

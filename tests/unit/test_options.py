@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from nemoclaw_runtime.gpu import GpuInventory
-from nemoclaw_runtime.runtimes.menu import KEY_INSTALL_VLLM, KEY_NIM, KEY_OLLAMA, KEY_VLLM, LocalOptions
-from nemoclaw_runtime.runtimes.options import local_options
-from nemoclaw_runtime.settings import Settings
+from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.runtimes.onboarding.menu import KEY_INSTALL_VLLM, KEY_NIM, KEY_OLLAMA, KEY_VLLM, LocalOptions
+from nemoclaw_runtime.runtimes.onboarding.options import local_options
 from tests.fakes.fake_docker import FakeDocker
 from tests.support.docker_env import free_port
 from tests.support.fake_ollama import FakeOllama, FakeOllamaConfig

@@ -12,19 +12,19 @@ from typing import Any
 import httpx
 import pytest
 
-from nemoclaw_runtime.errors import (
+from nemoclaw_runtime.gpu import GpuInventory
+from nemoclaw_runtime.kernel.errors import (
     InsufficientResources,
     InvalidInput,
     MissingToken,
     PreflightRefused,
     UnknownModel,
 )
-from nemoclaw_runtime.gpu import GpuInventory
-from nemoclaw_runtime.runtimes.driver import UpRequest
-from nemoclaw_runtime.runtimes.menu import NO_VLLM_PROFILE, LocalOptions
-from nemoclaw_runtime.runtimes.options import local_options
-from nemoclaw_runtime.runtimes.selection import Selection, select_option
-from nemoclaw_runtime.settings import Settings
+from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.runtimes.drivers.contract import UpRequest
+from nemoclaw_runtime.runtimes.onboarding.menu import NO_VLLM_PROFILE, LocalOptions
+from nemoclaw_runtime.runtimes.onboarding.options import local_options
+from nemoclaw_runtime.runtimes.onboarding.selection import Selection, select_option
 from tests.fakes.fake_docker import FakeDocker
 from tests.support.docker_env import free_port
 from tests.support.fake_ollama import FakeOllama

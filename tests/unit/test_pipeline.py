@@ -9,13 +9,13 @@ from typing import Any
 import httpx
 import pytest
 
-from nemoclaw_runtime.clock import CancelToken, SystemClock
-from nemoclaw_runtime.events import Event, Info, Warning
 from nemoclaw_runtime.gpu import GpuInventory
+from nemoclaw_runtime.kernel.clock import CancelToken, SystemClock
+from nemoclaw_runtime.kernel.events import Event, Info, Warning
+from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes import pipeline
-from nemoclaw_runtime.runtimes.containers import DockerContainerManager
-from nemoclaw_runtime.runtimes.engine import PulledImage
-from nemoclaw_runtime.settings import Settings
+from nemoclaw_runtime.runtimes.docker.containers import DockerContainerManager
+from nemoclaw_runtime.runtimes.docker.port import PulledImage
 from tests.fakes.fake_docker import FakeDocker
 from tests.support.docker_env import free_port
 

@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
-from nemoclaw_runtime.clock import CancelToken
-from nemoclaw_runtime.errors import Cancelled, ContainerExited, NoSuchContainer, ReadinessTimeout
-from nemoclaw_runtime.events import Event, Heartbeat, Info, Warning
-from nemoclaw_runtime.runtimes.engine import ContainerState
-from nemoclaw_runtime.runtimes.probes import (
+from nemoclaw_runtime.kernel.clock import CancelToken
+from nemoclaw_runtime.kernel.errors import Cancelled, ContainerExited, NoSuchContainer, ReadinessTimeout
+from nemoclaw_runtime.kernel.events import Event, Heartbeat, Info, Warning
+from nemoclaw_runtime.runtimes.docker.port import ContainerState
+from nemoclaw_runtime.runtimes.server.probes import (
     NimReadyProbe,
     NotYet,
     OllamaTagsProbe,
@@ -22,7 +22,7 @@ from nemoclaw_runtime.runtimes.probes import (
     parse_max_model_len,
     probe_existing_vllm,
 )
-from nemoclaw_runtime.runtimes.readiness import wait_ready
+from nemoclaw_runtime.runtimes.server.readiness import wait_ready
 from tests.fakes.clock import FakeClock
 
 MODEL = "nvidia/NVIDIA-Nemotron-3-Nano-4B-FP8"
@@ -538,8 +538,8 @@ def test_probe_existing_returns_none_when_nothing_answers() -> None:
 
 
 def test_a_failed_probe_ends_the_wait_as_validation_failed() -> None:
-    from nemoclaw_runtime.errors import ValidationFailed
-    from nemoclaw_runtime.runtimes.probes import Failed
+    from nemoclaw_runtime.kernel.errors import ValidationFailed
+    from nemoclaw_runtime.runtimes.server.probes import Failed
 
     class WrongServer:
         label = "vLLM"
@@ -592,7 +592,7 @@ def test_heartbeat_shows_the_latest_state_of_a_progress_bar() -> None:
 
 
 def test_probe_access_lines_are_not_the_log_tail_nor_the_heartbeat_line() -> None:
-    from nemoclaw_runtime.runtimes.readiness import _last_log_line, _safe_tail, is_probe_access_line
+    from nemoclaw_runtime.runtimes.server.readiness import _last_log_line, _safe_tail, is_probe_access_line
 
     class Target:
         name, host, port = "nim", "127.0.0.1", 8000

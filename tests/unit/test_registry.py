@@ -6,7 +6,7 @@ import shlex
 
 import pytest
 
-from nemoclaw_runtime.errors import InvalidInput, UnknownModel
+from nemoclaw_runtime.kernel.errors import InvalidInput, UnknownModel
 from nemoclaw_runtime.registry import (
     NimModel,
     OllamaStarter,

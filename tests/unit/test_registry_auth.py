@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from nemoclaw_runtime.errors import AccessDenied, MissingToken, RegistryAuthFailed
-from nemoclaw_runtime.events import Event, Warning
-from nemoclaw_runtime.runtimes.registry_auth import (
+from nemoclaw_runtime.kernel.errors import AccessDenied, MissingToken, RegistryAuthFailed
+from nemoclaw_runtime.kernel.events import Event, Warning
+from nemoclaw_runtime.kernel.secret import Secret
+from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.runtimes.docker.registry_login import (
     RegistryCredentials,
     config_has_credentials,
     login_command,
@@ -19,8 +21,6 @@ from nemoclaw_runtime.runtimes.registry_auth import (
     save_docker_login,
     stored_credentials,
 )
-from nemoclaw_runtime.secret import Secret
-from nemoclaw_runtime.settings import Settings
 
 GOOD, BAD = "nvapi-good-key-0123456789", "nvapi-bad-key-9876543210"
 REGISTRY = "nvcr.io"

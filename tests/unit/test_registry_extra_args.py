@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nemoclaw_runtime.errors import InvalidSetting
+from nemoclaw_runtime.kernel.errors import InvalidSetting
 from nemoclaw_runtime.registry import load_registry, parse_extra_args
 
 VAR = "NEMOCLAW_VLLM_EXTRA_ARGS_JSON"
@@ -85,7 +85,7 @@ def test_other_variable_name() -> None:
 
 
 def test_network_flags_are_refused_but_a_smaller_context_is_allowed() -> None:
-    from nemoclaw_runtime.errors import InvalidSetting
+    from nemoclaw_runtime.kernel.errors import InvalidSetting
     from nemoclaw_runtime.registry import parse_extra_args
 
     for raw in ('["--host", "127.0.0.1"]', '["--host=0.0.0.0"]', '["--port", "9000"]'):

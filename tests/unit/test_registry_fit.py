@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nemoclaw_runtime.errors import InsufficientResources, NoSuitableGpu, UnknownModel
+from nemoclaw_runtime.kernel.errors import InsufficientResources, NoSuitableGpu, UnknownModel
 from nemoclaw_runtime.registry import Registry, load_registry
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nemoclaw_runtime.errors import NemoclawError
+from nemoclaw_runtime.kernel.errors import NemoclawError
 from nemoclaw_runtime.registry import DATA_DIR, load_registry
 
 

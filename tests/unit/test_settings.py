@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from nemoclaw_runtime.errors import InvalidSetting
-from nemoclaw_runtime.secret import Secret
-from nemoclaw_runtime.settings import CATALOGUE, Settings
+from nemoclaw_runtime.kernel.errors import InvalidSetting
+from nemoclaw_runtime.kernel.secret import Secret
+from nemoclaw_runtime.kernel.settings import CATALOGUE, Settings
 
 
 def test_defaults_from_an_empty_mapping() -> None:
@@ -94,7 +94,7 @@ def test_secret_never_formats_its_value() -> None:
 
 
 def test_one_redactor_masks_every_token_shape_and_keeps_plain_text() -> None:
-    from nemoclaw_runtime.secret import redact
+    from nemoclaw_runtime.kernel.secret import redact
 
     text = ("hf_abcdefghijk12 nvapi-abcdef123 sk-abcdefghij Authorization: Bearer abc.def-ghi123 "
             "HF_TOKEN=plain-value password: 'p4ss' max_tokens 64 GPU 0 has 23.55 GiB")

@@ -4,9 +4,9 @@ import dataclasses
 
 import pytest
 
-from nemoclaw_runtime.errors import InvalidInput
-from nemoclaw_runtime.runtimes.spec import ContainerSpec, GpuRequest, PortBinding, image_repository
-from nemoclaw_runtime.secret import Secret
+from nemoclaw_runtime.kernel.errors import InvalidInput
+from nemoclaw_runtime.kernel.secret import Secret
+from nemoclaw_runtime.runtimes.docker.spec import ContainerSpec, GpuRequest, PortBinding, image_repository
 
 
 def _spec(**changes: object) -> ContainerSpec:

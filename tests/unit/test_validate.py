@@ -12,17 +12,17 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from nemoclaw_runtime.clock import CancelToken
-from nemoclaw_runtime.errors import Cancelled, InvalidInput, ValidationFailed
-from nemoclaw_runtime.events import Event, Info, PhaseChanged, Warning
-from nemoclaw_runtime.runtimes.validate import (
+from nemoclaw_runtime.kernel.clock import CancelToken
+from nemoclaw_runtime.kernel.errors import Cancelled, InvalidInput, ValidationFailed
+from nemoclaw_runtime.kernel.events import Event, Info, PhaseChanged, Warning
+from nemoclaw_runtime.kernel.secret import Secret, redact
+from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.runtimes.server.validate import (
     API_COMPLETIONS,
     API_RESPONSES,
     ValidationResult,
     validate_endpoint,
 )
-from nemoclaw_runtime.secret import Secret, redact
-from nemoclaw_runtime.settings import Settings
 from tests.fakes.clock import FakeClock
 from tests.support.fake_openai import FakeOpenAI, fake_openai_servers
 

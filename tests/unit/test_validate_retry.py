@@ -13,17 +13,17 @@ from typing import Any
 import httpx
 import pytest
 
-from nemoclaw_runtime.clock import CancelToken
-from nemoclaw_runtime.errors import Cancelled, ValidationFailed
-from nemoclaw_runtime.events import Event, Warning
-from nemoclaw_runtime.runtimes.validate import (
+from nemoclaw_runtime.kernel.clock import CancelToken
+from nemoclaw_runtime.kernel.errors import Cancelled, ValidationFailed
+from nemoclaw_runtime.kernel.events import Event, Warning
+from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.runtimes.server.validate import (
     API_COMPLETIONS,
     API_RESPONSES,
     EXCERPT_CHARS,
     ValidationResult,
     validate_endpoint,
 )
-from nemoclaw_runtime.settings import Settings
 from tests.fakes.clock import FakeClock
 
 BASE = "http://127.0.0.1:8000/v1"

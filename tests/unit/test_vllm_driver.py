@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from nemoclaw_runtime.errors import InvalidSetting, MissingToken, NoSuitableGpu, UnknownModel
 from nemoclaw_runtime.gpu import GpuInventory
+from nemoclaw_runtime.kernel.errors import InvalidSetting, MissingToken, NoSuitableGpu, UnknownModel
+from nemoclaw_runtime.kernel.secret import Secret
+from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.runtimes.drivers.vllm import VllmDriver
 from nemoclaw_runtime.runtimes.pipeline import make_request
-from nemoclaw_runtime.runtimes.vllm import VllmDriver
-from nemoclaw_runtime.secret import Secret
-from nemoclaw_runtime.settings import Settings
 
 
 def _snapshot(product: str, gpus: list[dict[str, Any]], arch: str = "x86_64") -> GpuInventory:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from nemoclaw_runtime.runtimes.watchdog import PullWatchdog, describe_stuck
+from nemoclaw_runtime.runtimes.transfer.watchdog import PullWatchdog, describe_stuck
 from tests.fakes.clock import FakeClock
 
 LAYER = "05882c33acff"

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from nemoclaw_runtime.clock import CancelToken
-from nemoclaw_runtime.errors import AccessDenied, Cancelled, DownloadFailed, MissingToken
-from nemoclaw_runtime.events import Event, Progress, Warning
-from nemoclaw_runtime.runtimes import weights
-from nemoclaw_runtime.runtimes.weights import check_access, estimate_repo_bytes, prefetch
-from nemoclaw_runtime.secret import Secret
-from nemoclaw_runtime.settings import Settings
+from nemoclaw_runtime.kernel.clock import CancelToken
+from nemoclaw_runtime.kernel.errors import AccessDenied, Cancelled, DownloadFailed, MissingToken
+from nemoclaw_runtime.kernel.events import Event, Progress, Warning
+from nemoclaw_runtime.kernel.secret import Secret
+from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.runtimes.transfer import weights
+from nemoclaw_runtime.runtimes.transfer.weights import check_access, estimate_repo_bytes, prefetch
 from tests.support.docker_env import free_port
 from tests.support.fake_hf import GATED_REPO, PUBLIC_REPO, FakeHub, fake_hf, fake_hf_server  # noqa: F401
 

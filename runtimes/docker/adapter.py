@@ -1,0 +1,478 @@
+"""``DockerEngine``: the one module that imports docker-py.
+
+It implements :class:`~nemoclaw_runtime.runtimes.docker.port.DockerPort` and translates every docker-py / requests
+error in one place (:func:`translated`). Nothing above this module sees a docker-py type.
+
+Two sharp edges of docker-py are handled here (see docker-engine-notes.md):
+
+* ``pull(stream=True)`` has no read timeout, and closing the response from another thread does not wake a blocked
+  read. :class:`DockerPullStream` therefore keeps the response's socket: ``set_read_timeout`` sets a timeout on it,
+  ``abort`` shuts it down, and either ends the iteration. The engine then cancels the pull and tags nothing.
+* Errors inside a pull stream arrive as ``{"error": ...}`` events; the stream turns them into our errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import docker
+import docker.auth
+import docker.errors
+import requests.exceptions
+from docker.types import DeviceRequest
+from docker.types import Mount as DockerMount
+
+from nemoclaw_runtime.kernel.errors import (
+    DockerUnavailable,
+    DownloadFailed,
+    ImageNotFound,
+    InvalidInput,
+    NameTaken,
+    NemoclawError,
+    NoSuchContainer,
+    RegistryAuthFailed,
+)
+from nemoclaw_runtime.kernel.secret import Secret, redact
+from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.runtimes.docker.port import ContainerInfo, ContainerState
+from nemoclaw_runtime.runtimes.docker.spec import ContainerSpec, split_reference
+from nemoclaw_runtime.runtimes.transfer.watchdog import classify_engine_message, pull_error
+
+_DOCKER_GROUP_REMEDY = ("add your user to the docker group (sudo usermod -aG docker $USER, then log in again), "
+                        "or run as a user that may use the Docker socket")
+
+LOG_LINE_LIMIT = 100_000  # follow_logs: a line longer than this is cut, so a runaway writer cannot exhaust memory
+
+
+def connect(settings: Settings) -> DockerEngine:
+    """Connect to the engine named by ``settings`` (DOCKER_HOST, DOCKER_TLS_VERIFY, ... from ``settings.environ``)."""
+    with translated("connecting to the Docker engine", host=settings.docker_host):
+        client = docker.from_env(environment=dict(settings.environ))
+    return DockerEngine(client, docker_config_path=settings.docker_config_path, host=settings.docker_host)
+
+
+# --- error translation: the one place docker-py errors become ours ------------------------------------------------
+
+
+def _explanation(exc: BaseException) -> str:
+    explanation = getattr(exc, "explanation", None)
+    if isinstance(explanation, bytes):
+        explanation = explanation.decode("utf-8", "replace")
+    text = str(explanation or exc).strip()
+    return " ".join(text.split())[:500]
+
+
+@contextmanager
+def translated(action: str, *, missing: str = "container", subject: str | None = None, host: str | None = None,
+               secrets: tuple[str, ...] = (), image: str | None = None) -> Iterator[None]:
+    """Turn docker-py / requests errors raised inside the block into our errors tree.
+
+    ``missing`` says what a 404 means here: ``container`` → NoSuchContainer, ``image`` → ImageNotFound.
+    ``secrets`` are values to blank out of any engine explanation that might echo them; ``image`` names the
+    image when ``subject`` is a container (create).
+    """
+    try:
+        yield
+    except NemoclawError:
+        raise
+    except docker.errors.ImageNotFound as exc:
+        what = image or subject or "?"
+        raise ImageNotFound(f"Image {what} was not found: {redact(_explanation(exc), secrets)}",
+                            remedy="check the image name and tag, or pull it first (nemoclaw-runtime pull)",
+                            details={"image": what}) from None
+    except docker.errors.NotFound as exc:
+        text = redact(_explanation(exc), secrets)
+        if missing == "image":
+            raise ImageNotFound(f"Image {subject or '?'} was not found: {text}",
+                                remedy="check the image name and tag", details={"image": subject}) from None
+        raise NoSuchContainer(f"No container {subject or '?'}: {text}",
+                              remedy="list managed containers with `nemoclaw-runtime ps`",
+                              details={"container": subject}) from None
+    except docker.errors.APIError as exc:
+        _raise_api_error(exc, action, missing=missing, subject=subject, secrets=secrets)
+    except (requests.exceptions.RequestException, ConnectionError) as exc:  # timeouts included: a hung engine
+        _raise_unavailable(exc, action, host=host, secrets=secrets)
+    except docker.errors.InvalidRepository as exc:
+        raise InvalidInput(f"Invalid image reference {subject or '?'}: {_explanation(exc)}",
+                           remedy="use a reference such as registry.example.com/team/image:tag") from None
+    except docker.errors.DockerException as exc:
+        if _is_connection_failure(exc):  # from_env() wraps "no socket / refused" in a bare DockerException
+            _raise_unavailable(exc, action, host=host, secrets=secrets)
+        # An API version or TLS set-up problem: the engine may well be running.
+        raise NemoclawError(f"Docker error while {action}: {redact(_explanation(exc), secrets)}",
+                            remedy="check the image reference and DOCKER_HOST / DOCKER_TLS_VERIFY settings",
+                            details={"subject": subject}) from None
+
+
+def _is_connection_failure(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):  # a short, bounded walk down the cause chain
+        if seen is None:
+            break
+        if isinstance(seen, (requests.exceptions.RequestException, ConnectionError, FileNotFoundError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "Error while fetching server API version" in str(exc) or "Connection aborted" in str(exc)
+
+
+def _raise_api_error(exc: docker.errors.APIError, action: str, *, missing: str, subject: str | None,
+                     secrets: tuple[str, ...]) -> NoReturn:
+    text = redact(_explanation(exc), secrets)
+    status = exc.status_code
+    if status == 409 and action == "creating a container":
+        raise NameTaken(f"The container name {subject or '?'} is already in use: {text}",
+                        remedy="stop it (nemoclaw-runtime stop) or choose another --name",
+                        details={"container": subject}) from None
+    if action.startswith(("pulling", "logging in")):
+        raise pull_error(subject or "?", text, status=status) from None
+    if classify_engine_message(text) == "auth":
+        raise RegistryAuthFailed(f"The registry refused access while {action}: {text}",
+                                 remedy="log in to the registry (docker login <registry>)") from None
+    raise NemoclawError(f"Docker engine error while {action}: {text}",
+                        remedy="see the engine's explanation above; `docker info` shows the engine's state",
+                        details={"status": status}) from None
+
+
+def _raise_unavailable(exc: BaseException, action: str, *, host: str | None, secrets: tuple[str, ...]) -> NoReturn:
+    text = redact(_explanation(exc), secrets)
+    where = host or "the local socket (/var/run/docker.sock)"
+    if "permission denied" in text.lower() or isinstance(exc, PermissionError):
+        raise DockerUnavailable(f"Permission denied on the Docker engine at {where} while {action}",
+                                remedy=_DOCKER_GROUP_REMEDY, details={"host": host}) from None
+    raise DockerUnavailable(f"Cannot reach the Docker engine at {where} while {action}: {text}",
+                            details={"host": host}) from None
+
+
+# --- conversions ----------------------------------------------------------------------------------------------------
+
+
+def _env_list(spec: ContainerSpec) -> list[str]:
+    return [f"{name}={value.reveal() if isinstance(value, Secret) else value}" for name, value in spec.env]
+
+
+def _port_map(spec: ContainerSpec) -> dict[str, Any]:
+    ports: dict[str, list[tuple[str, int]]] = {}
+    for binding in spec.ports:
+        ports.setdefault(f"{binding.container_port}/{binding.protocol}", []).append(
+            (binding.host_ip, binding.host_port))
+    return {key: (value[0] if len(value) == 1 else value) for key, value in ports.items()}
+
+
+def _device_requests(spec: ContainerSpec) -> list[DeviceRequest]:
+    if spec.gpus.mode == "none":
+        return []
+    if spec.gpus.mode == "indices":
+        return [DeviceRequest(device_ids=[str(i) for i in spec.gpus.indices], capabilities=[["gpu"]])]
+    return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+
+
+def _mounts(spec: ContainerSpec) -> list[DockerMount]:
+    return [DockerMount(target=m.target, source=m.source, type=m.kind, read_only=m.read_only) for m in spec.mounts]
+
+
+def create_kwargs(spec: ContainerSpec) -> dict[str, Any]:
+    """The ``client.containers.create`` keyword arguments for ``spec`` (secret values revealed here only)."""
+    kwargs: dict[str, Any] = {
+        "image": spec.image_ref,
+        "command": list(spec.command),
+        "name": spec.name,
+        "environment": _env_list(spec),
+        "labels": dict(spec.labels),
+        "detach": True,
+    }
+    if spec.entrypoint is not None:
+        kwargs["entrypoint"] = list(spec.entrypoint)
+    if spec.ports:
+        kwargs["ports"] = _port_map(spec)
+    requests_ = _device_requests(spec)
+    if requests_:
+        kwargs["device_requests"] = requests_
+    if spec.mounts:
+        kwargs["mounts"] = _mounts(spec)
+    if spec.restart_policy:
+        kwargs["restart_policy"] = {"Name": spec.restart_policy}
+    if spec.shm_size:
+        kwargs["shm_size"] = spec.shm_size
+    if spec.ipc_mode:
+        kwargs["ipc_mode"] = spec.ipc_mode
+    return kwargs
+
+
+def _state(raw: Mapping[str, Any]) -> ContainerState:
+    health = raw.get("Health") or {}
+    return ContainerState(
+        status=str(raw.get("Status") or "unknown"),
+        exit_code=raw.get("ExitCode"),
+        oom_killed=bool(raw.get("OOMKilled")),
+        error=raw.get("Error") or None,
+        started_at=raw.get("StartedAt") or None,
+        finished_at=raw.get("FinishedAt") or None,
+        health=health.get("Status") or None,
+    )
+
+
+def _ports(raw: Mapping[str, Any]) -> dict[str, tuple[tuple[str, int], ...]]:
+    live = (raw.get("NetworkSettings") or {}).get("Ports") or {}
+    configured = (raw.get("HostConfig") or {}).get("PortBindings") or {}
+    source = live if any(live.values()) else configured  # a stopped container has no live bindings
+    ports: dict[str, tuple[tuple[str, int], ...]] = {}
+    for key, bindings in source.items():
+        ports[key] = tuple((b.get("HostIp") or "", int(b.get("HostPort") or 0)) for b in (bindings or []))
+    return ports
+
+
+def container_info(raw: Mapping[str, Any]) -> ContainerInfo:
+    """A ContainerInfo from ``docker inspect`` output."""
+    config = raw.get("Config") or {}
+    state = _state(raw.get("State") or {})
+    state = ContainerState(**{**state.__dict__, "restart_count": int(raw.get("RestartCount") or 0)})
+    return ContainerInfo(
+        id=str(raw.get("Id")),
+        name=str(raw.get("Name") or "").lstrip("/"),
+        image=str(config.get("Image") or raw.get("Image") or ""),
+        labels=dict(config.get("Labels") or {}),
+        state=state,
+        created=raw.get("Created"),
+        ports=_ports(raw),
+    )
+
+
+def _label_filters(labels: Mapping[str, str | None]) -> list[str]:
+    return [key if value is None else f"{key}={value}" for key, value in labels.items()]
+
+
+# --- the engine -----------------------------------------------------------------------------------------------------
+
+
+class DockerEngine:
+    """:class:`DockerPort` over a ``docker.DockerClient``."""
+
+    def __init__(self, client: docker.DockerClient, *, docker_config_path: Path | None = None,
+                 host: str | None = None) -> None:
+        self._client = client
+        self._api = client.api
+        self._config_path = docker_config_path
+        self._host = host
+
+    def _t(self, action: str, **kw: Any) -> Any:
+        return translated(action, host=self._host, **kw)
+
+    # --- engine --------------------------------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        with self._t("pinging the Docker engine"):
+            self._api.ping()
+
+    def engine_info(self) -> Mapping[str, Any]:
+        with self._t("reading the engine's info"):
+            return dict(self._api.info())
+
+    def close(self) -> None:
+        self._client.close()
+
+    # --- containers ----------------------------------------------------------------------------------------------
+
+    def create_container(self, spec: ContainerSpec) -> str:
+        secrets = tuple(v.reveal() for _, v in spec.env if isinstance(v, Secret))
+        with self._t("creating a container", subject=spec.name, secrets=secrets, image=spec.image_ref):
+            container = self._client.containers.create(**create_kwargs(spec))
+        return str(container.id)
+
+    def start_container(self, name_or_id: str) -> None:
+        with self._t("starting a container", subject=name_or_id):
+            self._api.start(name_or_id)
+
+    def inspect_container(self, name_or_id: str) -> ContainerInfo | None:
+        try:
+            with self._t("inspecting a container", subject=name_or_id):
+                return container_info(self._api.inspect_container(name_or_id))
+        except NoSuchContainer:
+            return None
+
+    def list_containers(self, labels: Mapping[str, str | None], *, all: bool = True) -> list[ContainerInfo]:
+        with self._t("listing containers"):
+            summaries = self._api.containers(all=all, filters={"label": _label_filters(labels)})
+        infos = [self.inspect_container(str(s["Id"])) for s in summaries]
+        return [info for info in infos if info is not None]  # one may vanish between list and inspect
+
+    def container_logs(self, name_or_id: str, *, tail: int) -> list[str]:
+        with self._t("reading container logs", subject=name_or_id):
+            raw = self._api.logs(name_or_id, stdout=True, stderr=True, tail=tail)
+        return bytes(raw).decode("utf-8", "replace").splitlines()
+
+    def follow_logs(self, name_or_id: str, *, tail: int) -> Iterator[str]:
+        with self._t("following container logs", subject=name_or_id):
+            chunks = self._api.logs(name_or_id, stdout=True, stderr=True, tail=tail, stream=True, follow=True)
+        return self._lines(name_or_id, chunks)
+
+    def _lines(self, name_or_id: str, chunks: Iterator[bytes]) -> Iterator[str]:
+        buffer = b""
+        with self._t("following container logs", subject=name_or_id):
+            for chunk in chunks:
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    yield line.decode("utf-8", "replace").rstrip("\r")
+                buffer = buffer[-LOG_LINE_LIMIT:]
+        if buffer:
+            yield buffer.decode("utf-8", "replace")
+
+    def stop_container(self, name_or_id: str, *, timeout: float = 10) -> None:
+        with self._t("stopping a container", subject=name_or_id):
+            self._api.stop(name_or_id, timeout=max(0, round(timeout)))
+
+    def remove_container(self, name_or_id: str, *, force: bool = False) -> None:
+        with self._t("removing a container", subject=name_or_id):
+            self._api.remove_container(name_or_id, force=force)
+
+    # --- images --------------------------------------------------------------------------------------------------
+
+    def image_inspect(self, ref: str) -> Mapping[str, Any] | None:
+        try:
+            with self._t("inspecting an image", missing="image", subject=ref):
+                return dict(self._api.inspect_image(ref))
+        except ImageNotFound:
+            return None
+
+    def tag_image(self, source_ref: str, target_ref: str) -> None:
+        repository, tag = split_reference(target_ref)
+        with self._t("tagging an image", missing="image", subject=source_ref):
+            ok = self._api.tag(source_ref, repository, tag, force=True)
+        if not ok:
+            raise NemoclawError(f"The engine did not tag {source_ref} as {target_ref}",
+                                remedy="run the command again; `docker images` shows what is present")
+
+    def login(self, registry: str, username: str, password: str) -> None:
+        with self._t("logging in to a registry", subject=registry, secrets=(password,)):
+            self._client.login(username=username, password=password, registry=registry, reauth=True)
+
+    def registry_credentials(self, registry: str) -> tuple[str, Secret] | None:
+        """Credentials for ``registry`` from the docker config (auths, credHelpers, credsStore), if any."""
+        entry = self._config_auth(registry)
+        if not entry:
+            return None
+        username = entry.get("username") or entry.get("Username")
+        password = entry.get("password") or entry.get("Password")  # helpers answer Username/Password
+        if not username or not password:
+            return None
+        return str(username), Secret(str(password))
+
+    def _config_auth(self, registry: str) -> Mapping[str, Any] | None:
+        if self._config_path is None or not self._config_path.is_file():
+            return None
+        try:
+            config = docker.auth.load_config(config_path=str(self._config_path))
+            return config.resolve_authconfig(registry)  # type: ignore[no-any-return]
+        except (docker.errors.DockerException, OSError, ValueError):
+            return None  # an unreadable config or a failing helper: treat as "no stored credential"
+
+    def pull_stream(self, repository: str, reference: str, *, auth: Mapping[str, str] | None = None,
+                    platform: str | None = None) -> DockerPullStream:
+        subject = f"{repository}@{reference}" if reference.startswith("sha256:") else f"{repository}:{reference}"
+        params: dict[str, Any] = {"fromImage": repository, "tag": reference}
+        if platform:
+            params["platform"] = platform
+        headers: dict[str, str] = {}
+        with self._t("pulling an image", missing="image", subject=subject):
+            registry, _ = docker.auth.resolve_repository_name(repository)
+            auth_config = dict(auth) if auth is not None else self._config_auth(registry)
+        if auth_config:
+            headers["X-Registry-Auth"] = docker.auth.encode_header(dict(auth_config))
+        # Every credential value but the user's name and the registry's address stays out of messages.
+        secrets = tuple(str(v) for k, v in (auth_config or {}).items()
+                        if k.lower() not in ("username", "serveraddress", "email"))
+        with self._t("pulling an image", missing="image", subject=subject, secrets=secrets):
+            response = self._api._post(self._api._url("/images/create"), params=params, headers=headers,
+                                       stream=True, timeout=None)
+            self._api._raise_for_status(response)
+        return DockerPullStream(self._api, response, subject, secrets=secrets)
+
+
+def _response_socket(response: Any) -> socket.socket | None:
+    """The socket under a streamed requests response (unix socket, tcp or tls)."""
+    try:
+        raw = response.raw._fp.fp.raw
+    except AttributeError:
+        return None
+    sock = getattr(raw, "_sock", raw)
+    return sock if hasattr(sock, "settimeout") else None
+
+
+class DockerPullStream:
+    """The decoded events of one pull. Iterate once; ``abort`` may be called from any thread."""
+
+    def __init__(self, api: Any, response: Any, subject: str, *, secrets: tuple[str, ...] = ()) -> None:
+        self._api = api
+        self._response = response
+        self._subject = subject
+        self._secrets = secrets
+        self._sock = _response_socket(response)
+        self._aborted = threading.Event()
+        self._complete = False
+        self.timed_out = False
+
+    @property
+    def aborted(self) -> bool:
+        return self._aborted.is_set()
+
+    def set_read_timeout(self, seconds: float | None) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.settimeout(seconds)
+            except OSError:
+                pass  # already closed: the iteration is ending anyway
+
+    def abort(self) -> None:
+        self._aborted.set()
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)  # wakes a read blocked in another thread
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        if not self._complete:  # left early (Ctrl-C, an error): make sure the engine sees us go and cancels
+            self.abort()
+        # closing a dead response must never mask the real outcome of the pull
+        with contextlib.suppress(Exception):
+            self._response.close()
+
+    def __iter__(self) -> Iterator[Mapping[str, Any]]:
+        try:
+            for event in self._events():
+                if not isinstance(event, Mapping):
+                    continue
+                if event.get("error") or event.get("errorDetail"):
+                    detail = event.get("errorDetail") or {}
+                    text = redact(str(event.get("error") or detail.get("message") or "unknown error"),
+                                  self._secrets)
+                    raise pull_error(self._subject, text, status=detail.get("code"))
+                yield event
+        finally:
+            self.close()
+
+    def _events(self) -> Iterator[Any]:
+        try:
+            yield from self._api._stream_helper(self._response, decode=True)
+            self._complete = not self.aborted and not self.timed_out
+        except NemoclawError:
+            raise
+        except (OSError, ValueError, requests.exceptions.RequestException, Exception) as exc:  # noqa: BLE001
+            if self.aborted:
+                return  # the watchdog or a cancellation ended it; the caller knows why
+            if isinstance(exc, json.JSONDecodeError):
+                raise DownloadFailed(f"Pulling {self._subject}: the engine sent an unreadable event",
+                                     remedy="run the command again", details={"transient": True}) from None
+            text = redact(_explanation(exc), self._secrets)
+            if "timed out" in text.lower() or isinstance(exc, (socket.timeout, TimeoutError)):
+                self.timed_out = True
+                return  # a read timeout set by the watchdog: the caller decides what it means
+            raise DownloadFailed(f"The pull stream of {self._subject} broke: {text}",
+                                 remedy="run the command again", details={"transient": True}) from None

@@ -1,0 +1,487 @@
+"""Model weights on the host: Hugging Face gating, the disk estimate, and the prefetch into the HF cache.
+
+Everything goes through huggingface_hub with the endpoint, cache directory and token passed explicitly — never
+read from the environment (``Settings`` is the only source; a token absent there is ``token=False``, so no token
+file or variable is picked up behind the user's back). huggingface_hub errors are translated in exactly one place,
+:func:`_translate_hf_error`, and no message ever carries the token.
+
+Resuming: huggingface_hub (2.x) resumes a dropped connection in place with a ``Range`` request, and a file that
+finished downloading stays in the cache, so running ``prefetch`` again after an interrupt (Ctrl-C, a crash, a lost
+link) fetches only what is still missing. A partial file of an interrupted process is discarded (huggingface_hub
+writes process-unique temporary files since 2.0), so the unit of cross-process resume is the file.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nemoclaw_runtime._version import __version__
+from nemoclaw_runtime.kernel.clock import CancelToken, Clock, SystemClock
+from nemoclaw_runtime.kernel.errors import (
+    AccessDenied,
+    DownloadFailed,
+    InvalidInput,
+    MissingToken,
+    NemoclawError,
+)
+from nemoclaw_runtime.kernel.events import EventSink, Progress, Warning
+from nemoclaw_runtime.kernel.secret import Secret, redact
+from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.registry import HF_TOKEN_VARIABLES
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+METADATA_TIMEOUT_S = 15.0  # model_info and the access probe: the hub answers these in well under a second
+PROGRESS_EVERY_S = 0.25  # at most this often a Progress event (plus one per finished file and a final one)
+_LIBRARY = "nemoclaw-runtime"
+_MESSAGE_CHARS = 300
+
+
+@dataclass(frozen=True)
+class AccessResult:
+    """The hub let us read ``model_id`` (anonymously when ``token_used`` is False)."""
+
+    model_id: str
+    endpoint: str
+    token_used: bool
+    licence_url: str
+
+
+@dataclass(frozen=True)
+class PrefetchResult:
+    model_id: str
+    revision: str  # the commit sha whose snapshot is in the cache
+    path: Path  # the snapshot folder
+    files: int
+    total_bytes: int | None  # the repo's size at that revision, None when the hub gave no sizes
+    downloaded_bytes: int  # fetched by this call (0 when everything was already cached)
+    from_cache_only: bool = False  # the hub was unreachable and a complete cached snapshot was used
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model_id, "revision": self.revision, "path": str(self.path), "files": self.files,
+                "total_bytes": self.total_bytes, "downloaded_bytes": self.downloaded_bytes,
+                "from_cache_only": self.from_cache_only}
+
+
+def endpoint_of(settings: Settings) -> str:
+    return (settings.hf_endpoint or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def licence_url(model_id: str, settings: Settings) -> str:
+    """Where to read the model card and accept its licence."""
+    return f"{endpoint_of(settings)}/{model_id}"
+
+
+def cache_dir(settings: Settings) -> Path:
+    """The hub cache the vLLM container mounts (``$HF_HOME/hub``)."""
+    return settings.hf_home / "hub"
+
+
+# --- access --------------------------------------------------------------------------------------------------------
+
+
+def check_access(model_id: str, token: Secret | None, settings: Settings, *, gated: bool = True) -> AccessResult:
+    """Refuse early (exit 3) when the weights cannot be read with ``token``.
+
+    ``gated`` is what the registry says: a gated entry without a token is refused without asking the hub. With a
+    token (or for an ungated entry) the hub is asked for the model's ``config.json`` metadata, the first file a
+    runtime reads — the same check a download would fail on, bounded by :data:`METADATA_TIMEOUT_S`.
+
+    Raises:
+        MissingToken: gated and no token (names both variables and the licence page).
+        AccessDenied: the hub refused (gated without licence acceptance, bad token, repository not found).
+        DownloadFailed: the hub could not be reached.
+    """
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import EntryNotFoundError
+
+    if gated and not token:
+        raise missing_token(model_id, settings)
+    endpoint = endpoint_of(settings)
+    url = hf_hub_url(model_id, "config.json", endpoint=endpoint)
+    with _hf_errors(model_id, token, settings, "checking access to"):
+        try:
+            get_hf_file_metadata(url, token=_token_arg(token), timeout=METADATA_TIMEOUT_S, endpoint=endpoint,
+                                 library_name=_LIBRARY, library_version=__version__)
+        except EntryNotFoundError:
+            pass  # no config.json (e.g. a GGUF-only repo), but the repository itself answered: access is fine
+    return AccessResult(model_id, endpoint, bool(token), licence_url(model_id, settings))
+
+
+def missing_token(model_id: str, settings: Settings) -> MissingToken:
+    url = licence_url(model_id, settings)
+    return MissingToken(
+        f"Model '{model_id}' is gated on Hugging Face and no token is set: one of "
+        f"{', '.join(HF_TOKEN_VARIABLES)} is required",
+        remedy=f"accept the licence at {url}, then export HF_TOKEN=<your token> (or HUGGING_FACE_HUB_TOKEN)",
+        cause="hf-gated",
+        details={"model": model_id, "licence_url": url, "variables": list(HF_TOKEN_VARIABLES)},
+    )
+
+
+def _token_arg(token: Secret | None) -> str | bool:
+    """What huggingface_hub gets: the value, or False so it never looks for a token of its own."""
+    return token.reveal() if token else False
+
+
+# --- the disk estimate ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _RepoFiles:
+    sha: str
+    sizes: dict[str, int | None]  # path -> bytes
+
+    @property
+    def total(self) -> int | None:
+        sizes = list(self.sizes.values())
+        return sum(s for s in sizes if s is not None) if sizes and None not in sizes else None
+
+
+def _repo_files(model_id: str, token: Secret | None, settings: Settings, revision: str | None) -> _RepoFiles:
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=endpoint_of(settings), token=_token_arg(token), library_name=_LIBRARY,
+                library_version=__version__)
+    with _hf_errors(model_id, token, settings, "reading the file list of"):
+        info = api.model_info(model_id, revision=revision, files_metadata=True, timeout=METADATA_TIMEOUT_S)
+    sizes = {s.rfilename: s.size for s in info.siblings or ()}
+    return _RepoFiles(str(info.sha), sizes)
+
+
+def _cached_files(model_id: str, files: _RepoFiles, settings: Settings) -> set[str]:
+    """The files of that revision already complete in the cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = set()
+    for path in files.sizes:
+        found = try_to_load_from_cache(model_id, path, cache_dir=cache_dir(settings), revision=files.sha)
+        if isinstance(found, str):
+            cached.add(path)
+    return cached
+
+
+def estimate_repo_bytes(model_id: str, token: Secret | None, settings: Settings) -> int | None:
+    """Bytes the download still needs (the repo's size minus what the cache already holds), for the disk
+    preflight. None when the hub gives no sizes or cannot be asked — the download itself will then say why."""
+    try:
+        files = _repo_files(model_id, token, settings, None)
+    except NemoclawError:
+        return None
+    if files.total is None:
+        return None
+    cached = _cached_files(model_id, files, settings)
+    return sum(size or 0 for path, size in files.sizes.items() if path not in cached)
+
+
+# --- the prefetch --------------------------------------------------------------------------------------------------
+
+
+def prefetch(
+    model_id: str,
+    *,
+    token: Secret | None,
+    settings: Settings,
+    events: EventSink,
+    cancel: CancelToken,
+    revision: str | None = None,
+    clock: Clock | None = None,
+    max_workers: int = 8,
+) -> PrefetchResult:
+    """Download the snapshot of ``model_id`` into ``$HF_HOME/hub`` with byte progress; resumable, cancellable.
+
+    Raises:
+        MissingToken / AccessDenied: the hub refused (exit 3).
+        DownloadFailed: network, hub or disk failure (exit 4).
+        Cancelled: ``cancel`` was set (files already complete stay in the cache).
+    """
+    from huggingface_hub import snapshot_download
+
+    cancel.raise_if_cancelled()
+    try:
+        files = _repo_files(model_id, token, settings, revision)
+    except DownloadFailed as exc:
+        if exc.cause != "network":
+            raise
+        return _from_cache_only(model_id, settings, events, revision, exc)
+    cached = _cached_files(model_id, files, settings)
+    tracker = _Tracker(model_id, files, cached, events, cancel, clock or SystemClock())
+    with _hf_errors(model_id, token, settings, "downloading"), _hub_logs_as_events(events, tracker.lock, token):
+        folder = snapshot_download(
+            model_id, revision=revision, cache_dir=cache_dir(settings), endpoint=endpoint_of(settings),
+            token=_token_arg(token), tqdm_class=tracker.bar_class(), max_workers=max_workers,
+            library_name=_LIBRARY, library_version=__version__,
+        )
+    tracker.finish()
+    path = Path(folder)
+    return PrefetchResult(model_id, path.name, path, len(files.sizes), files.total, tracker.downloaded_bytes)
+
+
+def _from_cache_only(model_id: str, settings: Settings, events: EventSink, revision: str | None,
+                     original: DownloadFailed) -> PrefetchResult:
+    """The hub is unreachable: a complete cached snapshot still lets the runtime start (offline)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(model_id, revision=revision, cache_dir=cache_dir(settings),
+                                   local_files_only=True)
+    except Exception:  # noqa: BLE001 - any cache miss means "no usable snapshot": report the network failure
+        raise original from None
+    path = Path(folder)
+    events(Warning(f"{endpoint_of(settings)} is unreachable; using the cached snapshot {path.name[:12]} of "
+                   f"{model_id}"))
+    count = sum(1 for p in path.rglob("*") if p.is_file())
+    return PrefetchResult(model_id, path.name, path, count, None, 0, from_cache_only=True)
+
+
+class _Tracker:
+    """Turns huggingface_hub's progress-bar calls into Progress events, and checks for cancellation there.
+
+    snapshot_download creates bars from ``tqdm_class`` for bytes (its aggregate bars, updated from the download
+    threads) and for finished files. Byte bars all count the same bytes (network vs. written), so the largest
+    count is taken; files already cached before the call are counted as done from the start.
+    """
+
+    def __init__(self, model_id: str, files: _RepoFiles, cached: set[str], events: EventSink, cancel: CancelToken,
+                 clock: Clock) -> None:
+        self.model_id = model_id
+        self.events = events
+        self.cancel = cancel
+        self.clock = clock
+        self.total_bytes = files.total
+        self.total_files = len(files.sizes)
+        self.cached_bytes = sum(files.sizes.get(p) or 0 for p in cached)
+        self.cached_files = len(cached)
+        self.byte_bars: list[_EventBar] = []
+        self.files_done = 0
+        self.lock = threading.Lock()
+        self.started = clock.monotonic()
+        self.last_emit: float | None = None
+
+    @property
+    def downloaded_bytes(self) -> int:
+        return max((int(bar.n) for bar in self.byte_bars), default=0)
+
+    def bar_class(self) -> type[_EventBar]:
+        return type("_BoundEventBar", (_EventBar,), {"tracker": self})
+
+    def on_update(self, bar: _EventBar) -> None:
+        """Called from any download thread after a bar moved: cancel there, report at most every 0.25 s."""
+        self.cancel.raise_if_cancelled()
+        with self.lock:
+            if bar.is_files_bar:
+                self.files_done = max(self.files_done, int(bar.n))
+            now = self.clock.monotonic()
+            if bar.is_files_bar or self.last_emit is None or now - self.last_emit >= PROGRESS_EVERY_S:
+                self.last_emit = now
+                self._emit()
+
+    def finish(self) -> None:
+        with self.lock:
+            self.files_done = self.total_files
+            self._emit(final=True)
+
+    def _emit(self, final: bool = False) -> None:
+        done = self.cached_bytes + self.downloaded_bytes
+        if self.total_bytes is not None:
+            done = self.total_bytes if final else min(done, self.total_bytes)
+        elapsed = self.clock.monotonic() - self.started
+        rate = self.downloaded_bytes / elapsed if elapsed > 0 and self.downloaded_bytes else None
+        self.events(Progress(task="weights", subject=self.model_id, done_bytes=done, total_bytes=self.total_bytes,
+                             items_done=max(self.files_done, self.cached_files), items_total=self.total_files,
+                             rate_bytes_per_s=rate))
+
+
+class _WarningEvents(logging.Handler):
+    """huggingface_hub's warnings ("Trying to resume download...") as Warning events instead of stderr lines."""
+
+    def __init__(self, events: EventSink, lock: threading.Lock, token: Secret | None) -> None:
+        super().__init__(level=logging.WARNING)
+        self.events = events
+        self.shared_lock = lock
+        self.token = token
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = _clean(record.getMessage(), self.token)
+        except Exception:  # noqa: BLE001 - a malformed log record must not break the download
+            return
+        with self.shared_lock:
+            self.events(Warning(f"huggingface_hub: {message}"))
+
+
+@contextmanager
+def _hub_logs_as_events(events: EventSink, lock: threading.Lock, token: Secret | None) -> Iterator[None]:
+    """While downloading, huggingface_hub's logger reports through the sink: it installs its own stderr handler,
+    and library code never prints (a stray line would also break ``--json`` event streams)."""
+    logger = logging.getLogger("huggingface_hub")
+    saved_handlers, saved_propagate = list(logger.handlers), logger.propagate
+    logger.handlers = [_WarningEvents(events, lock, token)]
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.handlers = saved_handlers
+        logger.propagate = saved_propagate
+
+
+class _EventBar:
+    """Just enough of tqdm's interface for huggingface_hub; it draws nothing (library code never prints)."""
+
+    tracker: _Tracker
+
+    def __init__(self, *args: Any, total: float | None = None, initial: float = 0, unit: str = "it",
+                 desc: str | None = None, **kwargs: Any) -> None:
+        self.n = initial
+        self.total = total
+        self.unit = unit
+        self.desc = desc or ""
+        self.is_files_bar = unit != "B"
+        if not self.is_files_bar:
+            self.tracker.byte_bars.append(self)
+
+    def update(self, n: float | None = 1) -> None:
+        self.n += n or 0
+        self.tracker.on_update(self)
+
+    @property
+    def format_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "total": self.total, "rate": None, "unit": self.unit}
+
+    def __enter__(self) -> _EventBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+    def close(self) -> None:
+        pass
+
+    def refresh(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def clear(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def reset(self, total: float | None = None) -> None:
+        self.n = 0
+        self.total = total
+
+    def set_description(self, desc: str | None = None, refresh: bool = True) -> None:
+        self.desc = desc or ""
+
+    def set_description_str(self, desc: str | None = None, refresh: bool = True) -> None:
+        self.desc = desc or ""
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        pass
+
+
+# --- the one translation of huggingface_hub errors ------------------------------------------------------------------
+
+
+@contextmanager
+def _hf_errors(model_id: str, token: Secret | None, settings: Settings, action: str) -> Iterator[None]:
+    try:
+        yield
+    except NemoclawError:
+        raise  # ours already (Cancelled from the progress hook)
+    except Exception as exc:  # noqa: BLE001 - every foreign error is translated right here
+        raise _translate_hf_error(exc, model_id=model_id, token=token, settings=settings, action=action) from exc
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """Connection-level errors of whichever HTTP stack this huggingface_hub uses (httpx2 in 2.x, requests in 0.x)."""
+    found: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    try:
+        import httpx2
+
+        found.append(httpx2.TransportError)
+    except ImportError:
+        pass
+    try:
+        import requests
+
+        found.extend([requests.ConnectionError, requests.Timeout])
+    except ImportError:
+        pass
+    return tuple(found)
+
+
+def _translate_hf_error(exc: BaseException, *, model_id: str, token: Secret | None, settings: Settings,
+                        action: str) -> NemoclawError:
+    """Map a huggingface_hub / HTTP / OS error to our tree. The only place that knows their types."""
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    url = licence_url(model_id, settings)
+    endpoint = endpoint_of(settings)
+    text = _clean(str(exc), token)
+    details: dict[str, Any] = {"model": model_id, "endpoint": endpoint, "licence_url": url}
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status is not None:
+        details["status"] = status
+    if isinstance(exc, GatedRepoError) or (isinstance(exc, HfHubHTTPError) and status in (401, 403)
+                                           and not isinstance(exc, RepositoryNotFoundError)):
+        if not token:
+            return missing_token(model_id, settings)
+        return AccessDenied(
+            f"Hugging Face refused the token for '{model_id}' (HTTP {status or 403}) while {action} it",
+            remedy=f"accept the licence at {url} with the account that owns the token, or check that HF_TOKEN "
+                   "is a valid read token", cause="hf-gated", details=details)
+    if isinstance(exc, RepositoryNotFoundError):
+        hint = "check the id, or set HF_TOKEN if it is a private repository" if not token else \
+            "check the id, that HF_TOKEN is a valid token, and that its account can see the repository"
+        return AccessDenied(f"Model '{model_id}' was not found on {endpoint}, or you have no access to it",
+                            remedy=f"{hint} ({url})", cause="hf-not-found", details=details)
+    if isinstance(exc, RevisionNotFoundError):
+        return InvalidInput(f"Revision not found for '{model_id}': {text}", remedy=f"pick a revision listed at {url}",
+                            details=details)
+    if isinstance(exc, HFValidationError):
+        return InvalidInput(f"Invalid Hugging Face model id '{model_id}': {text}",
+                            remedy="use an id of the form org/name", details=details)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return DownloadFailed(f"The disk filled up while {action} '{model_id}'",
+                              remedy=f"free disk space under {settings.hf_home} or point HF_HOME at a larger disk",
+                              cause="disk-full", details=details)
+    if isinstance(exc, PermissionError):
+        return DownloadFailed(f"Cannot write the Hugging Face cache while {action} '{model_id}': {text}",
+                              remedy=f"make {cache_dir(settings)} writable by this user (or set HF_HOME)",
+                              cause="cache-permission", details=details)
+    if isinstance(exc, HfHubHTTPError):
+        return DownloadFailed(f"The hub failed while {action} '{model_id}' (HTTP {status}): {text}",
+                              remedy="try again later; the files already downloaded are kept", cause="hub-error",
+                              details=details)
+    if isinstance(exc, (*_network_errors(), LocalEntryNotFoundError, OfflineModeIsEnabled)):
+        return DownloadFailed(f"Could not reach {endpoint} while {action} '{model_id}': {text}",
+                              remedy="check the network / proxy (or HF_ENDPOINT), then run the command again; "
+                                     "finished files are kept", cause="network", details=details)
+    return DownloadFailed(f"Failed while {action} '{model_id}': {type(exc).__name__}: {text}",
+                          remedy="run the command again; finished files are kept", details=details)
+
+
+def _clean(text: str, token: Secret | None) -> str:
+    """A foreign message made safe to show: the token never, other credentials masked, one bounded line."""
+    if token:
+        text = text.replace(token.reveal(), "***")
+    one_line = " ".join(text.split())
+    return redact(one_line)[:_MESSAGE_CHARS]
