@@ -40,7 +40,7 @@ class LazyGroup(click.Group):
         if target is None or not _module_exists(target):
             return None
         module_name, attr = target.split(":")
-        return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+        return getattr(importlib.import_module(module_name), attr)
 
 
 def _module_exists(target: str) -> bool:

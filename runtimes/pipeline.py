@@ -18,39 +18,27 @@ from nemoclaw_runtime.kernel.events import EventSink, Info, PhaseChanged, Warnin
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.registry.entries import RUNTIMES
 from nemoclaw_runtime.runtimes.docker.spec import (
-    CONTAINER_NAME_RE,
     LABEL_IMAGE_DIGEST,
     LABEL_PORT,
     LABEL_SPEC_HASH,
-    GpuRequest,
     url_host,
 )
-from nemoclaw_runtime.runtimes.drivers.contract import Plan, RuntimeDriver, Served, UpRequest, UpResult
+from nemoclaw_runtime.runtimes.drivers.contract import (
+    Plan,
+    RuntimeDriver,
+    Served,
+    Services,
+    UpRequest,
+    UpResult,
+    make_request,
+)
+from nemoclaw_runtime.runtimes.drivers.steps import effective_context_window
 
 if TYPE_CHECKING:
-    import httpx
 
     from nemoclaw_runtime.gpu import GpuInventory
-    from nemoclaw_runtime.runtimes.docker.port import ContainerManager, DockerPort, ImageStore, PulledImage
+    from nemoclaw_runtime.runtimes.docker.port import PulledImage
 
-
-
-@dataclasses.dataclass
-class Services:
-    """The side-effecting collaborators, created once at the edge and handed to the pipeline and driver hooks."""
-
-    settings: Settings
-    docker: DockerPort
-    images: ImageStore
-    containers: ContainerManager
-    http: httpx.Client
-    clock: Clock
-    owned: bool = True
-
-    def close(self) -> None:
-        if self.owned:
-            self.http.close()
-            self.docker.close()
 
 
 def open_services(settings: Settings, *, clock: Clock | None = None, arch: str | None = None,
@@ -83,24 +71,6 @@ def driver_for(runtime: str) -> RuntimeDriver:
 
         return OllamaDriver()
     raise InvalidInput(f"Unknown runtime {runtime!r}", remedy=f"use one of: {', '.join(RUNTIMES)}")
-
-
-def make_request(runtime: str, *, model: str | None = None, port: int | None = None, gpus: str | GpuRequest = "all",
-                 image: str | None = None, name: str | None = None, host: str = "127.0.0.1", prefetch: bool = True,
-                 timeout_s: float | None = None, validate: bool = True, allow_no_tools: bool = False) -> UpRequest:
-    """Validate the caller's options into an :class:`UpRequest` (bad values → ``InvalidInput``, exit 2)."""
-    if runtime not in RUNTIMES:
-        raise InvalidInput(f"Unknown runtime {runtime!r}", remedy=f"use one of: {', '.join(RUNTIMES)}")
-    if port is not None and not 1 <= port <= 65535:
-        raise InvalidInput(f"Invalid --port {port}: must be between 1 and 65535", remedy="pass a port such as 8000")
-    if timeout_s is not None and timeout_s <= 0:
-        raise InvalidInput(f"Invalid --timeout {timeout_s:g}: must be positive", remedy="pass seconds, e.g. 1800")
-    if name is not None and not CONTAINER_NAME_RE.match(name):
-        raise InvalidInput(f"Invalid --name {name!r}: two or more letters, digits, '.', '_' or '-' (a letter or "
-                           "digit first)", remedy="pass a name such as my-vllm")
-    gpu_request = gpus if isinstance(gpus, GpuRequest) else GpuRequest.parse(gpus)
-    return UpRequest(runtime=runtime, model=model, port=port, gpus=gpu_request, image=image, name=name, host=host,
-                     prefetch=prefetch, timeout_s=timeout_s, validate=validate, allow_no_tools=allow_no_tools)
 
 
 # --- plan ----------------------------------------------------------------------------------------------------------
@@ -261,22 +231,8 @@ def _result(the_plan: Plan, svc: Services, served: Served, events: EventSink, *,
     return UpResult(
         runtime=the_plan.runtime, name=name, model=served.model or the_plan.model,
         served_model_id=served.served_model_id, base_url=the_plan.base_url, image=image, digest=digest,
-        context_window=context_window(svc.settings, served.context_window, events), reused=reused, adopted=adopted,
-        container_id=container_id, weights_revision=revision, validated_api=validated)
-
-
-def context_window(settings: Settings, reported: int | None, events: EventSink) -> int | None:
-    """``NEMOCLAW_CONTEXT_WINDOW`` (when a valid integer) wins over what the server reports."""
-    if settings.context_window:
-        from nemoclaw_runtime.runtimes.server.probes import MAX_MODEL_LEN_CEILING, parse_max_model_len
-
-        configured, _ = parse_max_model_len(settings.context_window.strip())
-        if configured is not None:
-            events(Info(f"Keeping configured context window {configured} (NEMOCLAW_CONTEXT_WINDOW)"))
-            return configured
-        events(Warning(f"Ignoring NEMOCLAW_CONTEXT_WINDOW={settings.context_window!r}: not an integer in "
-                       f"1..{MAX_MODEL_LEN_CEILING}"))
-    return reported
+        context_window=effective_context_window(svc.settings, served.context_window, events), reused=reused,
+        adopted=adopted, container_id=container_id, weights_revision=revision, validated_api=validated)
 
 
 def _stop_quietly(svc: Services, name: str, *, remove: bool) -> None:

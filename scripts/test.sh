@@ -3,10 +3,11 @@
 #
 # On a fresh Debian machine (as root) it installs what the tests stand on, starts a Docker engine when none
 # answers, and runs pytest; on a developer machine where all that is already there it only runs pytest.
-#   1. pip install -e '.[test]' (quiet)
+#   1. pip install -e '.[dev]' (quiet): the test extras and the static checkers
 #   2. apt-get install the Debian packages the Docker tests use, only those missing
-#   3. scripts/ensure-docker.sh
-#   4. pytest, with "-m 'not gpu'" folded in when NVML finds no GPU
+#   3. scripts/check.sh: ruff, mypy, import-linter (NEMOCLAW_TEST_SKIP_CHECKS=1 skips it for quick reruns)
+#   4. scripts/ensure-docker.sh
+#   5. pytest, with "-m 'not gpu'" folded in when NVML finds no GPU
 # Extra arguments go to pytest: bash scripts/test.sh -m "not docker" -x
 # pytest's exit 5 (nothing collected) counts as success only when a -m/-k filter given here made the selection
 # empty on purpose. Idempotent; never reads stdin. NEMOCLAW_TEST_SKIP_INSTALL=1 skips steps 1-2 (quick reruns);
@@ -29,7 +30,7 @@ install_python_deps() {
     export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
     # A throwaway CI box may use Debian's own python (PEP 668); a developer's machine keeps pip's refusal.
     if [[ "${CI:-}" == "true" ]]; then export PIP_BREAK_SYSTEM_PACKAGES=1; fi
-    "$PYTHON" -m pip install --quiet -e '.[test]' || die "pip install -e '.[test]' failed (see above)"
+    "$PYTHON" -m pip install --quiet -e '.[dev]' || die "pip install -e '.[dev]' failed (see above)"
     say "python dependencies ready ($((SECONDS - t)) s)"
 }
 
@@ -132,6 +133,11 @@ main() {
     else
         install_python_deps
         install_debian_packages
+    fi
+    if [[ "${NEMOCLAW_TEST_SKIP_CHECKS:-}" == "1" ]]; then
+        say "NEMOCLAW_TEST_SKIP_CHECKS=1: not running scripts/check.sh"
+    else
+        bash scripts/check.sh || die "static checks failed (see above)"
     fi
     if ! bash scripts/ensure-docker.sh; then
         # CI never sets this: there, no engine must fail the run. Locally it lets the docker tests skip.

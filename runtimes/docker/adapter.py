@@ -42,8 +42,8 @@ from nemoclaw_runtime.kernel.errors import (
 from nemoclaw_runtime.kernel.secret import Secret, redact
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes.docker.port import ContainerInfo, ContainerState
+from nemoclaw_runtime.runtimes.docker.pull_errors import classify_engine_message, pull_error
 from nemoclaw_runtime.runtimes.docker.spec import ContainerSpec, split_reference
-from nemoclaw_runtime.runtimes.transfer.watchdog import classify_engine_message, pull_error
 
 _DOCKER_GROUP_REMEDY = ("add your user to the docker group (sudo usermod -aG docker $USER, then log in again), "
                         "or run as a user that may use the Docker socket")
@@ -369,7 +369,7 @@ class DockerEngine:
             return None
         try:
             config = docker.auth.load_config(config_path=str(self._config_path))
-            return config.resolve_authconfig(registry)  # type: ignore[no-any-return]
+            return config.resolve_authconfig(registry)
         except (docker.errors.DockerException, OSError, ValueError):
             return None  # an unreadable config or a failing helper: treat as "no stored credential"
 
@@ -379,7 +379,7 @@ class DockerEngine:
         params: dict[str, Any] = {"fromImage": repository, "tag": reference}
         if platform:
             params["platform"] = platform
-        headers: dict[str, str] = {}
+        headers: dict[str, str | bytes] = {}
         with self._t("pulling an image", missing="image", subject=subject):
             registry, _ = docker.auth.resolve_repository_name(repository)
             auth_config = dict(auth) if auth is not None else self._config_auth(registry)
@@ -389,9 +389,12 @@ class DockerEngine:
         secrets = tuple(str(v) for k, v in (auth_config or {}).items()
                         if k.lower() not in ("username", "serveraddress", "email"))
         with self._t("pulling an image", missing="image", subject=subject, secrets=secrets):
-            response = self._api._post(self._api._url("/images/create"), params=params, headers=headers,
-                                       stream=True, timeout=None)
-            self._api._raise_for_status(response)
+            # docker-py's public pull() hides the response, and the watchdog needs its socket to cut a stalled
+            # pull: the low-level client's request helpers (undeclared in its stubs) give us the raw stream.
+            api: Any = self._api
+            response = api._post(api._url("/images/create"), params=params, headers=headers, stream=True,
+                                 timeout=None)
+            api._raise_for_status(response)
         return DockerPullStream(self._api, response, subject, secrets=secrets)
 
 

@@ -305,7 +305,7 @@ def _connect(settings: Settings) -> DockerPort:
     """The real engine; imported lazily so importing this module never loads docker-py."""
     from nemoclaw_runtime.runtimes.docker.adapter import connect
 
-    return connect(settings)  # type: ignore[no-any-return]
+    return connect(settings)
 
 
 @contextmanager

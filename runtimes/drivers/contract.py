@@ -2,7 +2,8 @@
 
 A driver is pure planning: from an :class:`UpRequest`, the settings, the GPU inventory and the registry it builds a
 :class:`Plan` — the exact ``ContainerSpec`` plus what readiness must see — without touching Docker or the network.
-The pipeline (``runtimes/pipeline.py``) owns every side effect: weights, pull, container, readiness, validation.
+The pipeline (``runtimes/pipeline.py``) owns every side effect: weights, pull, container, readiness, validation;
+it hands each driver hook the :class:`Services` (engine, images, containers, HTTP client, clock) it opened.
 """
 
 from __future__ import annotations
@@ -11,15 +12,21 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from nemoclaw_runtime.kernel.clock import CancelToken
+from nemoclaw_runtime.kernel.clock import CancelToken, Clock
+from nemoclaw_runtime.kernel.errors import InvalidInput
 from nemoclaw_runtime.kernel.events import EventSink
-from nemoclaw_runtime.runtimes.docker.spec import ContainerSpec, GpuRequest
+from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.registry.entries import RUNTIMES
+from nemoclaw_runtime.runtimes.docker.spec import CONTAINER_NAME_RE, ContainerSpec, GpuRequest
 
 if TYPE_CHECKING:
+    import httpx
+
     from nemoclaw_runtime.gpu import GpuInventory
-    from nemoclaw_runtime.kernel.settings import Settings
     from nemoclaw_runtime.registry import Registry
-    from nemoclaw_runtime.runtimes.docker.port import PulledImage
+    from nemoclaw_runtime.runtimes.docker.port import ContainerManager, DockerPort, ImageStore, PulledImage
+    from nemoclaw_runtime.runtimes.server.probes import HttpProbe
+    from nemoclaw_runtime.runtimes.server.readiness import ReadyResult
 
 
 
@@ -38,6 +45,42 @@ class UpRequest:
     timeout_s: float | None = None
     validate: bool = True
     allow_no_tools: bool = False
+
+
+def make_request(runtime: str, *, model: str | None = None, port: int | None = None, gpus: str | GpuRequest = "all",
+                 image: str | None = None, name: str | None = None, host: str = "127.0.0.1", prefetch: bool = True,
+                 timeout_s: float | None = None, validate: bool = True, allow_no_tools: bool = False) -> UpRequest:
+    """Validate the caller's options into an :class:`UpRequest` (bad values → ``InvalidInput``, exit 2)."""
+    if runtime not in RUNTIMES:
+        raise InvalidInput(f"Unknown runtime {runtime!r}", remedy=f"use one of: {', '.join(RUNTIMES)}")
+    if port is not None and not 1 <= port <= 65535:
+        raise InvalidInput(f"Invalid --port {port}: must be between 1 and 65535", remedy="pass a port such as 8000")
+    if timeout_s is not None and timeout_s <= 0:
+        raise InvalidInput(f"Invalid --timeout {timeout_s:g}: must be positive", remedy="pass seconds, e.g. 1800")
+    if name is not None and not CONTAINER_NAME_RE.match(name):
+        raise InvalidInput(f"Invalid --name {name!r}: two or more letters, digits, '.', '_' or '-' (a letter or "
+                           "digit first)", remedy="pass a name such as my-vllm")
+    gpu_request = gpus if isinstance(gpus, GpuRequest) else GpuRequest.parse(gpus)
+    return UpRequest(runtime=runtime, model=model, port=port, gpus=gpu_request, image=image, name=name, host=host,
+                     prefetch=prefetch, timeout_s=timeout_s, validate=validate, allow_no_tools=allow_no_tools)
+
+
+@dataclass
+class Services:
+    """The side-effecting collaborators, created once at the edge and handed to the pipeline and driver hooks."""
+
+    settings: Settings
+    docker: DockerPort
+    images: ImageStore
+    containers: ContainerManager
+    http: httpx.Client
+    clock: Clock
+    owned: bool = True
+
+    def close(self) -> None:
+        if self.owned:
+            self.http.close()
+            self.docker.close()
 
 
 @dataclass(frozen=True)
@@ -161,7 +204,7 @@ class DriverBase:
 
 class RuntimeDriver(Protocol):
     """One per runtime. A driver never creates a Docker client, an HTTP client or a clock: the pipeline hands it
-    ``svc`` (``runtimes.pipeline.Services``), and all its waiting goes through ``svc.clock`` and ``cancel``."""
+    ``svc`` (:class:`Services`), and all its waiting goes through ``svc.clock`` and ``cancel``."""
 
     name: str
 
@@ -177,25 +220,25 @@ class RuntimeDriver(Protocol):
         """The spec to run once the image is pulled (pinned to its digest)."""
         ...
 
-    def adopt(self, plan: Plan, svc: Any, events: EventSink, cancel: CancelToken) -> Served | None:
+    def adopt(self, plan: Plan, svc: Services, events: EventSink, cancel: CancelToken) -> Served | None:
         """The port is held by something that is not our container: adopt it (return what it serves) or raise
         ``PortInUse`` naming it."""
         ...
 
-    def prepare(self, plan: Plan, svc: Any, events: EventSink, cancel: CancelToken) -> str | None:
+    def prepare(self, plan: Plan, svc: Services, events: EventSink, cancel: CancelToken) -> str | None:
         """Before the image pull: access checks, weights, cache folders. Returns the weights revision, if any."""
         ...
 
-    def readiness_probe(self, plan: Plan) -> Any:
-        """The HTTP probe readiness polls (``runtimes.readiness``)."""
+    def readiness_probe(self, plan: Plan) -> HttpProbe:
+        """The HTTP probe readiness polls (``server/readiness.py``)."""
         ...
 
-    def after_ready(self, plan: Plan, ready: Any, base: str, svc: Any, events: EventSink,
+    def after_ready(self, plan: Plan, ready: ReadyResult, base: str, svc: Services, events: EventSink,
                     cancel: CancelToken) -> Served:
         """Once the server answers at ``base`` (``http://host:port``): adopt ids, pull models, warm up."""
         ...
 
-    def validate(self, plan: Plan, served: Served, base: str, svc: Any, events: EventSink,
+    def validate(self, plan: Plan, served: Served, base: str, svc: Services, events: EventSink,
                  cancel: CancelToken) -> str | None:
         """Prove the endpoint with a real request; returns the API path clients should use."""
         ...

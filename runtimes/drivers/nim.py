@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from nemoclaw_runtime.kernel.settings import Settings
     from nemoclaw_runtime.registry import NimModel
     from nemoclaw_runtime.runtimes.docker.port import PulledImage
-    from nemoclaw_runtime.runtimes.pipeline import Services
+    from nemoclaw_runtime.runtimes.drivers.contract import Services
+    from nemoclaw_runtime.runtimes.server.probes import HttpProbe
+    from nemoclaw_runtime.runtimes.server.readiness import ReadyResult
 
 RUNTIME = "nim"
 CONTAINER_PORT = 8000
@@ -112,12 +114,12 @@ class NimDriver(DriverBase):
             ensure_cache_dir(Path(mount.source), world_writable=True)  # NIM runs as UID 1000
         return None
 
-    def readiness_probe(self, plan: Plan) -> object:
+    def readiness_probe(self, plan: Plan) -> HttpProbe:
         from nemoclaw_runtime.runtimes.server.probes import NimReadyProbe
 
         return NimReadyProbe(plan.served_model_id)
 
-    def after_ready(self, plan: Plan, ready: object, base: str, svc: Services, events: EventSink,
+    def after_ready(self, plan: Plan, ready: ReadyResult, base: str, svc: Services, events: EventSink,
                     cancel: CancelToken) -> Served:
         served = getattr(ready, "served_id", None) or plan.served_model_id
         if served != plan.served_model_id:

@@ -38,6 +38,7 @@ from nemoclaw_runtime.runtimes.docker.spec import (
     PortBinding,
 )
 from nemoclaw_runtime.runtimes.drivers.contract import Check, DriverBase, Plan, Served, UpRequest
+from nemoclaw_runtime.runtimes.drivers.steps import gpu_detail
 
 if TYPE_CHECKING:
     import httpx
@@ -46,8 +47,10 @@ if TYPE_CHECKING:
     from nemoclaw_runtime.kernel.settings import Settings
     from nemoclaw_runtime.registry import Registry
     from nemoclaw_runtime.runtimes.docker.port import ContainerInfo
-    from nemoclaw_runtime.runtimes.pipeline import Services
+    from nemoclaw_runtime.runtimes.drivers.contract import Services
     from nemoclaw_runtime.runtimes.server.ollama_api import OllamaServer
+    from nemoclaw_runtime.runtimes.server.probes import HttpProbe
+    from nemoclaw_runtime.runtimes.server.readiness import ReadyResult
 
 RUNTIME = "ollama"
 #: The Ollama release a managed container runs unless --image / NEMOCLAW_OLLAMA_IMAGE say otherwise.
@@ -231,12 +234,12 @@ class OllamaDriver(DriverBase):
     def prepare(self, plan: Plan, svc: Services, events: EventSink, cancel: CancelToken) -> str | None:
         return None  # the engine creates the named model volume on first use; nothing to fetch before the image
 
-    def readiness_probe(self, plan: Plan) -> object:
+    def readiness_probe(self, plan: Plan) -> HttpProbe:
         from nemoclaw_runtime.runtimes.server.probes import OllamaTagsProbe
 
         return OllamaTagsProbe()
 
-    def after_ready(self, plan: Plan, ready: object, base: str, svc: Services, events: EventSink,
+    def after_ready(self, plan: Plan, ready: ReadyResult, base: str, svc: Services, events: EventSink,
                     cancel: CancelToken) -> Served:
         """Container mode: the managed Ollama answers; choose, pull, check and warm up the model."""
         from nemoclaw_runtime.kernel.errors import RuntimeNotReady
@@ -359,15 +362,14 @@ def _spec(name: str, image: str, port: int, host: str, gpus: GpuRequest, volume:
 def _gpus(requested: GpuRequest, inventory: GpuInventory) -> tuple[GpuRequest, Check, str | None]:
     """Ollama runs on the CPU too: with no usable GPU the container gets none (with a note) instead of a refusal."""
     from nemoclaw_runtime.gpu import has_usable_gpu
-    from nemoclaw_runtime.runtimes.drivers.vllm import _gpu_detail
 
     if requested.mode == "none":
-        return requested, Check("gpu", True, _gpu_detail(requested, inventory)), None
+        return requested, Check("gpu", True, gpu_detail(requested, inventory)), None
     if not has_usable_gpu(inventory):
         reason = inventory.reason or f"host profile is {inventory.profile}"
         note = f"no usable NVIDIA GPU ({reason}): Ollama runs on the CPU, slowly"
         return GpuRequest("none"), Check("gpu", True, "no usable NVIDIA GPU: the container runs on the CPU"), note
-    return requested, Check("gpu", True, _gpu_detail(requested, inventory)), None
+    return requested, Check("gpu", True, gpu_detail(requested, inventory)), None
 
 
 def _auto_description(rules: ModelRules) -> str:

@@ -18,18 +18,21 @@ from nemoclaw_runtime.runtimes.docker.spec import (
     LABEL_RUNTIME,
     LABEL_SERVED_MODEL,
     ContainerSpec,
-    GpuRequest,
     Mount,
     PortBinding,
     url_host,
 )
 from nemoclaw_runtime.runtimes.drivers.contract import Check, DriverBase, Plan, Served, UpRequest
+from nemoclaw_runtime.runtimes.drivers.steps import gpu_detail
 
 if TYPE_CHECKING:
     from nemoclaw_runtime.gpu import GpuInventory
+    from nemoclaw_runtime.kernel.secret import Secret
     from nemoclaw_runtime.kernel.settings import Settings
     from nemoclaw_runtime.registry import VllmModel, VllmProfile
-    from nemoclaw_runtime.runtimes.pipeline import Services
+    from nemoclaw_runtime.runtimes.drivers.contract import Services
+    from nemoclaw_runtime.runtimes.server.probes import HttpProbe
+    from nemoclaw_runtime.runtimes.server.readiness import ReadyResult
 
 RUNTIME = "vllm"
 CONTAINER_PORT = 8000
@@ -57,7 +60,7 @@ class VllmDriver(DriverBase):
                 remedy="check the driver with `nemoclaw-runtime gpus`; `--gpus none` starts the container without GPUs"
                 " (for testing only)",
             )
-        checks.append(Check("gpu", True, _gpu_detail(request.gpus, inventory)))
+        checks.append(Check("gpu", True, gpu_detail(request.gpus, inventory)))
         model = explicit or self._default_model(profile)
         served_id = model.served_model_id(extra)
         checks.append(Check("model", True, f"{model.slug} ({model.hf_id}), served as {served_id}"))
@@ -142,12 +145,12 @@ class VllmDriver(DriverBase):
         result = weights.prefetch(plan.model_id, token=secret, settings=svc.settings, events=events, cancel=cancel)
         return result.revision
 
-    def readiness_probe(self, plan: Plan) -> object:
+    def readiness_probe(self, plan: Plan) -> HttpProbe:
         from nemoclaw_runtime.runtimes.server.probes import VllmModelsProbe
 
         return VllmModelsProbe(plan.served_model_id)
 
-    def after_ready(self, plan: Plan, ready: object, base: str, svc: Services, events: EventSink,
+    def after_ready(self, plan: Plan, ready: ReadyResult, base: str, svc: Services, events: EventSink,
                     cancel: CancelToken) -> Served:
         return Served(plan.served_model_id, getattr(ready, "max_model_len", None))
 
@@ -213,7 +216,7 @@ class VllmDriver(DriverBase):
         )
 
 
-def _check_disk(plan: Plan, svc: Services, token: object) -> None:
+def _check_disk(plan: Plan, svc: Services, token: Secret | None) -> None:
     import psutil
 
     from nemoclaw_runtime.runtimes.transfer import weights
@@ -236,13 +239,6 @@ def _extra_args(settings: Settings) -> tuple[str, ...]:
     from nemoclaw_runtime.registry import parse_extra_args
 
     return parse_extra_args(settings.vllm_extra_args_json)
-
-
-def _gpu_detail(gpus: GpuRequest, inventory: GpuInventory) -> str:
-    if gpus.mode == "none":
-        return "--gpus none: the container gets no GPU"
-    lines = "; ".join(inventory.summary_lines) if inventory.summary_lines else inventory.profile
-    return f"{gpus} of: {lines}"
 
 
 def _notes(profile: VllmProfile | None, request: UpRequest, settings: Settings) -> tuple[str, ...]:

@@ -233,13 +233,14 @@ def _vllm_entries(probe: _Probe) -> _Entries:
 
 
 def _running_vllm(probe: _Probe, existing: ExistingServer) -> LocalOption:
-    from nemoclaw_runtime.runtimes.pipeline import context_window
+    from nemoclaw_runtime.runtimes.drivers.steps import effective_context_window
 
     port = existing.port
     default = _served_default(probe, existing.model_ids)
     models = tuple(ModelChoice(i, i, default=i == default, context_window=existing.max_model_len.get(i))
                    for i in existing.model_ids)
-    window = context_window(probe.settings, existing.max_model_len.get(default) if default else None, probe.collect)
+    reported = existing.max_model_len.get(default) if default else None
+    window = effective_context_window(probe.settings, reported, probe.collect)
     notes = () if existing.model_ids else (f"The vLLM on localhost:{port} lists no model it can serve",)
     return LocalOption(
         key=KEY_VLLM, runtime="vllm", label=f"Local vLLM [experimental] (localhost:{port}) — running (suggested)",

@@ -54,12 +54,12 @@ class Selection:
     def up_request(self, **options: Any) -> Any:
         """The :class:`~nemoclaw_runtime.runtimes.drivers.contract.UpRequest` that brings this selection up (vLLM, NIM).
 
-        ``options`` are :func:`~nemoclaw_runtime.runtimes.pipeline.make_request`'s (``gpus``, ``port``, ...).
+        ``options`` are :func:`~nemoclaw_runtime.runtimes.drivers.contract.make_request`'s (``gpus``, ``port``, ...).
         A running vLLM maps to the registry entry it serves (``up`` then adopts it); a running Ollama is used as it
         is by ``up ollama`` (which pulls and warms up the model).
         """
         from nemoclaw_runtime.kernel.errors import InvalidInput
-        from nemoclaw_runtime.runtimes.pipeline import make_request
+        from nemoclaw_runtime.runtimes.drivers.contract import make_request
 
         model = self.model
         if self.key == KEY_VLLM:

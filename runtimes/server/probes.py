@@ -69,8 +69,16 @@ class HttpProbe(Protocol):
     Transport errors (connection refused, read timeout) propagate: the loop reads them as port states.
     """
 
-    label: str  # "vLLM", "NIM", "Ollama": used in messages
-    timeout_variable: str | None  # the setting that raises the readiness timeout, named in the remedy
+    # Read-only members, so that the frozen dataclasses below satisfy the protocol.
+    @property
+    def label(self) -> str:
+        """"vLLM", "NIM", "Ollama": used in messages."""
+        ...
+
+    @property
+    def timeout_variable(self) -> str | None:
+        """The setting that raises the readiness timeout, named in the remedy."""
+        ...
 
     def check(self, http: httpx.Client, base_url: str) -> ProbeResult: ...
 

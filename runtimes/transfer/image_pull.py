@@ -40,6 +40,7 @@ from nemoclaw_runtime.runtimes.docker.manifests import (
     resolve_platform_manifest,
 )
 from nemoclaw_runtime.runtimes.docker.port import DockerPort, PulledImage, PullStream
+from nemoclaw_runtime.runtimes.docker.pull_errors import pull_error
 from nemoclaw_runtime.runtimes.docker.registry_login import (
     LOGIN_REQUIRED,
     PromptSecret,
@@ -50,7 +51,7 @@ from nemoclaw_runtime.runtimes.docker.registry_login import (
     read_docker_config,
     stored_credentials,
 )
-from nemoclaw_runtime.runtimes.transfer.watchdog import PullWatchdog, Verdict, describe_stuck, pull_error
+from nemoclaw_runtime.runtimes.transfer.watchdog import PullWatchdog, Verdict, describe_stuck
 
 PROGRESS_EVERY_S = 0.25  # a few Progress events per second at most
 MONITOR_TICK_S = 0.25  # how often the watchdog thread looks (cancellation latency, stall latency)

@@ -16,9 +16,8 @@ from nemoclaw_runtime.kernel.errors import InsufficientResources, MissingToken, 
 from nemoclaw_runtime.kernel.events import Event, Info
 from nemoclaw_runtime.kernel.secret import Secret
 from nemoclaw_runtime.kernel.settings import Settings
-from nemoclaw_runtime.runtimes.drivers.contract import Plan
+from nemoclaw_runtime.runtimes.drivers.contract import Plan, make_request
 from nemoclaw_runtime.runtimes.drivers.nim import NimDriver, container_name
-from nemoclaw_runtime.runtimes.pipeline import make_request
 from nemoclaw_runtime.runtimes.server.probes import NimReadyProbe, NotYet, Ready
 
 GPU_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"

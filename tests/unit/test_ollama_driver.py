@@ -14,6 +14,7 @@ from nemoclaw_runtime.kernel.errors import InsufficientResources, InvalidInput
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.registry import load_registry
 from nemoclaw_runtime.runtimes.docker.spec import LABEL_IMAGE, LABEL_MODEL, LABEL_RUNTIME, LABEL_SERVED_MODEL
+from nemoclaw_runtime.runtimes.drivers.contract import make_request
 from nemoclaw_runtime.runtimes.drivers.ollama import (
     DEFAULT_OLLAMA_IMAGE,
     ModelRules,
@@ -22,7 +23,7 @@ from nemoclaw_runtime.runtimes.drivers.ollama import (
     choose_model,
     volume_for,
 )
-from nemoclaw_runtime.runtimes.pipeline import driver_for, make_request
+from nemoclaw_runtime.runtimes.pipeline import driver_for
 
 GPU_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
 

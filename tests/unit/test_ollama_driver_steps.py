@@ -20,8 +20,8 @@ from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes.docker.port import ContainerInfo, ContainerState
 from nemoclaw_runtime.runtimes.docker.spec import LABEL_HOST, LABEL_PORT, LABEL_RUNTIME
 from nemoclaw_runtime.runtimes.drivers import ollama
+from nemoclaw_runtime.runtimes.drivers.contract import make_request
 from nemoclaw_runtime.runtimes.drivers.ollama import OllamaDriver, OllamaPlan, unload_before_stop
-from nemoclaw_runtime.runtimes.pipeline import make_request
 from tests.support.fake_ollama import FakeOllama, FakeOllamaConfig, free_port
 
 GPU_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
@@ -29,7 +29,7 @@ GPU_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
 
 @dataclass
 class Svc:
-    """The part of ``pipeline.Services`` the driver's hooks use."""
+    """The part of ``Services`` the driver's hooks use."""
 
     settings: Settings
     http: httpx.Client

@@ -16,6 +16,7 @@ from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes import pipeline
 from nemoclaw_runtime.runtimes.docker.containers import DockerContainerManager
 from nemoclaw_runtime.runtimes.docker.port import PulledImage
+from nemoclaw_runtime.runtimes.drivers.steps import effective_context_window
 from tests.fakes.fake_docker import FakeDocker
 from tests.support.docker_env import free_port
 
@@ -67,6 +68,6 @@ def test_a_tag_pulled_container_is_reused_without_a_second_pull(tmp_path: Path) 
 def test_configured_context_window_is_validated_never_crashes(raw: str, expected: int | None) -> None:
     events: list[Event] = []
     settings = Settings.from_env({"NEMOCLAW_CONTEXT_WINDOW": raw})
-    assert pipeline.context_window(settings, 1000, events.append) == (expected or 1000)
+    assert effective_context_window(settings, 1000, events.append) == (expected or 1000)
     kinds = {type(e) for e in events}
     assert kinds == ({Info} if expected else {Warning})

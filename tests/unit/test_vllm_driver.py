@@ -10,8 +10,8 @@ from nemoclaw_runtime.gpu import GpuInventory
 from nemoclaw_runtime.kernel.errors import InvalidSetting, MissingToken, NoSuitableGpu, UnknownModel
 from nemoclaw_runtime.kernel.secret import Secret
 from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.runtimes.drivers.contract import make_request
 from nemoclaw_runtime.runtimes.drivers.vllm import VllmDriver
-from nemoclaw_runtime.runtimes.pipeline import make_request
 
 
 def _snapshot(product: str, gpus: list[dict[str, Any]], arch: str = "x86_64") -> GpuInventory:
