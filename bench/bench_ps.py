@@ -41,8 +41,8 @@ from nemoclaw_runtime.runtimes.docker.spec import (  # noqa: E402
     GpuRequest,
     PortBinding,
 )
-from tests.support.docker_env import free_port, session_labels  # noqa: E402
-from tests.support.images import build_busybox_image, unique_tag  # noqa: E402
+from tests.helpers.docker_env import free_port, session_labels  # noqa: E402
+from tests.helpers.images import build_busybox_image, unique_tag  # noqa: E402
 
 SLEEPER = "trap 'exit 0' TERM; while true; do sleep 1 & wait; done"
 

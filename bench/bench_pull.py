@@ -45,9 +45,9 @@ from nemoclaw_runtime.cli.main import run as cli_run  # noqa: E402
 from nemoclaw_runtime.kernel.errors import PullStalled  # noqa: E402
 from nemoclaw_runtime.kernel.settings import Settings  # noqa: E402
 from nemoclaw_runtime.runtimes.transfer.image_pull import pull_image  # noqa: E402
-from tests.support.docker_env import session_labels  # noqa: E402
-from tests.support.registry import LocalRegistry, running_registry  # noqa: E402
-from tests.support.stall_proxy import StallProxy  # noqa: E402
+from tests.helpers.docker_env import session_labels  # noqa: E402
+from tests.helpers.registry import LocalRegistry, running_registry  # noqa: E402
+from tests.helpers.stall_proxy import StallProxy  # noqa: E402
 
 MIB = 1024 * 1024
 

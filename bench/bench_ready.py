@@ -28,11 +28,11 @@ import httpx  # noqa: E402
 
 from nemoclaw_runtime.kernel.settings import Settings  # noqa: E402
 from nemoclaw_runtime.runtimes import pipeline  # noqa: E402
-from tests.support.docker_env import free_port, unique_name  # noqa: E402
-from tests.support.fake_hf import FakeHub, tiny_model_files  # noqa: E402
-from tests.support.fake_vllm import fake_vllm_files, serve_command  # noqa: E402
-from tests.support.images import build_busybox_image  # noqa: E402
-from tests.support.registry import running_registry  # noqa: E402
+from tests.fake_servers.fake_hf import FakeHub, tiny_model_files  # noqa: E402
+from tests.fake_servers.fake_vllm import fake_vllm_files, serve_command  # noqa: E402
+from tests.helpers.docker_env import free_port, unique_name  # noqa: E402
+from tests.helpers.images import build_busybox_image  # noqa: E402
+from tests.helpers.registry import running_registry  # noqa: E402
 
 MODEL_SLUG = "nemotron-3-nano-4b"
 MODEL_ID = "nvidia/NVIDIA-Nemotron-3-Nano-4B-FP8"

@@ -5,8 +5,8 @@
   At session end it removes every container and image labelled with this session's id.
 - ``test_session_id`` (session) / ``test_labels``: the id and the labels to put on whatever a test creates.
 - ``busybox_base`` (session): tag of a plain busybox image (sh, sleep, nc, httpd) built once.
-- ``local_registry`` / ``auth_registry``: a real docker-registry subprocess (see tests/support/registry.py).
-- ``fake_hf``: a fake Hugging Face Hub (see tests/support/fake_hf.py).
+- ``local_registry`` / ``auth_registry``: a real docker-registry subprocess (see tests/helpers/registry.py).
+- ``fake_hf``: a fake Hugging Face Hub (see tests/fake_servers/fake_hf.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.support.docker_env import (
+from tests.fake_servers.fake_hf import fake_hf, fake_hf_server  # noqa: F401  (fixtures)
+from tests.helpers.docker_env import (
     ALLOW_NO_DOCKER,
     SESSION_ID,
     DockerUnavailableForTests,
@@ -24,9 +25,8 @@ from tests.support.docker_env import (
     connect_docker,
     session_labels,
 )
-from tests.support.fake_hf import fake_hf, fake_hf_server  # noqa: F401  (fixtures)
-from tests.support.images import build_base_image
-from tests.support.registry import auth_registry, local_registry  # noqa: F401  (fixtures)
+from tests.helpers.images import build_base_image
+from tests.helpers.registry import auth_registry, local_registry  # noqa: F401  (fixtures)
 
 if TYPE_CHECKING:
     import docker

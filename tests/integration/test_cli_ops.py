@@ -20,8 +20,8 @@ from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes.docker.adapter import connect
 from nemoclaw_runtime.runtimes.docker.containers import DockerContainerManager
 from nemoclaw_runtime.runtimes.docker.spec import LABEL_MODEL, ContainerSpec, GpuRequest, PortBinding
-from tests.support.docker_env import free_port, unique_name
-from tests.support.images import build_busybox_image, unique_tag
+from tests.helpers.docker_env import free_port, unique_name
+from tests.helpers.images import build_busybox_image, unique_tag
 
 if TYPE_CHECKING:
     import docker

@@ -25,8 +25,8 @@ from nemoclaw_runtime.runtimes.docker.spec import (
     GpuRequest,
     PortBinding,
 )
-from tests.support.docker_env import free_port, unique_name
-from tests.support.images import build_busybox_image, unique_tag
+from tests.helpers.docker_env import free_port, unique_name
+from tests.helpers.images import build_busybox_image, unique_tag
 
 if TYPE_CHECKING:
     import docker

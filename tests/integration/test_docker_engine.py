@@ -15,7 +15,7 @@ from nemoclaw_runtime.kernel.secret import Secret
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes.docker.adapter import DockerEngine, connect
 from nemoclaw_runtime.runtimes.docker.spec import ContainerSpec, GpuRequest, Mount, PortBinding
-from tests.support.docker_env import free_port, unique_name
+from tests.helpers.docker_env import free_port, unique_name
 
 pytestmark = pytest.mark.docker
 

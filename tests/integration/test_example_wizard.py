@@ -16,11 +16,11 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.support.docker_env import free_port, unique_name
-from tests.support.fake_hf import FakeHub, tiny_model_files
-from tests.support.fake_vllm import fake_vllm_files, fake_vllm_image  # noqa: F401  (fixture)
-from tests.support.images import build_busybox_image, unique_tag
-from tests.support.registry import LocalRegistry
+from tests.fake_servers.fake_hf import FakeHub, tiny_model_files
+from tests.fake_servers.fake_vllm import fake_vllm_files, fake_vllm_image  # noqa: F401  (fixture)
+from tests.helpers.docker_env import free_port, unique_name
+from tests.helpers.images import build_busybox_image, unique_tag
+from tests.helpers.registry import LocalRegistry
 
 pytestmark = pytest.mark.docker
 

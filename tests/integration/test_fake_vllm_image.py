@@ -15,8 +15,8 @@ from nemoclaw_runtime.kernel.events import Event, Heartbeat
 from nemoclaw_runtime.runtimes.docker.adapter import DockerEngine
 from nemoclaw_runtime.runtimes.server.probes import VllmModelsProbe
 from nemoclaw_runtime.runtimes.server.readiness import wait_ready
-from tests.support.docker_env import free_port
-from tests.support.fake_vllm import EngineTarget, fake_vllm_image, start_fake_vllm  # noqa: F401  (fixture)
+from tests.fake_servers.fake_vllm import EngineTarget, fake_vllm_image, start_fake_vllm  # noqa: F401  (fixture)
+from tests.helpers.docker_env import free_port
 
 if TYPE_CHECKING:
     import docker

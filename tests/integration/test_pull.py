@@ -23,10 +23,10 @@ from nemoclaw_runtime.kernel.events import Event, Info, Progress
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes.docker.adapter import DockerEngine, connect
 from nemoclaw_runtime.runtimes.transfer.image_pull import DockerImageStore
-from tests.support.docker_env import unique_name
-from tests.support.images import build_busybox_image, unique_tag
-from tests.support.registry import LocalRegistry
-from tests.support.stall_proxy import StallProxy
+from tests.helpers.docker_env import unique_name
+from tests.helpers.images import build_busybox_image, unique_tag
+from tests.helpers.registry import LocalRegistry
+from tests.helpers.stall_proxy import StallProxy
 
 pytestmark = pytest.mark.docker
 

@@ -14,8 +14,8 @@ import docker
 import pytest
 
 from nemoclaw_runtime.cli.main import run
+from tests.helpers.registry import LocalRegistry
 from tests.integration.test_pull import Pushed, push_random_image, remove_quietly
-from tests.support.registry import LocalRegistry
 
 pytestmark = pytest.mark.docker
 

@@ -9,9 +9,9 @@ import docker
 import httpx
 import pytest
 
-from tests.support.docker_env import free_port, unique_name
-from tests.support.images import build_busybox_image, unique_tag
-from tests.support.registry import LocalRegistry
+from tests.helpers.docker_env import free_port, unique_name
+from tests.helpers.images import build_busybox_image, unique_tag
+from tests.helpers.registry import LocalRegistry
 
 pytestmark = pytest.mark.docker
 

@@ -7,8 +7,8 @@ import docker
 import httpx
 import pytest
 
-from tests.support.docker_env import unique_name
-from tests.support.registry import MT_OCI_INDEX, MT_OCI_MANIFEST, NGC_USERNAME, LocalRegistry, RegistryError
+from tests.helpers.docker_env import unique_name
+from tests.helpers.registry import MT_OCI_INDEX, MT_OCI_MANIFEST, NGC_USERNAME, LocalRegistry, RegistryError
 
 pytestmark = pytest.mark.docker
 

@@ -1,4 +1,4 @@
-"""``up nim`` end to end on the real engine: a fake NIM (tests/support/fake_nim.py) published as a multi-arch index
+"""``up nim`` end to end on the real engine: a fake NIM (tests/fake_servers/fake_nim.py) published as a multi-arch index
 in an htpasswd registry with the NGC user ``$oauthtoken``, then ``nemoclaw-runtime up nim`` in-process.
 
 Each test publishes its own image (the baked expected key and switches differ), and runs with a replayed GPU
@@ -24,9 +24,9 @@ import pytest
 
 from nemoclaw_runtime.cli.main import run
 from nemoclaw_runtime.runtimes.docker.spec import LABEL_IMAGE_DIGEST
-from tests.support.docker_env import free_port
-from tests.support.fake_nim import UNSAFE_SERVED_ID, PublishedNim, local_images_of, publish_fake_nim
-from tests.support.registry import LocalRegistry
+from tests.fake_servers.fake_nim import UNSAFE_SERVED_ID, PublishedNim, local_images_of, publish_fake_nim
+from tests.helpers.docker_env import free_port
+from tests.helpers.registry import LocalRegistry
 
 pytestmark = pytest.mark.docker
 

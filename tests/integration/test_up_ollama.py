@@ -15,8 +15,8 @@ import pytest
 
 from nemoclaw_runtime.cli.main import run
 from nemoclaw_runtime.runtimes.drivers import ollama
-from tests.support.docker_env import unique_name
-from tests.support.fake_ollama import FakeOllama, FakeOllamaConfig
+from tests.fake_servers.fake_ollama import FakeOllama, FakeOllamaConfig
+from tests.helpers.docker_env import unique_name
 
 pytestmark = pytest.mark.docker
 

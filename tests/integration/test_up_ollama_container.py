@@ -19,13 +19,13 @@ import pytest
 from nemoclaw_runtime.cli.main import run
 from nemoclaw_runtime.runtimes.docker.port import ContainerInfo, ContainerState
 from nemoclaw_runtime.runtimes.drivers.ollama import unload_before_stop
-from tests.support.docker_env import free_port
-from tests.support.fake_ollama_image import (  # noqa: F401  (fixture)
+from tests.fake_servers.fake_ollama_image import (  # noqa: F401  (fixture)
     FakeOllamaRegistry,
     fake_ollama_registry,
     remove_ollama_container,
     unique_ollama_name,
 )
+from tests.helpers.docker_env import free_port
 
 if TYPE_CHECKING:
     import docker

@@ -20,11 +20,11 @@ from nemoclaw_runtime.kernel.errors import Cancelled
 from nemoclaw_runtime.kernel.events import Event, PhaseChanged
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes import pipeline
-from tests.support.docker_env import free_port, unique_name
-from tests.support.fake_hf import FakeHub, tiny_model_files
-from tests.support.fake_vllm import fake_vllm_files, start_fake_vllm
-from tests.support.images import build_busybox_image
-from tests.support.registry import LocalRegistry, running_registry
+from tests.fake_servers.fake_hf import FakeHub, tiny_model_files
+from tests.fake_servers.fake_vllm import fake_vllm_files, start_fake_vllm
+from tests.helpers.docker_env import free_port, unique_name
+from tests.helpers.images import build_busybox_image
+from tests.helpers.registry import LocalRegistry, running_registry
 
 pytestmark = pytest.mark.docker
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from nemoclaw_runtime.cli.main import run
-from tests.support.docker_env import free_port
-from tests.support.fake_ollama import FakeOllama
-from tests.support.fake_openai import FakeOpenAI
+from tests.fake_servers.fake_ollama import FakeOllama
+from tests.fake_servers.fake_openai import FakeOpenAI
+from tests.helpers.docker_env import free_port
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
 

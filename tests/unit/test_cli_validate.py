@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from nemoclaw_runtime.cli.main import run
-from tests.support.fake_openai import FakeOpenAI, fake_openai_servers
+from tests.fake_servers.fake_openai import FakeOpenAI, fake_openai_servers
 
 Start = Callable[..., FakeOpenAI]
 MODEL = "fake/model"

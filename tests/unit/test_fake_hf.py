@@ -1,4 +1,4 @@
-"""The fake Hub (tests/support/fake_hf.py) checked with huggingface_hub itself, so tests built on it test
+"""The fake Hub (tests/fake_servers/fake_hf.py) checked with huggingface_hub itself, so tests built on it test
 against what the real client does. No Docker."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-from tests.support import fake_hf as fake_hub_support
-from tests.support.fake_hf import GATED_REPO, PUBLIC_REPO, FakeHub
+from tests.fake_servers import fake_hf as fake_hub_support
+from tests.fake_servers.fake_hf import GATED_REPO, PUBLIC_REPO, FakeHub
 
 # Registers the fixtures in this module (no conftest needed for unit tests).
 fake_hf_server = fake_hub_support.fake_hf_server

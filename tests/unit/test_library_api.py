@@ -41,7 +41,7 @@ from nemoclaw_runtime.runtimes.onboarding.options import local_options
 from nemoclaw_runtime.runtimes.onboarding.selection import select_option
 from nemoclaw_runtime.runtimes.server.validate import ValidationResult, validate_endpoint
 from tests.fakes.fake_docker import FakeDocker
-from tests.support.docker_env import free_port
+from tests.helpers.docker_env import free_port
 
 SNAPSHOT = Path(__file__).resolve().parents[2] / "fixtures" / "gpu" / "h100_x8.json"
 DIGEST = "sha256:" + "cd" * 32
@@ -178,7 +178,7 @@ def test_cancel_before_start_raises_at_once(settings: Settings, services: pipeli
 
 
 def test_cancel_during_validation_retries(settings: Settings) -> None:
-    from tests.support.fake_openai import FakeOpenAI
+    from tests.fake_servers.fake_openai import FakeOpenAI
 
     events: list[Event] = []
     cancel = CancelToken()

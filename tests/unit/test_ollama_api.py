@@ -34,7 +34,7 @@ from nemoclaw_runtime.runtimes.server.ollama_api import (
     validate_model,
     warm_up,
 )
-from tests.support.fake_ollama import FakeModel, FakeOllama, StepClock, free_port
+from tests.fake_servers.fake_ollama import FakeModel, FakeOllama, StepClock, free_port
 
 TAG = "qwen3.5:9b"
 

@@ -23,7 +23,7 @@ from nemoclaw_runtime.kernel.events import Event, Progress
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes.server.ollama_api import detect_ollama
 from nemoclaw_runtime.runtimes.transfer.ollama_pull import pull_model
-from tests.support.fake_ollama import FakeOllama, StepClock, fake_digest, free_port
+from tests.fake_servers.fake_ollama import FakeOllama, StepClock, fake_digest, free_port
 
 TAG = "nemotron-3-nano:30b"
 FAST = 0.01  # the client's poll interval in these tests

@@ -22,7 +22,7 @@ from nemoclaw_runtime.runtimes.docker.spec import LABEL_HOST, LABEL_PORT, LABEL_
 from nemoclaw_runtime.runtimes.drivers import ollama
 from nemoclaw_runtime.runtimes.drivers.contract import make_request
 from nemoclaw_runtime.runtimes.drivers.ollama import OllamaDriver, OllamaPlan, unload_before_stop
-from tests.support.fake_ollama import FakeOllama, FakeOllamaConfig, free_port
+from tests.fake_servers.fake_ollama import FakeOllama, FakeOllamaConfig, free_port
 
 GPU_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
 

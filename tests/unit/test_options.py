@@ -15,10 +15,10 @@ from nemoclaw_runtime.gpu import GpuInventory
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes.onboarding.menu import KEY_INSTALL_VLLM, KEY_NIM, KEY_OLLAMA, KEY_VLLM, LocalOptions
 from nemoclaw_runtime.runtimes.onboarding.options import local_options
+from tests.fake_servers.fake_ollama import FakeOllama, FakeOllamaConfig
+from tests.fake_servers.fake_openai import FakeOpenAI
 from tests.fakes.fake_docker import FakeDocker
-from tests.support.docker_env import free_port
-from tests.support.fake_ollama import FakeOllama, FakeOllamaConfig
-from tests.support.fake_openai import FakeOpenAI
+from tests.helpers.docker_env import free_port
 
 GPU = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
 LINUX_IMAGE = "nvcr.io/nvidia/vllm:26.03.post1-py3"

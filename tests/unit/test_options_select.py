@@ -25,10 +25,10 @@ from nemoclaw_runtime.runtimes.drivers.contract import UpRequest
 from nemoclaw_runtime.runtimes.onboarding.menu import NO_VLLM_PROFILE, LocalOptions
 from nemoclaw_runtime.runtimes.onboarding.options import local_options
 from nemoclaw_runtime.runtimes.onboarding.selection import Selection, select_option
+from tests.fake_servers.fake_ollama import FakeOllama
+from tests.fake_servers.fake_openai import FakeOpenAI
 from tests.fakes.fake_docker import FakeDocker
-from tests.support.docker_env import free_port
-from tests.support.fake_ollama import FakeOllama
-from tests.support.fake_openai import FakeOpenAI
+from tests.helpers.docker_env import free_port
 
 GPU = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
 

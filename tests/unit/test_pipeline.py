@@ -18,7 +18,7 @@ from nemoclaw_runtime.runtimes.docker.containers import DockerContainerManager
 from nemoclaw_runtime.runtimes.docker.port import PulledImage
 from nemoclaw_runtime.runtimes.drivers.steps import effective_context_window
 from tests.fakes.fake_docker import FakeDocker
-from tests.support.docker_env import free_port
+from tests.helpers.docker_env import free_port
 
 SNAPSHOT = Path(__file__).resolve().parents[2] / "fixtures" / "gpu" / "h100_x8.json"
 IMAGE = "127.0.0.1:5000/test/vllm:1"

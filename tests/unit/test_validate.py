@@ -1,4 +1,4 @@
-"""The validation probe against a real HTTP server on 127.0.0.1 (tests/support/fake_openai.py), through real httpx.
+"""The validation probe against a real HTTP server on 127.0.0.1 (tests/fake_servers/fake_openai.py), through real httpx.
 
 Sleeps go through a fake clock, so backoffs cost nothing; only the "slow" cases wait (a fraction of a second) for
 a real read timeout.
@@ -23,8 +23,8 @@ from nemoclaw_runtime.runtimes.server.validate import (
     ValidationResult,
     validate_endpoint,
 )
+from tests.fake_servers.fake_openai import FakeOpenAI, fake_openai_servers
 from tests.fakes.clock import FakeClock
-from tests.support.fake_openai import FakeOpenAI, fake_openai_servers
 
 Start = Callable[..., FakeOpenAI]
 MODEL = "fake/model"

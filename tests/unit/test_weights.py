@@ -17,8 +17,8 @@ from nemoclaw_runtime.kernel.secret import Secret
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes.transfer import weights
 from nemoclaw_runtime.runtimes.transfer.weights import check_access, estimate_repo_bytes, prefetch
-from tests.support.docker_env import free_port
-from tests.support.fake_hf import GATED_REPO, PUBLIC_REPO, FakeHub, fake_hf, fake_hf_server  # noqa: F401
+from tests.fake_servers.fake_hf import GATED_REPO, PUBLIC_REPO, FakeHub, fake_hf, fake_hf_server  # noqa: F401
+from tests.helpers.docker_env import free_port
 
 WRONG = Secret("hf_wrongwrongwrongwrong1234")
 

@@ -215,6 +215,6 @@ def fake_openai_servers() -> Iterator[Callable[..., FakeOpenAI]]:
 
 @pytest.fixture
 def fake_openai() -> Iterator[Callable[..., FakeOpenAI]]:
-    """The factory as a fixture (for a conftest ``pytest_plugins = ["tests.support.fake_openai"]``)."""
+    """The factory as a fixture (for a conftest ``pytest_plugins = ["tests.fake_servers.fake_openai"]``)."""
     with fake_openai_servers() as start:
         yield start

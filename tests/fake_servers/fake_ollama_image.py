@@ -5,8 +5,8 @@
 
 The driver's container spec carries no test switches, so each switch set is its own image: the same files plus
 ``ENV`` lines (the build cache makes a variant cost one tiny layer). Images are built the way
-``tests/support/fake_vllm.py`` builds the fake vLLM (``build_busybox_image``) and pushed to a docker-registry
-(``tests/support/registry.py``) kept for the whole session, since ``up`` pulls pinned to a registry digest.
+``tests/fake_servers/fake_vllm.py`` builds the fake vLLM (``build_busybox_image``) and pushed to a docker-registry
+(``tests/helpers/registry.py``) kept for the whole session, since ``up`` pulls pinned to a registry digest.
 Switches: see fixtures/images/fake-ollama/ollama.
 """
 
@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.support.docker_env import unique_name
-from tests.support.images import build_busybox_image
-from tests.support.registry import LocalRegistry, running_registry
+from tests.helpers.docker_env import unique_name
+from tests.helpers.images import build_busybox_image
+from tests.helpers.registry import LocalRegistry, running_registry
 
 if TYPE_CHECKING:
     import docker

@@ -452,7 +452,7 @@ def _tree(repo: FakeRepo, prefix: str, recursive: bool) -> list[dict[str, Any]]:
     return folder_entries + entries
 
 
-# --- fixtures (register with: from tests.support.fake_hf import fake_hf, fake_hf_server) --------------------
+# --- fixtures (register with: from tests.fake_servers.fake_hf import fake_hf, fake_hf_server) --------------------
 @pytest.fixture(scope="session")
 def fake_hf_server() -> Iterator[FakeHub]:
     hub = FakeHub().start()

@@ -21,15 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tests.support.docker_env import session_labels, unique_name
-from tests.support.fake_vllm import FAKE_VLLM_DIR
-from tests.support.fake_vllm import HANDLER_PATH as VLLM_HANDLER_PATH
-from tests.support.images import build_busybox_image, unique_tag
+from tests.fake_servers.fake_vllm import FAKE_VLLM_DIR
+from tests.fake_servers.fake_vllm import HANDLER_PATH as VLLM_HANDLER_PATH
+from tests.helpers.docker_env import session_labels, unique_name
+from tests.helpers.images import build_busybox_image, unique_tag
 
 if TYPE_CHECKING:
     import docker
 
-    from tests.support.registry import LocalRegistry
+    from tests.helpers.registry import LocalRegistry
 
 FAKE_NIM_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "images" / "fake-nim"
 ENTRYPOINT_PATH = "/opt/nim/fake/start-server"

@@ -23,8 +23,8 @@ import pytest
 
 from nemoclaw_runtime.kernel.errors import NoSuchContainer
 from nemoclaw_runtime.runtimes.docker.port import ContainerState
-from tests.support.docker_env import session_labels, unique_name
-from tests.support.images import build_busybox_image
+from tests.helpers.docker_env import session_labels, unique_name
+from tests.helpers.images import build_busybox_image
 
 if TYPE_CHECKING:
     import docker

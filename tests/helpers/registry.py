@@ -32,7 +32,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.support.docker_env import free_port
+from tests.helpers.docker_env import free_port
 
 if TYPE_CHECKING:
     import docker

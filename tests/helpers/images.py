@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tests.support.docker_env import SESSION_ID, session_labels
+from tests.helpers.docker_env import SESSION_ID, session_labels
 
 if TYPE_CHECKING:
     import docker

@@ -4,7 +4,7 @@ The engine is shared with other people's test runs, so everything a session crea
 ``io.nemoclaw.test-session=<SESSION_ID>`` and clean-up removes exactly that, never anything else.
 
 Fixtures built on this module live in ``tests/integration/conftest.py``; plain helpers are importable from
-anywhere (``from tests.support.docker_env import free_port, session_labels``).
+anywhere (``from tests.helpers.docker_env import free_port, session_labels``).
 """
 
 from __future__ import annotations
