@@ -1,0 +1,1 @@
+"""What is running and how it is doing: health, GPU memory, KV cache and throughput of every managed server."""
