@@ -44,6 +44,7 @@ import docker  # noqa: E402
 from nemoclaw_runtime.cli.main import run as cli_run  # noqa: E402
 from nemoclaw_runtime.kernel.errors import PullStalled  # noqa: E402
 from nemoclaw_runtime.kernel.settings import Settings  # noqa: E402
+from nemoclaw_runtime.runtimes.docker.adapter import connect  # noqa: E402
 from nemoclaw_runtime.runtimes.transfer.image_pull import pull_image  # noqa: E402
 from tests.helpers.docker_env import session_labels  # noqa: E402
 from tests.helpers.registry import LocalRegistry, running_registry  # noqa: E402
@@ -156,7 +157,8 @@ def stall_latency(client: docker.DockerClient, registry: LocalRegistry, windows:
         with StallProxy(registry.host, mode="stall", stall_after=1 * MIB) as proxy:
             proxied = ref.replace(registry.host, proxy.host, 1)
             try:
-                pull_image(proxied, settings)
+                with contextlib.closing(connect(settings)) as port:
+                    pull_image(proxied, settings, port=port)
                 print(f"  window {window:4.1f} s: the pull completed?!")
             except PullStalled:
                 latency = time.monotonic() - (proxy.first_stall_at or time.monotonic())

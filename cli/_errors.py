@@ -44,3 +44,6 @@ def _render_known(exc: NemoclawError) -> None:
         click.echo(f"  cause: {exc.cause}", err=True)
     if exc.remedy:
         click.echo(f"  fix: {exc.remedy}", err=True)
+
+
+__all__ = ["render_error"]

@@ -26,21 +26,11 @@ from nemoclaw_runtime.kernel.events import (
     Warning,
     event_to_dict,
 )
+from nemoclaw_runtime.kernel.units import format_bytes
 
 json_option = click.option("--json", "json_mode", is_flag=True, help="Print one JSON document instead of text.")
 
 PLAIN_PROGRESS_EVERY_S = 5.0
-
-
-def human_bytes(n: float | None) -> str:
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(value) < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TB"  # pragma: no cover
 
 
 class Output:
@@ -154,9 +144,9 @@ def _plain(event: Event) -> str:
     if isinstance(event, Progress):
         pct = f" ({100 * event.done_bytes / event.total_bytes:.0f}%)" if event.total_bytes else ""
         items = f", {event.items_done}/{event.items_total} {_unit(event)}" if event.items_total else ""
-        rate = f", {human_bytes(event.rate_bytes_per_s)}/s" if event.rate_bytes_per_s else ""
-        return (f"    {event.task} {event.subject}: {human_bytes(event.done_bytes)} of "
-                f"{human_bytes(event.total_bytes)}{pct}{items}{rate}")
+        rate = f", {format_bytes(event.rate_bytes_per_s)}/s" if event.rate_bytes_per_s else ""
+        return (f"    {event.task} {event.subject}: {format_bytes(event.done_bytes)} of "
+                f"{format_bytes(event.total_bytes)}{pct}{items}{rate}")
     if isinstance(event, Heartbeat):
         minutes, seconds = divmod(int(event.elapsed_s), 60)
         last = f"; last log: {event.last_log_line}" if event.last_log_line else ""
@@ -168,3 +158,6 @@ def _plain(event: Event) -> str:
     if isinstance(event, Info):
         return f"    {event.message}"
     return str(event)
+
+
+__all__ = ["Output", "json_option"]

@@ -18,3 +18,6 @@ def masked_prompt_if_interactive() -> Callable[[str], str] | None:
                                 err=True))
 
     return ask
+
+
+__all__ = ["masked_prompt_if_interactive"]

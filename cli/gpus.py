@@ -18,7 +18,7 @@ def gpus(json_mode: bool) -> None:
     --json also prints `snapshot`: save it and set NEMOCLAW_GPU_SNAPSHOT=FILE to replay this machine's
     GPUs anywhere (no GPU needed).
     """
-    from nemoclaw_runtime.gpu import detect_gpus  # NVML and psutil load only when the command runs
+    from nemoclaw_runtime.api import detect_gpus  # NVML and psutil load only when the command runs
     from nemoclaw_runtime.kernel.settings import Settings
 
     settings = Settings.from_env(os.environ)
@@ -27,3 +27,6 @@ def gpus(json_mode: bool) -> None:
         output.warn(warning)
     inventory = detect_gpus(settings)
     output.result(inventory.to_dict(), inventory.human_lines)
+
+
+__all__ = ["gpus"]

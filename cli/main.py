@@ -92,3 +92,6 @@ def run(args: list[str]) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+__all__ = ["LazyGroup", "cli", "main", "run"]

@@ -8,16 +8,14 @@ from typing import Any
 
 import click
 
+from nemoclaw_runtime import api
 from nemoclaw_runtime.cli._output import Output, json_option
+from nemoclaw_runtime.cli._params import runtime_option
+from nemoclaw_runtime.kernel.units import format_bytes, format_mib
 
 
 @click.command()
-@click.option(
-    "--runtime",
-    type=click.Choice(["vllm", "nim", "ollama"]),
-    default=None,
-    help="List one runtime's models only (default: all three).",
-)
+@runtime_option("List one runtime's models only (default: all three).")
 @click.option("--all", "include_all", is_flag=True, help="List every entry, not only those for this host.")
 @json_option
 def models(runtime: str | None, include_all: bool, json_mode: bool) -> None:
@@ -26,27 +24,9 @@ def models(runtime: str | None, include_all: bool, json_mode: bool) -> None:
     The host's default is marked with *, and gated entries name the token they need.
     """
     from nemoclaw_runtime.kernel.settings import Settings
-    from nemoclaw_runtime.registry import load_registry
-    from nemoclaw_runtime.registry.listing import model_listing
 
-    host = detect_host(Settings.from_env(os.environ))
-    listing = model_listing(load_registry(), host, runtime=runtime, include_all=include_all)
+    listing = api.models(runtime, include_all=include_all, settings=Settings.from_env(os.environ))
     Output(json_mode).result(listing, lambda: render(listing))
-
-
-def detect_host(settings: Any) -> Any:
-    """The host facts from the GPU module (NVML, or the snapshot named by ``NEMOCLAW_GPU_SNAPSHOT``)."""
-    from nemoclaw_runtime.gpu import detect_gpus
-    from nemoclaw_runtime.registry.listing import HostView
-
-    inventory = detect_gpus(settings)
-    return HostView(
-        gpu_profile=inventory.profile,
-        memory_budget_mib=inventory.memory_budget_mib,
-        compute_constrained=bool(inventory.compute_constrained),
-        reason=inventory.reason,
-        available_memory_mib=inventory.available_memory_mib,
-    )
 
 
 # --- human output -------------------------------------------------------------------------------------------
@@ -55,7 +35,7 @@ def detect_host(settings: Any) -> Any:
 def render(listing: dict[str, Any]) -> Iterator[str]:
     host = listing["host"]
     budget = host["memory_budget_mib"]
-    memory = f"{budget} MiB GPU memory" if budget else "GPU memory unknown"
+    memory = f"{format_mib(budget)} GPU memory" if budget else "GPU memory unknown"
     constrained = ", compute-constrained" if host["compute_constrained"] else ""
     yield f"Host: GPU profile {host['gpu_profile']}, {memory}{constrained}"
     if host["reason"]:
@@ -120,7 +100,7 @@ def _render_nim(group: dict[str, Any]) -> Iterator[str]:
                 _marker(entry),
                 entry["name"],
                 entry["image"],
-                f"min {entry['min_vram_mib']} MiB",
+                f"min {format_mib(entry['min_vram_mib'])}",
                 fits,
                 "; ".join(notes),
             ]
@@ -132,7 +112,7 @@ def _render_nim(group: dict[str, Any]) -> Iterator[str]:
 
 def _render_ollama(group: dict[str, Any]) -> Iterator[str]:
     yield ""
-    memory = f"{group['memory_mib']} MiB available" if group["memory_mib"] else "memory unknown"
+    memory = f"{format_mib(group['memory_mib'])} available" if group["memory_mib"] else "memory unknown"
     yield f"Ollama starter models ({memory}):"
     rows = []
     for entry in group["entries"]:
@@ -145,11 +125,14 @@ def _render_ollama(group: dict[str, Any]) -> Iterator[str]:
             [
                 _marker(entry),
                 entry["tag"],
-                f"needs {entry['required_memory_mib']} MiB",
-                f"{entry['download_bytes'] / 1e9:.1f} GB download",
+                f"needs {format_mib(entry['required_memory_mib'])}",
+                f"{format_bytes(entry['download_bytes'])} download",
                 "; ".join(notes),
             ]
         )
     yield from _table(rows)
     if group["note"]:
         yield f"  {group['note']}"
+
+
+__all__ = ["models"]

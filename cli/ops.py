@@ -1,7 +1,7 @@
 """``ps``, ``stop`` and ``logs``: the ops commands over the containers nemoclaw-runtime manages.
 
-Each command is one library call (``runtimes/docker/containers.py``) rendered through ``Output``. Nothing here imports
-docker-py: the library connects lazily when the command runs.
+Each command is one library call (``nemoclaw_runtime.api``: ``list_managed``, ``stop``, ``logs``) rendered through
+``Output``. Nothing here imports docker-py: the library connects lazily when the command runs.
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING
 
 import click
 
+from nemoclaw_runtime import api
 from nemoclaw_runtime.cli._output import Output, json_option
+from nemoclaw_runtime.cli._params import runtime_option
 from nemoclaw_runtime.kernel.settings import Settings
 
 if TYPE_CHECKING:
-    from nemoclaw_runtime.runtimes.docker.containers import ManagedContainerView
+    from nemoclaw_runtime import ManagedContainerView
 
 DEFAULT_TAIL = 80
 _PS_COLUMNS = ("NAME", "RUNTIME", "MODEL", "STATE", "HEALTH", "BASE URL", "IMAGE", "CREATED")
@@ -29,14 +31,12 @@ def _settings(output: Output) -> Settings:
 
 
 @click.command("ps")
-@click.option("--runtime", metavar="R", help="Only containers of this runtime (vllm, nim, ollama).")
+@runtime_option()
 @json_option
 def ps(runtime: str | None, json_mode: bool) -> None:
     """List the containers nemoclaw-runtime manages (found by label; nothing else is shown)."""
-    from nemoclaw_runtime.runtimes.docker.containers import list_managed
-
     output = Output(json_mode)
-    views = list_managed(_settings(output), runtime=runtime)
+    views = api.list_managed(runtime=runtime, settings=_settings(output))
     output.result([view.to_dict() for view in views], lambda: _ps_lines(views))
 
 
@@ -68,15 +68,15 @@ def _short_time(created: str | None) -> str:
 @click.command("stop")
 @click.argument("names", nargs=-1, metavar="NAME…")
 @click.option("--all", "all_", is_flag=True, help="Stop every managed container (with --runtime: of that runtime).")
-@click.option("--runtime", metavar="R", help="Only containers of this runtime (vllm, nim, ollama).")
+@runtime_option()
 @json_option
 def stop(names: tuple[str, ...], all_: bool, runtime: str | None, json_mode: bool) -> None:
     """Stop and remove managed containers. Images and model weights stay.
 
     Containers nemoclaw-runtime did not create are never touched: naming one exits with 6 and stops nothing.
+    A managed Ollama unloads its models first, so GPU memory is handed back before the container goes.
     """
     from nemoclaw_runtime.kernel.events import Event, Info
-    from nemoclaw_runtime.runtimes.docker.containers import stop_managed
 
     output = Output(json_mode)
     sink = output.events()
@@ -85,12 +85,7 @@ def stop(names: tuple[str, ...], all_: bool, runtime: str | None, json_mode: boo
         if not isinstance(event, Info):
             sink(event)
 
-    from nemoclaw_runtime.runtimes.drivers.ollama import unload_before_stop
-
-    settings = _settings(output)
-    # Ollama entries unload their models (keep_alive 0) before the container goes; other runtimes are skipped.
-    stopped = stop_managed(settings, names, all=all_, runtime=runtime, events=warnings_only,
-                           before_stop=unload_before_stop(events=warnings_only))
+    stopped = api.stop(names, all=all_, runtime=runtime, settings=_settings(output), events=warnings_only)
     output.result({"stopped": stopped}, lambda: _stop_lines(stopped, runtime))
 
 
@@ -109,10 +104,8 @@ def _stop_lines(stopped: Iterable[str], runtime: str | None) -> Iterator[str]:
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the container stops or Ctrl-C.")
 def logs(name: str, tail: int, follow: bool) -> None:
     """Show the log (stdout and stderr) of a managed container."""
-    from nemoclaw_runtime.runtimes.docker.containers import managed_logs
-
     output = Output(False)
-    lines = managed_logs(_settings(output), name, tail=tail, follow=follow)
+    lines = api.logs(name, tail=tail, follow=follow, settings=_settings(output))
     try:
         for line in lines:
             output.out.write(line.rstrip("\n") + "\n")
@@ -125,3 +118,6 @@ def logs(name: str, tail: int, follow: bool) -> None:
         if close is not None:
             close()
         output.out.flush()
+
+
+__all__ = ["logs", "ps", "stop"]

@@ -27,15 +27,14 @@ def options(select: bool, json_mode: bool) -> None:
       nemoclaw-runtime options --json
       NEMOCLAW_PROVIDER=install-vllm nemoclaw-runtime options --select --json
     """
+    from nemoclaw_runtime import api
     from nemoclaw_runtime.kernel.settings import Settings
-    from nemoclaw_runtime.runtimes.onboarding.options import local_options
-    from nemoclaw_runtime.runtimes.onboarding.selection import select_option
 
     output = Output(json_mode)
     settings = Settings.from_env(os.environ)
-    menu = local_options(settings)
+    menu = api.local_options(settings)
     if select:
-        choice = select_option(menu, settings)
+        choice = api.select_option(menu, settings)
         output.result(choice.to_dict(), lambda: _selection_lines(choice.to_dict()))
         return
     data = menu.to_dict()
@@ -101,3 +100,6 @@ def _selection_lines(choice: dict[str, Any]) -> Iterator[str]:
         yield f"  base URL: {choice['base_url']}"
     for note in choice["notes"]:
         yield f"  note: {note}"
+
+
+__all__ = ["options"]

@@ -8,13 +8,14 @@ from typing import Any
 
 import click
 
+from nemoclaw_runtime import api
 from nemoclaw_runtime.cli._output import Output, json_option
+from nemoclaw_runtime.cli._params import runtime_argument
 from nemoclaw_runtime.cli._prompt import masked_prompt_if_interactive
-from nemoclaw_runtime.registry.entries import RUNTIMES
 
 
 @click.command()
-@click.argument("runtime", type=click.Choice(RUNTIMES))
+@runtime_argument()
 @click.option("--model", help="The model `up` would serve (NIM: the catalog model decides the image).")
 @click.option("--image", help="Pull this image instead of the registry's (also NEMOCLAW_<RUNTIME>_IMAGE).")
 @click.option("--save-login", is_flag=True,
@@ -31,11 +32,10 @@ def pull(runtime: str, model: str | None, image: str | None, save_login: bool, j
       nemoclaw-runtime pull ollama --image docker.io/ollama/ollama:0.12.6 --json
     """
     from nemoclaw_runtime.kernel.settings import Settings
-    from nemoclaw_runtime.runtimes import pipeline
 
     output = Output(json_mode)
-    result = pipeline.pull(runtime, settings=Settings.from_env(os.environ), model=model, image=image,
-                           events=output.events(), prompt_secret=masked_prompt_if_interactive(), save_login=save_login)
+    result = api.pull(runtime, settings=Settings.from_env(os.environ), model=model, image=image,
+                      events=output.events(), prompt_secret=masked_prompt_if_interactive(), save_login=save_login)
     output.result(result.to_dict(), lambda: _lines(result.to_dict()))
 
 
@@ -48,3 +48,6 @@ def _lines(result: dict[str, Any]) -> Iterator[str]:
         yield "  digest:   none (pulled by tag)"
     if result.get("image_id"):
         yield f"  image id: {result['image_id']}"
+
+
+__all__ = ["pull"]

@@ -1,4 +1,7 @@
-"""``nemoclaw-runtime up RUNTIME``: one library call (``plan`` with ``--dry-run``, else ``up``), rendered."""
+"""``nemoclaw-runtime up RUNTIME``: one library call (``api.plan`` with ``--dry-run``, else ``api.up``), rendered.
+
+On a terminal the masked prompt is handed to the library as ``prompt_secret``; the library decides when to ask
+(a NIM key the environment lacks, one more try after a rejected key)."""
 
 from __future__ import annotations
 
@@ -8,13 +11,14 @@ from typing import Any
 
 import click
 
+from nemoclaw_runtime import api
 from nemoclaw_runtime.cli._output import Output, json_option
+from nemoclaw_runtime.cli._params import runtime_argument
 from nemoclaw_runtime.cli._prompt import masked_prompt_if_interactive
-from nemoclaw_runtime.registry.entries import RUNTIMES
 
 
 @click.command()
-@click.argument("runtime", type=click.Choice(RUNTIMES))
+@runtime_argument()
 @click.option("--model", help="vLLM: registry slug or full Hugging Face id; NIM: catalog model; Ollama: any tag"
               " (default: the host's default).")
 @click.option("--port", type=int, help="Host port (vLLM/NIM: NEMOCLAW_VLLM_PORT or 8000; Ollama: 11434).")
@@ -44,32 +48,19 @@ def up(runtime: str, model: str | None, port: int | None, gpus: str, image: str 
       nemoclaw-runtime up ollama --model qwen3.5:9b
     """
     from nemoclaw_runtime.kernel.settings import Settings
-    from nemoclaw_runtime.runtimes import pipeline
 
     output = Output(json_mode)
     settings = Settings.from_env(os.environ)
-    request = pipeline.make_request(runtime, model=model, port=port, gpus=gpus, image=image, name=name, host=host,
-                                    prefetch=not no_prefetch, timeout_s=timeout_s, validate=not no_validate,
-                                    allow_no_tools=allow_no_tools)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        output.warn(f"publishing on {host}: the server will be reachable from other machines, without a key")
+    options: dict[str, Any] = dict(model=model, port=port, gpus=gpus, image=image, name=name, host=host,
+                                   prefetch=not no_prefetch, timeout_s=timeout_s, validate=not no_validate,
+                                   allow_no_tools=allow_no_tools)
     if dry_run:
-        the_plan = pipeline.plan(request, settings=settings, events=output.events())
+        the_plan = api.plan(runtime, settings=settings, events=output.events(), **options)
         output.result(the_plan.to_dict(), lambda: _plan_lines(the_plan.to_dict()))
         return
-    prompt = masked_prompt_if_interactive()
-    if runtime == "nim" and prompt is not None and settings.ngc_key_value() is None:
-        settings = _ask_ngc_key(settings, prompt)
-    result = pipeline.up(request, settings=settings, events=output.events(), prompt_secret=prompt)
+    result = api.up(runtime, settings=settings, events=output.events(),
+                    prompt_secret=masked_prompt_if_interactive(), **options)
     output.result(result.to_dict(), lambda: _result_lines(result.to_dict()))
-
-
-def _ask_ngc_key(settings: Any, prompt: Any) -> Any:
-    """On a terminal with no key in the environment, ask once; the key then serves the login and the container."""
-    from nemoclaw_runtime.kernel.secret import Secret
-
-    key = prompt("  NGC API Key: ").strip()
-    return settings.replace(ngc_api_key=Secret(key)) if key else settings
 
 
 def _plan_lines(plan: dict[str, Any]) -> Iterator[str]:
@@ -116,3 +107,6 @@ def _result_lines(result: dict[str, Any]) -> Iterator[str]:
         yield f"  image:           {result['image']}{pinned}"
     if result["validated_api"]:
         yield f"  validated:       {result['validated_api']}"
+
+
+__all__ = ["masked_prompt_if_interactive", "up"]

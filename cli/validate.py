@@ -9,9 +9,8 @@ import click
 
 from nemoclaw_runtime.cli._output import Output, json_option
 from nemoclaw_runtime.kernel.errors import InvalidInput
+from nemoclaw_runtime.kernel.names import APIS as _APIS
 from nemoclaw_runtime.kernel.secret import Secret
-
-_APIS = ("openai-completions", "openai-responses")
 
 
 @click.command("validate")
@@ -31,8 +30,8 @@ def validate(base_url: str, model: str, api: str | None, api_key_env: str | None
     Budget: NEMOCLAW_LOCAL_INFERENCE_TIMEOUT seconds per request (default 180). Exit 5 when the endpoint
     does not give a usable answer; the error names the cause and the fix.
     """
+    from nemoclaw_runtime.api import validate as validate_endpoint  # imports httpx: only when run
     from nemoclaw_runtime.kernel.settings import Settings
-    from nemoclaw_runtime.runtimes.server.validate import validate_endpoint  # imports httpx: only when run
 
     settings = Settings.from_env(os.environ)
     output = Output(json_mode)
@@ -63,3 +62,6 @@ def _api_key(variable: str | None) -> Secret | None:
         raise InvalidInput(f"--api-key-env {variable}: that variable is not set or is empty",
                            remedy=f"export {variable}=<the endpoint's API key>, or drop --api-key-env")
     return Secret(value)
+
+
+__all__ = ["validate"]

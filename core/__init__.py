@@ -25,7 +25,8 @@ _EXPORTS: dict[str, str] = {
     "ContainerSpec": "nemoclaw_runtime.runtimes.docker.spec",
     "GpuRequest": "nemoclaw_runtime.runtimes.docker.spec",
 }
-for _name in ("detect_gpus", "plan", "up", "pull", "list_managed", "stop", "logs", "validate"):
+for _name in ("detect_gpus", "models", "local_options", "select_option", "plan", "up", "pull", "list_managed",
+              "stop", "logs", "validate"):
     _EXPORTS[_name] = "nemoclaw_runtime.api"
 _EXPORTS.update({
     "GpuInventory": "nemoclaw_runtime.gpu",
@@ -36,12 +37,10 @@ _EXPORTS.update({
     "ManagedContainerView": "nemoclaw_runtime.runtimes.docker.containers",
     "ValidationResult": "nemoclaw_runtime.runtimes.server.validate",
     "load_registry": "nemoclaw_runtime.registry",
-    "local_options": "nemoclaw_runtime.runtimes.onboarding.options",
     "LocalOptions": "nemoclaw_runtime.runtimes.onboarding.menu",
     "LocalOption": "nemoclaw_runtime.runtimes.onboarding.menu",
     "AbsentOption": "nemoclaw_runtime.runtimes.onboarding.menu",
     "ModelChoice": "nemoclaw_runtime.runtimes.onboarding.menu",
-    "select_option": "nemoclaw_runtime.runtimes.onboarding.selection",
     "Selection": "nemoclaw_runtime.runtimes.onboarding.selection",
 })
 for _name in ("Event", "EventSink", "PhaseChanged", "Progress", "Heartbeat", "LogLine", "Info", "Warning",
@@ -71,7 +70,19 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from nemoclaw_runtime.api import detect_gpus, list_managed, logs, plan, pull, stop, up, validate
+    from nemoclaw_runtime.api import (
+        detect_gpus,
+        list_managed,
+        local_options,
+        logs,
+        models,
+        plan,
+        pull,
+        select_option,
+        stop,
+        up,
+        validate,
+    )
     from nemoclaw_runtime.gpu import GpuInventory
     from nemoclaw_runtime.kernel.clock import CancelToken, SystemClock
     from nemoclaw_runtime.kernel.errors import *  # noqa: F403
@@ -84,6 +95,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from nemoclaw_runtime.runtimes.docker.spec import ContainerSpec, GpuRequest
     from nemoclaw_runtime.runtimes.drivers.contract import Plan, UpRequest, UpResult
     from nemoclaw_runtime.runtimes.onboarding.menu import AbsentOption, LocalOption, LocalOptions, ModelChoice
-    from nemoclaw_runtime.runtimes.onboarding.options import local_options
-    from nemoclaw_runtime.runtimes.onboarding.selection import Selection, select_option
+    from nemoclaw_runtime.runtimes.onboarding.selection import Selection
     from nemoclaw_runtime.runtimes.server.validate import ValidationResult

@@ -3,27 +3,62 @@
 Each function takes an optional :class:`Settings` (built from ``os.environ`` only when omitted), an ``events``
 callback for progress (:mod:`nemoclaw_runtime.kernel.events`) and, for long operations, a
 :class:`CancelToken` that may be set from another thread. Results and errors are typed values with ``to_dict()``.
+
+The CLI is a skin over these functions: it renders what they return and never reaches past them.
+
+Collaborators are injectable, keyword-only and optional: ``docker`` (a ``DockerPort``), ``http`` (an
+``httpx.Client``), ``clock`` and ``inventory`` (a :class:`GpuInventory`). What is given is used as is and left
+open; what is omitted is made in one place (``runtimes/wiring.py``) and closed before the call returns. The library
+never prompts by itself: ``up`` and ``pull`` ask for a key only through the ``prompt_secret`` callback they are given.
+
+Heavy modules (docker-py, httpx, NVML) are imported inside the functions, so importing this module stays fast.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
-from nemoclaw_runtime.kernel.clock import CancelToken
+from nemoclaw_runtime.kernel.clock import CancelToken, Clock
+from nemoclaw_runtime.kernel.errors import InvalidInput
 from nemoclaw_runtime.kernel.events import EventSink, discard
 from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.registry.entries import RUNTIMES
 
 if TYPE_CHECKING:
-    from nemoclaw_runtime.gpu import GpuInventory
-    from nemoclaw_runtime.runtimes.docker.containers import ManagedContainerView
-    from nemoclaw_runtime.runtimes.docker.port import PulledImage
-    from nemoclaw_runtime.runtimes.drivers.contract import Plan, UpResult
-    from nemoclaw_runtime.runtimes.server.validate import ValidationResult
+    import httpx
 
+    from nemoclaw_runtime.gpu import GpuInventory
+    from nemoclaw_runtime.kernel.secret import Secret
+    from nemoclaw_runtime.runtimes.docker.containers import ManagedContainerView
+    from nemoclaw_runtime.runtimes.docker.port import DockerPort, PulledImage
+    from nemoclaw_runtime.runtimes.drivers.contract import Plan, UpResult
+    from nemoclaw_runtime.runtimes.onboarding.menu import LocalOptions
+    from nemoclaw_runtime.runtimes.onboarding.selection import Selection
+    from nemoclaw_runtime.runtimes.server.validate import ValidationResult
+    from nemoclaw_runtime.runtimes.status.values import StatusReport
+
+#: Asks for a secret with a label (a masked prompt on a terminal) and returns what was typed.
+PromptSecret = Callable[[str], str]
 
 def _settings(settings: Settings | None) -> Settings:
     return settings if settings is not None else Settings.from_env()
+
+
+def check_runtime(runtime: str) -> str:
+    """``runtime`` when it is one of :data:`RUNTIMES`, else :class:`InvalidInput` (exit 2) naming the choices."""
+    if runtime not in RUNTIMES:
+        raise InvalidInput(f"Unknown runtime {runtime!r}", remedy=f"use one of: {', '.join(RUNTIMES)}")
+    return runtime
+
+
+def _check_filter(runtime: str | None) -> None:
+    if runtime is not None:
+        check_runtime(runtime)
+
+
+# --- the host --------------------------------------------------------------------------------------------------------
 
 
 def detect_gpus(settings: Settings | None = None) -> GpuInventory:
@@ -33,11 +68,53 @@ def detect_gpus(settings: Settings | None = None) -> GpuInventory:
     return _detect(_settings(settings))
 
 
+def models(runtime: str | None = None, *, include_all: bool = False, settings: Settings | None = None,
+           inventory: GpuInventory | None = None) -> dict[str, Any]:
+    """The models each runtime (or only ``runtime``) can serve on this host, as ``nemoclaw-runtime models`` lists
+    them: ``{"host": {...}, "all": bool, "<runtime>": {"entries": [...], "note": ...}}``; with ``include_all``
+    every registry entry, not only those for this host."""
+    from nemoclaw_runtime.registry import load_registry
+    from nemoclaw_runtime.registry.listing import HostView, model_listing
+
+    _check_filter(runtime)
+    inventory = inventory if inventory is not None else detect_gpus(_settings(settings))
+    host = HostView(gpu_profile=inventory.profile, memory_budget_mib=inventory.memory_budget_mib,
+                    compute_constrained=bool(inventory.compute_constrained), reason=inventory.reason,
+                    available_memory_mib=inventory.available_memory_mib)
+    return model_listing(load_registry(), host, runtime=runtime, include_all=include_all)
+
+
+def local_options(settings: Settings | None = None, *, inventory: GpuInventory | None = None,
+                  http: httpx.Client | None = None, docker: DockerPort | None = None,
+                  which: Callable[[str], str | None] | None = None) -> LocalOptions:
+    """The local inference options of this host (running servers, managed vLLM, NIM, Ollama), the suggested one
+    marked, and why others are absent. Without ``docker`` the engine is connected (an unreachable one is reported
+    in the result, not raised); ``which`` finds the ``ollama`` binary (default ``shutil.which``)."""
+    from nemoclaw_runtime.runtimes.onboarding import options
+
+    settings = _settings(settings)
+    extra: dict[str, Any] = {} if which is None else {"which": which}
+    return options.local_options(settings, inventory=inventory, http=http,
+                                 docker=docker if docker is not None else options.AUTO, **extra)
+
+
+def select_option(options: LocalOptions, settings: Settings | None = None, *, key: str | None = None) -> Selection:
+    """Choose non-interactively among ``options``: ``key``, else ``NEMOCLAW_PROVIDER``, else the suggested entry."""
+    from nemoclaw_runtime.runtimes.onboarding.selection import select_option as _select
+
+    return _select(options, _settings(settings), key=key)
+
+
+# --- serving ---------------------------------------------------------------------------------------------------------
+
+
 def plan(runtime: str = "vllm", *, settings: Settings | None = None, events: EventSink = discard,
          inventory: GpuInventory | None = None, **options: Any) -> Plan:
-    """What ``up`` would do (the dry run). ``options`` are those of :func:`up`."""
+    """What ``up`` would do (the dry run: no download, no container, no network). ``options`` are those of
+    :func:`up` (model, port, gpus, image, name, host, prefetch, timeout_s, validate, allow_no_tools)."""
     from nemoclaw_runtime.runtimes import pipeline
 
+    check_runtime(runtime)
     return pipeline.plan(pipeline.make_request(runtime, **options), settings=_settings(settings),
                          inventory=inventory, events=events)
 
@@ -46,50 +123,135 @@ def up(runtime: str = "vllm", *, model: str | None = None, port: int | None = No
        image: str | None = None, name: str | None = None, host: str = "127.0.0.1", prefetch: bool = True,
        timeout_s: float | None = None, validate: bool = True, allow_no_tools: bool = False,
        settings: Settings | None = None, events: EventSink = discard, cancel: CancelToken | None = None,
-       inventory: GpuInventory | None = None) -> UpResult:
-    """Serve a model and return once it answers (see ``nemoclaw-runtime up --help`` for each option)."""
+       inventory: GpuInventory | None = None, prompt_secret: PromptSecret | None = None,
+       docker: DockerPort | None = None, http: httpx.Client | None = None, clock: Clock | None = None) -> UpResult:
+    """Serve a model and return once it answers (see ``nemoclaw-runtime up --help`` for each option).
+
+    ``prompt_secret`` (interactive callers only) is asked for an NGC key when NIM has none in the settings, and
+    once more after a registry rejects a key; without it a missing key is a refusal with the remedy.
+    """
     from nemoclaw_runtime.runtimes import pipeline
 
+    check_runtime(runtime)
     request = pipeline.make_request(runtime, model=model, port=port, gpus=gpus, image=image, name=name, host=host,
                                     prefetch=prefetch, timeout_s=timeout_s, validate=validate,
                                     allow_no_tools=allow_no_tools)
-    return pipeline.up(request, settings=_settings(settings), inventory=inventory, events=events, cancel=cancel)
+    return pipeline.up(request, settings=_settings(settings), inventory=inventory, events=events, cancel=cancel,
+                       prompt_secret=prompt_secret, docker=docker, http=http, clock=clock)
 
 
 def pull(runtime: str, *, model: str | None = None, image: str | None = None, settings: Settings | None = None,
-         events: EventSink = discard, cancel: CancelToken | None = None) -> PulledImage:
-    """Pre-pull the image ``up runtime`` would run, pinned to this platform's digest."""
+         events: EventSink = discard, cancel: CancelToken | None = None, inventory: GpuInventory | None = None,
+         prompt_secret: PromptSecret | None = None, save_login: bool = False, docker: DockerPort | None = None,
+         clock: Clock | None = None) -> PulledImage:
+    """Pre-pull the image ``up runtime`` would run, pinned to this platform's digest.
+
+    Registry keys come from the docker config, then the settings, then ``prompt_secret`` when given; ``save_login``
+    writes a key that worked to the docker config (mode 0600).
+    """
     from nemoclaw_runtime.runtimes import pipeline
 
-    return pipeline.pull(runtime, settings=_settings(settings), model=model, image=image, events=events,
-                         cancel=cancel)
+    check_runtime(runtime)
+    return pipeline.pull(runtime, settings=_settings(settings), model=model, image=image, inventory=inventory,
+                         events=events, cancel=cancel, prompt_secret=prompt_secret, save_login=save_login,
+                         docker=docker, clock=clock)
 
 
-def list_managed(*, runtime: str | None = None, settings: Settings | None = None) -> list[ManagedContainerView]:
-    """Every container nemoclaw-runtime manages (selected by our label only)."""
+# --- the managed containers ------------------------------------------------------------------------------------------
+
+
+def list_managed(*, runtime: str | None = None, settings: Settings | None = None,
+                 docker: DockerPort | None = None) -> list[ManagedContainerView]:
+    """Every container nemoclaw-runtime manages (selected by our label only), optionally of one runtime."""
+    from nemoclaw_runtime.runtimes import wiring
     from nemoclaw_runtime.runtimes.docker.containers import list_managed as _list
 
-    return _list(_settings(settings), runtime=runtime)
+    _check_filter(runtime)
+    settings = _settings(settings)
+    with wiring.docker_session(settings, docker) as port:
+        return _list(settings, docker=port, runtime=runtime)
 
 
 def stop(names: Iterable[str] = (), *, all: bool = False, runtime: str | None = None,
-         settings: Settings | None = None, events: EventSink = discard) -> list[str]:
-    """Stop and remove managed containers; unknown or foreign names → ``NoSuchContainer``, nothing touched."""
-    from nemoclaw_runtime.runtimes.docker.containers import stop_managed
+         settings: Settings | None = None, events: EventSink = discard, docker: DockerPort | None = None,
+         http: httpx.Client | None = None) -> list[str]:
+    """Stop and remove managed containers (images and weights stay); returns the names stopped.
 
-    return stop_managed(_settings(settings), list(names), all=all, runtime=runtime, events=events)
+    Unknown or foreign names → ``NoSuchContainer``, nothing touched. A managed Ollama unloads its models first (so
+    GPU memory is handed back before the container goes), through ``http`` when given.
+    """
+    from nemoclaw_runtime.runtimes import pipeline
+
+    _check_filter(runtime)
+    return pipeline.stop(names, all=all, runtime=runtime, settings=_settings(settings), events=events,
+                         docker=docker, http=http)
 
 
-def logs(name: str, *, tail: int = 80, follow: bool = False, settings: Settings | None = None) -> Iterator[str]:
-    """A managed container's log lines (stdout and stderr), oldest first."""
+def logs(name: str, *, tail: int = 80, follow: bool = False, settings: Settings | None = None,
+         docker: DockerPort | None = None) -> Iterator[str]:
+    """A managed container's log lines (stdout and stderr), oldest first; with ``follow``, then every new line until
+    the container stops. An engine connected here is closed when the iterator ends or is closed."""
+    from nemoclaw_runtime.runtimes import wiring
     from nemoclaw_runtime.runtimes.docker.containers import managed_logs
 
-    return managed_logs(_settings(settings), name, tail=tail, follow=follow)
+    settings = _settings(settings)
+    stack = ExitStack()
+    try:
+        port = stack.enter_context(wiring.docker_session(settings, docker))
+        lines = managed_logs(settings, name, tail=tail, follow=follow, docker=port)
+    except BaseException:
+        stack.close()
+        raise
+    return _closing(lines, stack)
 
 
-def validate(base_url: str, model: str, *, api: str | None = None, settings: Settings | None = None,
-             events: EventSink = discard, cancel: CancelToken | None = None) -> ValidationResult:
+def _closing(lines: Iterator[str], stack: ExitStack) -> Iterator[str]:
+    with stack:
+        try:
+            yield from lines
+        finally:
+            close = getattr(lines, "close", None)
+            if close is not None:
+                close()
+
+
+def status(names: Iterable[str] = (), *, runtime: str | None = None, settings: Settings | None = None,
+           docker: DockerPort | None = None, http: httpx.Client | None = None, clock: Clock | None = None,
+           **options: Any) -> StatusReport:
+    """One sample of every managed server (or just ``names``) and of local servers on the known ports: state,
+    health, model, GPU memory and load. ``options`` are those of ``runtimes/status/collect.py`` ``collect_status``."""
+    from nemoclaw_runtime.runtimes.status.collect import collect_status
+
+    _check_filter(runtime)
+    return collect_status(_settings(settings), names, runtime=runtime, docker=docker, http=http, clock=clock,
+                          **options)
+
+
+def watch_status(names: Iterable[str] = (), *, runtime: str | None = None, settings: Settings | None = None,
+                 docker: DockerPort | None = None, http: httpx.Client | None = None, clock: Clock | None = None,
+                 **options: Any) -> Generator[StatusReport, None, None]:
+    """A :func:`status` sample every ``interval_s`` seconds (``count`` of them, or until ``cancel`` or the caller
+    stops iterating). ``options`` are those of ``runtimes/status/collect.py`` ``watch_status``."""
+    from nemoclaw_runtime.runtimes.status.collect import watch_status as _watch
+
+    _check_filter(runtime)
+    return _watch(_settings(settings), names, runtime=runtime, docker=docker, http=http, clock=clock, **options)
+
+
+# --- endpoints -------------------------------------------------------------------------------------------------------
+
+
+def validate(base_url: str, model: str, *, api: str | None = None, api_key: Secret | None = None,
+             settings: Settings | None = None, events: EventSink = discard, cancel: CancelToken | None = None,
+             http: httpx.Client | None = None, clock: Clock | None = None) -> ValidationResult:
     """Prove an OpenAI-compatible endpoint answers a real request (with a tool-calling probe)."""
     from nemoclaw_runtime.runtimes.server.validate import validate_endpoint
 
-    return validate_endpoint(base_url, model, settings=_settings(settings), api=api, events=events, cancel=cancel)
+    return validate_endpoint(base_url, model, settings=_settings(settings), api=api, events=events, cancel=cancel,
+                             api_key=api_key, http=http, clock=clock)
+
+
+__all__ = [
+    "RUNTIMES", "check_runtime", "detect_gpus", "list_managed", "local_options", "logs", "models", "plan", "pull",
+    "select_option", "status", "stop", "up", "validate", "watch_status",
+]

@@ -11,6 +11,7 @@ Importing this package does not import pynvml; NVML is loaded when :func:`detect
 from nemoclaw_runtime.gpu.facts import GpuInfo, HostFacts, MachineInfo, MigDevice
 from nemoclaw_runtime.gpu.host import HostProbe, SystemHostProbe
 from nemoclaw_runtime.gpu.inventory import GpuInventory, build_inventory, detect_gpus, has_usable_gpu
+from nemoclaw_runtime.gpu.processes import GpuProcess, GpuProcesses, read_gpu_processes
 from nemoclaw_runtime.gpu.profiles import (
     PROFILE_DGX_SPARK,
     PROFILE_DGX_STATION,
@@ -31,6 +32,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "GpuInfo",
     "GpuInventory",
+    "GpuProcess",
+    "GpuProcesses",
     "HostFacts",
     "HostProbe",
     "MachineInfo",
@@ -39,4 +42,5 @@ __all__ = [
     "build_inventory",
     "detect_gpus",
     "has_usable_gpu",
+    "read_gpu_processes",
 ]

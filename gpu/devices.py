@@ -13,6 +13,8 @@ from typing import Any
 from nemoclaw_runtime.gpu.facts import MIB, GpuInfo, MigDevice, format_pci_device_id
 from nemoclaw_runtime.gpu.nvml import NvmlSession
 
+__all__ = ["MAX_GPUS", "MAX_MIG_DEVICES", "read_driver_version", "read_gpus", "read_memory", "read_mig_enabled"]
+
 logger = logging.getLogger(__name__)
 
 MAX_GPUS = 64

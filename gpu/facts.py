@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = ["GpuInfo", "HostFacts", "MIB", "MachineInfo", "MigDevice", "format_pci_device_id", "normalise_pci_device_id"]
+
 MIB = 1024 * 1024
 
 

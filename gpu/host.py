@@ -14,6 +14,11 @@ from typing import Protocol
 from nemoclaw_runtime.gpu.facts import MIB, MachineInfo
 from nemoclaw_runtime.gpu.profiles import TEGRA_DEVICE_NODES
 
+__all__ = [
+    "DEVICE_TREE_MODEL", "DMI_PRODUCT_NAME", "FIRMWARE_VALUE_MAX_BYTES", "HostProbe", "SystemHostProbe",
+    "normalise_arch", "read_machine",
+]
+
 DMI_PRODUCT_NAME = "/sys/class/dmi/id/product_name"
 DEVICE_TREE_MODEL = "/sys/firmware/devicetree/base/model"
 FIRMWARE_VALUE_MAX_BYTES = 256

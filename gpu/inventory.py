@@ -37,6 +37,7 @@ from nemoclaw_runtime.gpu.snapshot import (
 from nemoclaw_runtime.gpu.summary import summary_lines as format_summary
 from nemoclaw_runtime.kernel.errors import InvalidInput
 from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.kernel.units import format_mib
 
 NO_GPU_REASON = "NVML is working but lists no NVIDIA GPU"
 _UNIFIED_PROFILES = frozenset({PROFILE_DGX_SPARK, PROFILE_JETSON})
@@ -82,8 +83,8 @@ class GpuInventory:
         if self.unified_memory:
             extra = "; compute-constrained" if self.compute_constrained else ""
             return (f"Host profile: {self.profile} (unified memory: GPU budget = host memory "
-                    f"{self.total_vram_mib} MB{extra})")
-        return f"Host profile: {self.profile} (GPU budget = {self.memory_budget_mib} MB VRAM)"
+                    f"{format_mib(self.total_vram_mib)}{extra})")
+        return f"Host profile: {self.profile} (GPU budget = {format_mib(self.memory_budget_mib)} VRAM)"
 
     def human_lines(self) -> list[str]:
         """What ``nemoclaw-runtime gpus`` prints: the summary, the reason or details, and the profile line."""
@@ -222,3 +223,6 @@ def _jetson_firmware_gpu(machine: MachineInfo, nvml_error: str | None) -> tuple[
     why = f" ({nvml_error})" if nvml_error else ""
     note = f"GPU inferred from the Jetson firmware; NVML lists none{why}"
     return (GpuInfo(index=0, name=name, uuid=""),), (note,)
+
+
+__all__ = ["GpuInventory", "NO_GPU_REASON", "build_inventory", "detect_gpus", "has_usable_gpu", "load_pynvml"]

@@ -20,6 +20,8 @@ import threading
 from types import TracebackType
 from typing import Any, final
 
+__all__ = ["NvmlSession", "NvmlUnavailable", "load_pynvml"]
+
 logger = logging.getLogger(__name__)
 
 # NVML return codes (nvml.h); compared by value so the real pynvml and the fake classify alike.

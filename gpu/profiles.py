@@ -15,18 +15,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-PROFILE_DGX_SPARK = "dgx-spark"
-PROFILE_DGX_STATION = "dgx-station"
-PROFILE_JETSON = "jetson"
-PROFILE_LINUX_NVIDIA = "linux-nvidia"
-PROFILE_NONE = "none"
-
-PROFILES: tuple[str, ...] = (
+# The profile names are declared once, in kernel/names.py (the registry and the settings share them).
+from nemoclaw_runtime.kernel.names import (
     PROFILE_DGX_SPARK,
     PROFILE_DGX_STATION,
     PROFILE_JETSON,
     PROFILE_LINUX_NVIDIA,
     PROFILE_NONE,
+    PROFILES,
 )
 
 # NemoClaw's regexes, verbatim (src/lib/inference/nim.ts, dgx-station-identity.ts).
@@ -81,3 +77,21 @@ def classify(
     if is_jetson(product_name, gpu_names, tegra_nodes):
         return PROFILE_JETSON
     return PROFILE_LINUX_NVIDIA
+
+
+__all__ = [
+    "NVIDIA_PCI_VENDOR",
+    "PROFILES",
+    "PROFILE_DGX_SPARK",
+    "PROFILE_DGX_STATION",
+    "PROFILE_JETSON",
+    "PROFILE_LINUX_NVIDIA",
+    "PROFILE_NONE",
+    "STATION_GB300_PCI_DEVICES",
+    "TEGRA_DEVICE_NODES",
+    "classify",
+    "is_jetson",
+    "is_spark",
+    "is_station_pci",
+    "is_station_product",
+]

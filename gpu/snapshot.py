@@ -28,6 +28,8 @@ from typing import Any
 from nemoclaw_runtime.gpu.facts import GpuInfo, HostFacts, MachineInfo, MigDevice, normalise_pci_device_id
 from nemoclaw_runtime.kernel.errors import InvalidSetting
 
+__all__ = ["SCHEMA_VERSION", "SnapshotError", "facts_from_dict", "facts_to_dict", "gpu_to_dict", "load_snapshot_file"]
+
 SCHEMA_VERSION = 1
 SNAPSHOT_VARIABLE = "NEMOCLAW_GPU_SNAPSHOT"
 MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024

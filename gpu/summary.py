@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+__all__ = ["summary_lines"]
+
 NO_GPU_LINE = "No NVIDIA GPU detected"
 
 

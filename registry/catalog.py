@@ -6,9 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from nemoclaw_runtime.kernel.errors import InsufficientResources, InvalidInput, NoSuitableGpu, UnknownModel
+from nemoclaw_runtime.kernel.names import PROFILE_NONE
+from nemoclaw_runtime.kernel.units import format_mib
 from nemoclaw_runtime.registry.entries import NimModel, OllamaStarter, VllmModel, VllmProfile
 
-NO_GPU_PROFILE = "none"
+NO_GPU_PROFILE = PROFILE_NONE
 LIST_COMMAND = "nemoclaw-runtime models"
 
 
@@ -150,9 +152,8 @@ class Registry:
             )
         if found.fits(budget_mib) is False:
             raise InsufficientResources(
-                f"NIM model '{found.name}' needs at least {found.min_vram_mib} MiB of GPU memory; "
-                f"this host has "
-                f"{budget_mib} MiB.",
+                f"NIM model '{found.name}' needs at least {format_mib(found.min_vram_mib)} of GPU memory; "
+                f"this host has {format_mib(budget_mib)}.",
                 remedy=f"pick a smaller model from `{LIST_COMMAND} --runtime nim`",
                 details={"model": found.name, "min_vram_mib": found.min_vram_mib, "budget_mib": budget_mib},
             )
@@ -189,3 +190,6 @@ class Registry:
     def ollama_starter(self, tag: str) -> OllamaStarter | None:
         wanted = tag.strip().lower()
         return next((s for s in self.ollama_starters if s.tag.lower() == wanted), None)
+
+
+__all__ = ["NO_GPU_PROFILE", "Registry"]

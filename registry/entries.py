@@ -13,19 +13,15 @@ from typing import Any
 
 from nemoclaw_runtime.kernel.errors import InvalidInput
 
+# The runtimes and the token variables (preferred first) are declared once, in kernel/names.py; re-exported here.
+from nemoclaw_runtime.kernel.names import HF_TOKEN_VARIABLES, NGC_KEY_VARIABLES
+from nemoclaw_runtime.kernel.names import RUNTIMES as RUNTIMES
+
 #: NemoClaw's ``isSafeModelId`` (src/lib/validation.ts).
 SAFE_MODEL_ID_RE = re.compile(r"^[A-Za-z0-9._:/-]+$")
 
 #: The port vLLM listens on inside its container; the host port is mapped onto it.
 VLLM_CONTAINER_PORT = 8000
-
-#: Variables that can carry a Hugging Face token for gated weights, preferred first.
-#: The runtimes nemoclaw-runtime drives (and the registry has entries for).
-RUNTIMES: tuple[str, ...] = ("vllm", "nim", "ollama")
-HF_TOKEN_VARIABLES: tuple[str, ...] = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
-
-#: Variables that can carry the NGC key NIM images and containers need, preferred first.
-NGC_KEY_VARIABLES: tuple[str, ...] = ("NGC_API_KEY", "NVIDIA_INFERENCE_API_KEY", "NVIDIA_API_KEY")
 
 SERVED_NAME_FLAG = "--served-model-name"
 
@@ -208,3 +204,9 @@ class OllamaStarter:
             "download_bytes": self.download_bytes,
             "compute_intensive": self.compute_intensive,
         }
+
+
+__all__ = [
+    "HF_TOKEN_VARIABLES", "NGC_KEY_VARIABLES", "NimModel", "OllamaStarter", "RUNTIMES", "SAFE_MODEL_ID_RE",
+    "VLLM_CONTAINER_PORT", "VllmModel", "VllmProfile", "is_safe_model_id", "served_name_from_args",
+]

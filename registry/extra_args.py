@@ -13,6 +13,8 @@ import re
 
 from nemoclaw_runtime.kernel.errors import InvalidSetting
 
+__all__ = ["CONTROL_RE", "EXTRA_ARGS_VARIABLE", "RESERVED_FLAGS", "parse_extra_args"]
+
 EXTRA_ARGS_VARIABLE = "NEMOCLAW_VLLM_EXTRA_ARGS_JSON"
 
 CONTROL_RE = re.compile(r"[\u0000-\u001f\u007f]")

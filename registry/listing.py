@@ -12,6 +12,8 @@ from typing import Any
 from nemoclaw_runtime.registry.catalog import NO_GPU_PROFILE, Registry
 from nemoclaw_runtime.registry.entries import RUNTIMES, NimModel, OllamaStarter, VllmModel, VllmProfile
 
+__all__ = ["HostView", "model_listing"]
+
 
 @dataclass(frozen=True)
 class HostView:

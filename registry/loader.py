@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nemoclaw_runtime.kernel.errors import NemoclawError
+from nemoclaw_runtime.kernel.names import PROFILE_DGX_SPARK, PROFILE_DGX_STATION, PROFILE_JETSON, PROFILE_LINUX_NVIDIA
 from nemoclaw_runtime.registry.entries import (
     NimModel,
     OllamaStarter,
@@ -36,9 +37,9 @@ OLLAMA_FILE = "ollama.toml"
 SCHEMA = 1
 
 #: GPU profiles a vLLM entry can list (the names ``nemoclaw-runtime gpus`` reports).
-VLLM_PLATFORMS = ("dgx-spark", "dgx-station", "linux-nvidia")
+VLLM_PLATFORMS = (PROFILE_DGX_SPARK, PROFILE_DGX_STATION, PROFILE_LINUX_NVIDIA)
 #: GPU profiles a vLLM host profile may additionally serve (``also_for``).
-PROFILE_ALIASES = ("jetson",)
+PROFILE_ALIASES = (PROFILE_JETSON,)
 
 _SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _HF_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -316,3 +317,9 @@ def load_ollama(path: Path) -> tuple[tuple[OllamaStarter, ...], str]:
             path, "file", "fallback_tag", f"must be one of the starter tags (got {fallback!r})"
         )
     return starters, fallback
+
+
+__all__ = [
+    "DATA_DIR", "NIM_FILE", "OLLAMA_FILE", "PROFILE_ALIASES", "VLLM_FILE", "VLLM_PLATFORMS", "load_nim", "load_ollama",
+    "load_vllm",
+]

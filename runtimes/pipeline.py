@@ -1,22 +1,26 @@
-"""``plan`` and ``up``: one pipeline, three drivers.
+"""``plan``, ``up``, ``pull`` and ``stop``: one pipeline, three drivers.
 
 preflight (the driver's plan: model, extra args, GPU, tokens) → engine reachable → port (free / ours / adopt /
 refuse) → per-name lock → reuse fast path → driver.prepare (access check, disk, weights) → digest-pinned image →
 container → readiness → driver.after_ready → validation. Every side effect lives here or in a driver hook called
 with ``Services``; a driver's ``plan`` is pure. Ctrl-C or a ``CancelToken`` at any point leaves no half-started
-container and releases the lock; a container that fails readiness is stopped but kept for ``logs``.
+container and releases the lock; a container that fails readiness is stopped but kept for ``logs``. The engine
+and the HTTP clients come from ``runtimes/wiring.py`` unless the caller injects them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from nemoclaw_runtime.kernel.clock import CancelToken, Clock, SystemClock
+from nemoclaw_runtime.kernel.clock import CancelToken, Clock
 from nemoclaw_runtime.kernel.errors import Cancelled, InvalidInput, PortInUse, RuntimeNotReady
 from nemoclaw_runtime.kernel.events import EventSink, Info, PhaseChanged, Warning, discard
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.registry.entries import RUNTIMES
+from nemoclaw_runtime.runtimes import wiring
 from nemoclaw_runtime.runtimes.docker.spec import (
     LABEL_IMAGE_DIGEST,
     LABEL_PORT,
@@ -35,26 +39,18 @@ from nemoclaw_runtime.runtimes.drivers.contract import (
 from nemoclaw_runtime.runtimes.drivers.steps import effective_context_window
 
 if TYPE_CHECKING:
-
-    from nemoclaw_runtime.gpu import GpuInventory
-    from nemoclaw_runtime.runtimes.docker.port import PulledImage
-
-
-
-def open_services(settings: Settings, *, clock: Clock | None = None, arch: str | None = None,
-                  prompt_secret: Any = None) -> Services:
     import httpx
 
-    from nemoclaw_runtime.runtimes.docker.adapter import connect
-    from nemoclaw_runtime.runtimes.docker.containers import DockerContainerManager
-    from nemoclaw_runtime.runtimes.transfer.image_pull import DockerImageStore
+    from nemoclaw_runtime.gpu import GpuInventory
+    from nemoclaw_runtime.runtimes.docker.port import DockerPort, PulledImage
+    from nemoclaw_runtime.runtimes.docker.registry_login import PromptSecret
 
-    clock = clock or SystemClock()
-    docker = connect(settings)
-    images = DockerImageStore(docker, settings, clock=clock, arch=arch, prompt_secret=prompt_secret)
-    containers = DockerContainerManager(docker, settings, clock)
-    http = httpx.Client(timeout=httpx.Timeout(5.0, connect=2.0), trust_env=False)
-    return Services(settings, docker, images, containers, http, clock)
+
+#: Hosts a port may be published on without exposing the server to the network.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+# Kept here for callers of ``pipeline.open_services``: the engine is opened in ``runtimes/wiring.py`` only.
+open_services = wiring.open_services
 
 
 def driver_for(runtime: str) -> RuntimeDriver:
@@ -82,8 +78,15 @@ def plan(request: UpRequest, *, settings: Settings | None = None, inventory: Gpu
     settings = settings if settings is not None else Settings.from_env()
     for message in settings.warnings:
         events(Warning(message))
+    _warn_if_exposed(request, events)
     inventory = inventory if inventory is not None else _detect(settings)
     return driver_for(request.runtime).plan(request, settings, inventory)
+
+
+def _warn_if_exposed(request: UpRequest, events: EventSink) -> None:
+    if request.host not in LOOPBACK_HOSTS:
+        events(Warning(f"publishing on {request.host}: the server will be reachable from other machines, "
+                       "without a key"))
 
 
 # --- pull ----------------------------------------------------------------------------------------------------------
@@ -91,22 +94,26 @@ def plan(request: UpRequest, *, settings: Settings | None = None, inventory: Gpu
 
 def pull(runtime: str, *, settings: Settings | None = None, model: str | None = None, image: str | None = None,
          inventory: GpuInventory | None = None, events: EventSink = discard, cancel: CancelToken | None = None,
-         prompt_secret: Any = None, save_login: bool = False) -> PulledImage:
+         prompt_secret: PromptSecret | None = None, save_login: bool = False, docker: DockerPort | None = None,
+         clock: Clock | None = None) -> PulledImage:
     """``nemoclaw-runtime pull``: pre-pull the image ``up runtime`` would run, pinned to this platform's digest.
 
     The driver names the image, exactly as for ``up``; no token is needed for the model itself (a gated model's
-    image can be pulled before its licence is accepted), only for the registry.
+    image can be pulled before its licence is accepted), only for the registry. ``docker`` is used as given (else
+    an engine is connected, and closed afterwards); ``prompt_secret`` may ask for a registry key (never by itself).
     """
     from nemoclaw_runtime.runtimes.transfer.image_pull import pull_image
 
     settings = settings if settings is not None else Settings.from_env()
     for message in settings.warnings:
         events(Warning(message))
+    driver = driver_for(runtime)
     inventory = inventory if inventory is not None else _detect(settings)
     request = make_request(runtime, model=model, image=image)
-    ref = driver_for(runtime).image_for(request, settings, inventory)
-    return pull_image(ref, settings, events=events, cancel=cancel, arch=inventory.machine.arch,
-                      prompt_secret=prompt_secret, save_login=save_login)
+    ref = driver.image_for(request, settings, inventory)
+    with wiring.docker_session(settings, docker) as port:
+        return pull_image(ref, settings, port=port, events=events, cancel=cancel, arch=inventory.machine.arch,
+                          prompt_secret=prompt_secret, save_login=save_login, clock=clock)
 
 
 # --- up ------------------------------------------------------------------------------------------------------------
@@ -114,34 +121,70 @@ def pull(runtime: str, *, settings: Settings | None = None, model: str | None = 
 
 def up(request: UpRequest, *, settings: Settings | None = None, inventory: GpuInventory | None = None,
        events: EventSink = discard, cancel: CancelToken | None = None, services: Services | None = None,
-       prompt_secret: Any = None) -> UpResult:
+       prompt_secret: PromptSecret | None = None, docker: DockerPort | None = None, http: httpx.Client | None = None,
+       clock: Clock | None = None) -> UpResult:
     """Bring the requested runtime up and return once it answers (and, unless disabled, passed validation).
 
-    ``prompt_secret`` (a masked prompt, interactive callers only) lets a registry login ask for a key once more
-    after a rejected one; without it a missing or rejected key is a refusal with the remedy.
+    ``prompt_secret`` (a masked prompt, interactive callers only) asks for a NIM key the environment lacks, and lets
+    a registry login ask once more after a rejected key; without it a missing or rejected key is a refusal with the
+    remedy. ``services`` (all collaborators), or ``docker`` / ``http`` / ``clock`` one by one, are used as given
+    and left open; what is not given is made in ``runtimes/wiring.py`` and closed before returning.
     """
     settings = settings if settings is not None else Settings.from_env()
     cancel = cancel or CancelToken()
     events(PhaseChanged("preflight", "Checking the request, the GPUs and the engine"))
     for message in settings.warnings:
         events(Warning(message))
-    inventory = inventory if inventory is not None else _detect(settings)
+    _warn_if_exposed(request, events)
     driver = driver_for(request.runtime)
+    settings = _ask_for_key(request.runtime, settings, prompt_secret)
+    inventory = inventory if inventory is not None else _detect(settings)
     the_plan = driver.plan(request, settings, inventory)
-    svc = services or open_services(settings, arch=inventory.machine.arch, prompt_secret=prompt_secret)
-    try:
-        started = svc.clock.monotonic()
-        svc.docker.ping()
-        result = _adopt(driver, the_plan, svc, events, cancel)
-        if result is None:
-            with svc.containers.lock(the_plan.spec.name, events=events):
-                result = _up_locked(driver, the_plan, svc, events, cancel)
-        return dataclasses.replace(result, elapsed_s=svc.clock.monotonic() - started)
-    except KeyboardInterrupt as exc:
-        raise Cancelled("Cancelled by Ctrl-C; nothing half-started was left behind") from exc
-    finally:
-        if services is None:
-            svc.close()
+    with contextlib.ExitStack() as stack:
+        svc = services or stack.enter_context(wiring.services_session(
+            settings, docker=docker, http=http, clock=clock, arch=inventory.machine.arch,
+            prompt_secret=prompt_secret))
+        try:
+            started = svc.clock.monotonic()
+            svc.docker.ping()
+            result = _adopt(driver, the_plan, svc, events, cancel)
+            if result is None:
+                with svc.containers.lock(the_plan.spec.name, events=events):
+                    result = _up_locked(driver, the_plan, svc, events, cancel)
+            return dataclasses.replace(result, elapsed_s=svc.clock.monotonic() - started)
+        except KeyboardInterrupt as exc:
+            raise Cancelled("Cancelled by Ctrl-C; nothing half-started was left behind") from exc
+
+
+def _ask_for_key(runtime: str, settings: Settings, prompt_secret: PromptSecret | None) -> Settings:
+    """NIM with no key in the settings and a prompt to ask with: ask once; the key then serves the registry login
+    and the container. Without a prompt nothing is asked (the plan refuses with the remedy)."""
+    if runtime != "nim" or prompt_secret is None or settings.ngc_key_value() is not None:
+        return settings
+    from nemoclaw_runtime.kernel.secret import Secret
+
+    key = prompt_secret("  NGC API Key: ").strip()
+    return settings.replace(ngc_api_key=Secret(key)) if key else settings
+
+
+# --- stop ----------------------------------------------------------------------------------------------------------
+
+
+def stop(names: Iterable[str] = (), *, all: bool = False, runtime: str | None = None,
+         settings: Settings | None = None, events: EventSink = discard, docker: DockerPort | None = None,
+         http: httpx.Client | None = None) -> list[str]:
+    """Stop and remove managed containers (images and weights stay); returns the names stopped.
+
+    A managed Ollama first unloads its models (``keep_alive: 0``, through ``http`` when given) so GPU memory is handed
+    back before the container goes; other runtimes are stopped directly.
+    """
+    from nemoclaw_runtime.runtimes.docker.containers import stop_managed
+    from nemoclaw_runtime.runtimes.drivers.ollama import unload_before_stop
+
+    settings = settings if settings is not None else Settings.from_env()
+    with wiring.docker_session(settings, docker) as port:
+        return stop_managed(settings, names, all=all, runtime=runtime, docker=port, events=events,
+                            before_stop=unload_before_stop(http=http, events=events))
 
 
 def _adopt(driver: RuntimeDriver, the_plan: Plan, svc: Services, events: EventSink,
@@ -247,3 +290,6 @@ def _detect(settings: Settings) -> GpuInventory:
     from nemoclaw_runtime.gpu import detect_gpus
 
     return detect_gpus(settings)
+
+
+__all__ = ["Services", "driver_for", "make_request", "open_services", "plan", "pull", "stop", "up"]

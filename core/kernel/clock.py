@@ -12,6 +12,8 @@ from typing import Protocol
 
 from nemoclaw_runtime.kernel.errors import Cancelled
 
+__all__ = ["CancelToken", "Clock", "SystemClock"]
+
 
 class Clock(Protocol):
     def monotonic(self) -> float: ...

@@ -38,9 +38,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+__all__ = [
+    "AccessDenied", "Cancelled", "ContainerExited", "DockerUnavailable", "DownloadFailed", "EXIT_CODES",
+    "ImageNotFound", "InsufficientResources", "InvalidInput", "InvalidSetting", "MissingToken", "NameTaken",
+    "NemoclawError", "NoSuchContainer", "NoSuitableGpu", "PortInUse", "PreflightRefused", "PullStalled", "PullTimedOut",
+    "ReadinessTimeout", "RegistryAuthFailed", "RuntimeNotReady", "UnknownModel", "UnsupportedRuntime",
+    "ValidationFailed",
+]
+
 
 class NemoclawError(Exception):
-    """Root of every nemoclaw-runtime error.
+    """Root of every nemoclaw-runtime error; raised as itself when no subclass fits (an unclassified engine error).
 
     Args:
         message: one line saying what went wrong.
@@ -89,106 +97,120 @@ class NemoclawError(Exception):
 
 
 class InvalidInput(NemoclawError, ValueError):
+    """Raised when a flag, slug, image reference or environment value is malformed, before anything is touched."""
+
     exit_code = 2
 
 
 class UnknownModel(InvalidInput, LookupError):
-    pass
+    """Raised when a model slug, tag or NIM name is not in the registry (or not installed in Ollama)."""
 
 
 class InvalidSetting(InvalidInput):
-    """An environment variable or option value that cannot be parsed. ``details['variable']`` names it."""
+    """Raised when an environment variable or option value cannot be parsed; ``details['variable']`` names it."""
 
 
 # --- exit 3: preflight refused ---------------------------------------------------------------------------------
 
 
 class PreflightRefused(NemoclawError):
+    """Raised when a check before any download or start says no (a lock held, no option fits this host)."""
+
     exit_code = 3
 
 
 class MissingToken(PreflightRefused, PermissionError):
-    pass
+    """Raised when a needed credential (NGC key, HF token, registry login) is absent before a pull or start."""
 
 
 class AccessDenied(PreflightRefused, PermissionError):
-    pass
+    """Raised when the hub or a registry rejects the credential we have (wrong key, gated model not granted)."""
 
 
 class NoSuitableGpu(PreflightRefused):
-    pass
+    """Raised when no usable NVIDIA GPU / host profile exists for the runtime asked for."""
 
 
 class DockerUnavailable(PreflightRefused, ConnectionError):
+    """Raised when the Docker engine cannot be reached or refuses us (no socket, permission denied, hung)."""
+
     default_remedy = "start the engine (sudo systemctl start docker, or scripts/ensure-docker.sh) and check DOCKER_HOST"
 
 
 class PortInUse(PreflightRefused):
-    pass
+    """Raised when the host port to publish is already held by another process or another container."""
 
 
 class InsufficientResources(PreflightRefused):
-    pass
+    """Raised when the host lacks the disk, VRAM or memory the chosen model needs, before any pull."""
 
 
 class NameTaken(PreflightRefused):
-    pass
+    """Raised when the container name is already held by a container we do not manage (or on a create race)."""
 
 
 class UnsupportedRuntime(PreflightRefused):
-    pass
+    """Raised when a runtime found is unusable: an Ollama older than the minimum, a model without tools."""
 
 
 # --- exit 4: download failed -----------------------------------------------------------------------------------
 
 
 class DownloadFailed(NemoclawError):
+    """Raised when an image or weights download fails for a reason no subclass names (broken stream, 5xx)."""
+
     exit_code = 4
 
 
 class PullStalled(DownloadFailed, TimeoutError):
-    pass
+    """Raised when the watchdog sees an image pull make no progress for the stall window; nothing is tagged."""
 
 
 class PullTimedOut(DownloadFailed, TimeoutError):
-    pass
+    """Raised when an image pull exceeds its overall time budget (NEMOCLAW_PULL_MAX_TIMEOUT)."""
 
 
 class ImageNotFound(DownloadFailed, LookupError):
-    pass
+    """Raised when an image (or manifest, tag, digest) is absent locally or in the registry."""
 
 
 class RegistryAuthFailed(DownloadFailed, PermissionError):
-    pass
+    """Raised when a registry refuses a pull or login for lack of valid credentials (401/403)."""
 
 
 # --- exit 5: runtime not ready ---------------------------------------------------------------------------------
 
 
 class RuntimeNotReady(NemoclawError):
+    """Raised when a started server does not answer as expected (wrong server on the port, API error)."""
+
     exit_code = 5
 
 
 class ContainerExited(RuntimeNotReady):
-    pass
+    """Raised when the container exits, crash-loops or vanishes while we wait for it to become ready."""
 
 
 class ReadinessTimeout(RuntimeNotReady, TimeoutError):
-    pass
+    """Raised when the server is still not ready when the readiness timeout runs out."""
 
 
 class ValidationFailed(RuntimeNotReady):
-    pass
+    """Raised when a ready server fails the post-start probe (no answer, bad answer, no tool calling)."""
 
 
 # --- exit 6 / 130 ----------------------------------------------------------------------------------------------
 
 
 class NoSuchContainer(NemoclawError, LookupError):
+    """Raised when the named container does not exist, or is not one we manage."""
+
     exit_code = 6
 
 
 class Cancelled(NemoclawError):
+    """Raised when the user (Ctrl-C) or the caller's cancel token stops an operation."""
+
     exit_code = 130
     default_remedy = "run the command again; nothing half-started was left behind"
 

@@ -12,6 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+__all__ = [
+    "Event", "EventSink", "Heartbeat", "Info", "LogLine", "PhaseChanged", "Progress", "Warning", "discard",
+    "event_to_dict",
+]
+
 
 @dataclass(frozen=True)
 class Event:

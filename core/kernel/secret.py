@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+__all__ = ["REDACTED", "Secret", "redact"]
+
 REDACTED = "***"
 
 # What a token or key looks like in text we did not write (server answers, container logs, library messages).

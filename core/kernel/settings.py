@@ -1,5 +1,9 @@
 """The one settings catalogue: every environment variable nemoclaw-runtime reads, with its parser and default.
 
+Each setting is declared once, as a field of :class:`Settings` (:func:`_setting` attaches the variable, the meaning
+and the parser to the field); :data:`CATALOGUE` is derived from those fields, and the README's Environment table
+is checked against it (tests/unit/test_settings.py).
+
 Settings are read at call time from an injected mapping (``Settings.from_env(os.environ)`` at the CLI edge, any
 mapping in tests and in library callers); nothing here reads ``os.environ`` on import and nothing writes it.
 A value that cannot be parsed raises :class:`InvalidSetting` naming the variable (exit 2) — except the few
@@ -16,14 +20,16 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from nemoclaw_runtime.kernel.errors import InvalidSetting
+from nemoclaw_runtime.kernel.names import APIS, HF_TOKEN_VARIABLES, NGC_KEY_VARIABLES, PROVIDERS
 from nemoclaw_runtime.kernel.secret import Secret
 
 _PORT_RE = re.compile(r"^\d+$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,7 @@ def _path(variable: str, raw: str) -> Path | None:
 
 def _provider(variable: str, raw: str) -> str | None:
     value = raw.strip().lower()
-    allowed = ("vllm", "install-vllm", "nim", "ollama")
+    allowed = PROVIDERS
     if not value:
         return None
     if value not in allowed:
@@ -108,119 +114,104 @@ def _provider(variable: str, raw: str) -> str | None:
 
 def _api(variable: str, raw: str) -> str | None:
     value = raw.strip().lower()
-    allowed = ("openai-completions", "openai-responses")
     if not value:
         return None
-    if value not in allowed:
+    if value not in APIS:
         raise InvalidSetting(
-            f'Invalid {variable}="{raw}" — must be openai-completions or openai-responses',
-            remedy=f"set {variable}=openai-completions, or unset it",
+            f'Invalid {variable}="{raw}" — must be {" or ".join(APIS)}',
+            remedy=f"set {variable}={APIS[0]}, or unset it",
             details={"variable": variable},
         )
     return value
 
 
-def _s(variable: str, fld: str, default: Any, doc: str, parse: Callable[[str, str], Any], **kw: Any) -> Setting:
-    return Setting(variable, fld, default, doc, parse, **kw)
+_SETTING = "nemoclaw_runtime.setting"  # the dataclass field metadata key that marks a setting
 
 
-CATALOGUE: tuple[Setting, ...] = (
-    # --- general -------------------------------------------------------------------------------------------------
-    _s("NEMOCLAW_DEBUG", "debug", False, "show tracebacks for errors", _flag),
-    _s("NEMOCLAW_GPU_SNAPSHOT", "gpu_snapshot", None,
-       "replay a `gpus --json` snapshot file instead of reading NVML", _path),
-    _s("NEMOCLAW_EXPERIMENTAL", "experimental", False,
-       "offer experimental options (managed vLLM on generic Linux, local NIM)", _flag),
-    _s("NEMOCLAW_PROVIDER", "provider", None,
-       "non-interactive provider choice: vllm, install-vllm, nim, ollama", _provider),
-    _s("NEMOCLAW_MODEL", "model", None, "model for NIM / Ollama (and the wizard)", _text),
-    _s("NEMOCLAW_CONTEXT_WINDOW", "context_window", None,
-       "context window to report instead of the server's max_model_len", _text),
-    _s("NEMOCLAW_PREFERRED_API", "preferred_api", None,
-       "openai-completions (default) or openai-responses for validation", _api),
-    _s("NEMOCLAW_LOCAL_INFERENCE_TIMEOUT", "local_inference_timeout", 180.0,
-       "validation probe budget in seconds (bad value: default + warning)", _seconds, lenient=True),
-    _s("NEMOCLAW_STATE_DIR", "state_dir_override", None,
-       "state directory for locks (default $XDG_STATE_HOME/nemoclaw-runtime)", _path),
-    # --- image pulls ---------------------------------------------------------------------------------------------
-    _s("NEMOCLAW_PULL_STALL_TIMEOUT", "pull_stall_timeout", 120.0,
-       "seconds without byte progress, while bytes are expected, before a pull is declared stalled", _seconds),
-    _s("NEMOCLAW_PULL_QUIET_TIMEOUT", "pull_quiet_timeout", 900.0,
-       "longer window for the quiet phases (extracting / verifying large layers)", _seconds),
-    _s("NEMOCLAW_PULL_MAX_TIMEOUT", "pull_max_timeout", 43200.0, "overall cap on one image pull (12 h)", _seconds),
-    # --- vLLM ----------------------------------------------------------------------------------------------------
-    _s("NEMOCLAW_VLLM_MODEL", "vllm_model", None, "vLLM model slug or Hugging Face id", _text),
-    _s("NEMOCLAW_VLLM_PORT", "vllm_port", 8000, "host port for vLLM and NIM", _port),
-    _s("NEMOCLAW_VLLM_IMAGE", "vllm_image", None, "override the vLLM image (mirror / air-gapped)", _text),
-    _s("NEMOCLAW_VLLM_EXTRA_ARGS_JSON", "vllm_extra_args_json", None,
-       "JSON array of extra `vllm serve` arguments", _text),
-    _s("NEMOCLAW_VLLM_READY_TIMEOUT", "vllm_ready_timeout", 1800.0, "seconds to wait for vLLM readiness", _seconds),
-    # --- NIM -----------------------------------------------------------------------------------------------------
-    _s("NEMOCLAW_NIM_IMAGE", "nim_image", None, "override the NIM image", _text),
-    _s("NEMOCLAW_NIM_READY_TIMEOUT", "nim_ready_timeout", 1200.0, "seconds to wait for NIM readiness", _seconds),
-    # --- Ollama --------------------------------------------------------------------------------------------------
-    _s("NEMOCLAW_OLLAMA_PORT", "ollama_port", 11434, "host port of Ollama", _port),
-    _s("NEMOCLAW_OLLAMA_PROXY_PORT", "ollama_proxy_port", 11435, "port of NemoClaw's Ollama proxy", _port),
-    _s("NEMOCLAW_OLLAMA_IMAGE", "ollama_image", None, "override the Ollama image", _text),
-    _s("NEMOCLAW_OLLAMA_PULL_TIMEOUT", "ollama_pull_timeout", 1800.0,
-       "overall cap on an Ollama model pull in seconds (bad value: default + warning)", _seconds, lenient=True),
-    # --- credentials ---------------------------------------------------------------------------------------------
-    _s("HF_TOKEN", "hf_token", None, "Hugging Face token (gated models)", _secret, secret=True),
-    _s("HUGGING_FACE_HUB_TOKEN", "hugging_face_hub_token", None, "legacy name of HF_TOKEN", _secret, secret=True),
-    _s("HF_ENDPOINT", "hf_endpoint", None, "Hugging Face endpoint (mirrors, tests)", _text),
-    _s("HF_HOME", "hf_home_override", None, "Hugging Face cache root (default ~/.cache/huggingface)", _path),
-    _s("NGC_API_KEY", "ngc_api_key", None, "NGC key for nvcr.io and NIM", _secret, secret=True),
-    _s("NVIDIA_INFERENCE_API_KEY", "nvidia_inference_api_key", None, "fallback NGC key", _secret, secret=True),
-    _s("NVIDIA_API_KEY", "nvidia_api_key", None, "second fallback NGC key", _secret, secret=True),
-    # --- engine --------------------------------------------------------------------------------------------------
-    _s("DOCKER_HOST", "docker_host", None, "Docker engine address (default the local socket)", _text),
-    _s("DOCKER_CONFIG", "docker_config_dir", None, "Docker config directory (default ~/.docker)", _path),
-    # --- locations -----------------------------------------------------------------------------------------------
-    _s("HOME", "home_override", None, "home directory", _path),
-    _s("XDG_STATE_HOME", "xdg_state_home", None, "XDG state root", _path),
-    _s("XDG_CACHE_HOME", "xdg_cache_home", None, "XDG cache root", _path),
-)
+def _setting(variable: str, default: _T, doc: str, parse: Callable[[str, str], _T], *, secret: bool = False,
+             lenient: bool = False) -> _T:
+    """A :class:`Settings` field read from ``variable``: its default, meaning and parser, declared in one place.
+
+    Typed like :func:`dataclasses.field` (which it returns): the field's annotation must match what ``parse``
+    returns and the default, so mypy checks each declaration.
+    """
+    declared = Setting(variable, "", default, doc, parse, secret=secret, lenient=lenient)  # field: filled below
+    return field(default=default, metadata={_SETTING: declared})
 
 
 @dataclass(frozen=True)
 class Settings:
     """Every setting, parsed. Build with :meth:`from_env`; override fields with :func:`dataclasses.replace`."""
 
-    debug: bool = False
-    gpu_snapshot: Path | None = None
-    experimental: bool = False
-    provider: str | None = None
-    model: str | None = None
-    context_window: str | None = None
-    preferred_api: str | None = None
-    local_inference_timeout: float = 180.0
-    state_dir_override: Path | None = None
-    pull_stall_timeout: float = 120.0
-    pull_quiet_timeout: float = 900.0
-    pull_max_timeout: float = 43200.0
-    vllm_model: str | None = None
-    vllm_port: int = 8000
-    vllm_image: str | None = None
-    vllm_extra_args_json: str | None = None
-    vllm_ready_timeout: float = 1800.0
-    nim_image: str | None = None
-    nim_ready_timeout: float = 1200.0
-    ollama_port: int = 11434
-    ollama_proxy_port: int = 11435
-    ollama_image: str | None = None
-    ollama_pull_timeout: float = 1800.0
-    hf_token: Secret | None = None
-    hugging_face_hub_token: Secret | None = None
-    hf_endpoint: str | None = None
-    hf_home_override: Path | None = None
-    ngc_api_key: Secret | None = None
-    nvidia_inference_api_key: Secret | None = None
-    nvidia_api_key: Secret | None = None
-    docker_host: str | None = None
-    docker_config_dir: Path | None = None
-    home_override: Path | None = None
-    xdg_state_home: Path | None = None
-    xdg_cache_home: Path | None = None
+    # --- general -------------------------------------------------------------------------------------------------
+    debug: bool = _setting("NEMOCLAW_DEBUG", False, "show tracebacks for errors", _flag)
+    gpu_snapshot: Path | None = _setting("NEMOCLAW_GPU_SNAPSHOT", None,
+                                         "replay a `gpus --json` snapshot file instead of reading NVML", _path)
+    experimental: bool = _setting("NEMOCLAW_EXPERIMENTAL", False,
+                                  "offer experimental options (managed vLLM on generic Linux, local NIM)", _flag)
+    provider: str | None = _setting("NEMOCLAW_PROVIDER", None,
+                                    f"non-interactive provider choice: {', '.join(PROVIDERS)}", _provider)
+    model: str | None = _setting("NEMOCLAW_MODEL", None, "model for NIM / Ollama (and the wizard)", _text)
+    context_window: str | None = _setting("NEMOCLAW_CONTEXT_WINDOW", None,
+                                          "context window to report instead of the server's max_model_len", _text)
+    preferred_api: str | None = _setting("NEMOCLAW_PREFERRED_API", None,
+                                         f"{APIS[0]} (default) or {APIS[1]} for validation", _api)
+    local_inference_timeout: float = _setting(
+        "NEMOCLAW_LOCAL_INFERENCE_TIMEOUT", 180.0, "validation probe budget in seconds (bad value: default + warning)",
+        _seconds, lenient=True)
+    state_dir_override: Path | None = _setting(
+        "NEMOCLAW_STATE_DIR", None, "state directory for locks (default $XDG_STATE_HOME/nemoclaw-runtime)", _path)
+    # --- image pulls ---------------------------------------------------------------------------------------------
+    pull_stall_timeout: float = _setting(
+        "NEMOCLAW_PULL_STALL_TIMEOUT", 120.0,
+        "seconds without byte progress, while bytes are expected, before a pull is declared stalled", _seconds)
+    pull_quiet_timeout: float = _setting(
+        "NEMOCLAW_PULL_QUIET_TIMEOUT", 900.0,
+        "longer window for the quiet phases (extracting / verifying large layers)", _seconds)
+    pull_max_timeout: float = _setting("NEMOCLAW_PULL_MAX_TIMEOUT", 43200.0, "overall cap on one image pull (12 h)",
+                                       _seconds)
+    # --- vLLM ----------------------------------------------------------------------------------------------------
+    vllm_model: str | None = _setting("NEMOCLAW_VLLM_MODEL", None, "vLLM model slug or Hugging Face id", _text)
+    vllm_port: int = _setting("NEMOCLAW_VLLM_PORT", 8000, "host port for vLLM and NIM", _port)
+    vllm_image: str | None = _setting("NEMOCLAW_VLLM_IMAGE", None, "override the vLLM image (mirror / air-gapped)",
+                                      _text)
+    vllm_extra_args_json: str | None = _setting("NEMOCLAW_VLLM_EXTRA_ARGS_JSON", None,
+                                                "JSON array of extra `vllm serve` arguments", _text)
+    vllm_ready_timeout: float = _setting("NEMOCLAW_VLLM_READY_TIMEOUT", 1800.0, "seconds to wait for vLLM readiness",
+                                         _seconds)
+    # --- NIM -----------------------------------------------------------------------------------------------------
+    nim_image: str | None = _setting("NEMOCLAW_NIM_IMAGE", None, "override the NIM image", _text)
+    nim_ready_timeout: float = _setting("NEMOCLAW_NIM_READY_TIMEOUT", 1200.0, "seconds to wait for NIM readiness",
+                                        _seconds)
+    # --- Ollama --------------------------------------------------------------------------------------------------
+    ollama_port: int = _setting("NEMOCLAW_OLLAMA_PORT", 11434, "host port of Ollama", _port)
+    ollama_proxy_port: int = _setting("NEMOCLAW_OLLAMA_PROXY_PORT", 11435, "port of NemoClaw's Ollama proxy", _port)
+    ollama_image: str | None = _setting("NEMOCLAW_OLLAMA_IMAGE", None, "override the Ollama image", _text)
+    ollama_pull_timeout: float = _setting(
+        "NEMOCLAW_OLLAMA_PULL_TIMEOUT", 1800.0,
+        "overall cap on an Ollama model pull in seconds (bad value: default + warning)", _seconds, lenient=True)
+    # --- credentials ---------------------------------------------------------------------------------------------
+    hf_token: Secret | None = _setting("HF_TOKEN", None, "Hugging Face token (gated models)", _secret, secret=True)
+    hugging_face_hub_token: Secret | None = _setting("HUGGING_FACE_HUB_TOKEN", None, "legacy name of HF_TOKEN",
+                                                     _secret, secret=True)
+    hf_endpoint: str | None = _setting("HF_ENDPOINT", None, "Hugging Face endpoint (mirrors, tests)", _text)
+    hf_home_override: Path | None = _setting("HF_HOME", None,
+                                             "Hugging Face cache root (default ~/.cache/huggingface)", _path)
+    ngc_api_key: Secret | None = _setting("NGC_API_KEY", None, "NGC key for nvcr.io and NIM", _secret, secret=True)
+    nvidia_inference_api_key: Secret | None = _setting("NVIDIA_INFERENCE_API_KEY", None, "fallback NGC key",
+                                                       _secret, secret=True)
+    nvidia_api_key: Secret | None = _setting("NVIDIA_API_KEY", None, "second fallback NGC key", _secret,
+                                             secret=True)
+    # --- engine --------------------------------------------------------------------------------------------------
+    docker_host: str | None = _setting("DOCKER_HOST", None, "Docker engine address (default the local socket)",
+                                       _text)
+    docker_config_dir: Path | None = _setting("DOCKER_CONFIG", None, "Docker config directory (default ~/.docker)",
+                                              _path)
+    # --- locations -----------------------------------------------------------------------------------------------
+    home_override: Path | None = _setting("HOME", None, "home directory", _path)
+    xdg_state_home: Path | None = _setting("XDG_STATE_HOME", None, "XDG state root", _path)
+    xdg_cache_home: Path | None = _setting("XDG_CACHE_HOME", None, "XDG cache root", _path)
+    # --- not settings: what they were read from, and the lenient variables' complaints ---------------------------
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     warnings: tuple[str, ...] = ()
 
@@ -263,22 +254,31 @@ class Settings:
         return (self.docker_config_dir or self.home / ".docker") / "config.json"
 
     def hf_token_value(self) -> tuple[str, Secret] | None:
-        """The Hugging Face token and the variable it came from; ``HF_TOKEN`` wins."""
-        for name, value in (("HF_TOKEN", self.hf_token), ("HUGGING_FACE_HUB_TOKEN", self.hugging_face_hub_token)):
-            if value:
-                return name, value
-        return None
+        """The Hugging Face token and the variable it came from; ``HF_TOKEN`` wins (``HF_TOKEN_VARIABLES``)."""
+        return self._first_secret(HF_TOKEN_VARIABLES)
 
     def ngc_key_value(self) -> tuple[str, Secret] | None:
-        """The NGC key and its variable: ``NGC_API_KEY``, then ``NVIDIA_INFERENCE_API_KEY``, then ``NVIDIA_API_KEY``."""
-        for name, value in (
-            ("NGC_API_KEY", self.ngc_api_key),
-            ("NVIDIA_INFERENCE_API_KEY", self.nvidia_inference_api_key),
-            ("NVIDIA_API_KEY", self.nvidia_api_key),
-        ):
+        """The NGC key and its variable: ``NGC_API_KEY``, then ``NVIDIA_INFERENCE_API_KEY``, then ``NVIDIA_API_KEY``
+        (``NGC_KEY_VARIABLES``)."""
+        return self._first_secret(NGC_KEY_VARIABLES)
+
+    def _first_secret(self, variables: tuple[str, ...]) -> tuple[str, Secret] | None:
+        for variable in variables:
+            value = getattr(self, BY_VARIABLE[variable].field)
             if value:
-                return name, value
+                return variable, value
         return None
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+#: Every setting, in declaration order, derived from the fields of :class:`Settings` (declared there, once).
+CATALOGUE: tuple[Setting, ...] = tuple(
+    dataclasses.replace(f.metadata[_SETTING], field=f.name) for f in dataclasses.fields(Settings)
+    if _SETTING in f.metadata)
+#: The catalogue by variable name.
+BY_VARIABLE: Mapping[str, Setting] = {setting.variable: setting for setting in CATALOGUE}
+
+
+__all__ = ["BY_VARIABLE", "CATALOGUE", "Setting", "Settings"]

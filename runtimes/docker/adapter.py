@@ -17,10 +17,11 @@ import contextlib
 import json
 import socket
 import threading
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import docker
 import docker.auth
@@ -41,12 +42,10 @@ from nemoclaw_runtime.kernel.errors import (
 )
 from nemoclaw_runtime.kernel.secret import Secret, redact
 from nemoclaw_runtime.kernel.settings import Settings
-from nemoclaw_runtime.runtimes.docker.port import ContainerInfo, ContainerState
+from nemoclaw_runtime.kernel.translation import Context, Rule, Translation, translate
+from nemoclaw_runtime.runtimes.docker.port import ContainerInfo, ContainerState, StoredLogin
 from nemoclaw_runtime.runtimes.docker.pull_errors import classify_engine_message, pull_error
 from nemoclaw_runtime.runtimes.docker.spec import ContainerSpec, split_reference
-
-_DOCKER_GROUP_REMEDY = ("add your user to the docker group (sudo usermod -aG docker $USER, then log in again), "
-                        "or run as a user that may use the Docker socket")
 
 LOG_LINE_LIMIT = 100_000  # follow_logs: a line longer than this is cut, so a runaway writer cannot exhaust memory
 
@@ -72,43 +71,26 @@ def _explanation(exc: BaseException) -> str:
 @contextmanager
 def translated(action: str, *, missing: str = "container", subject: str | None = None, host: str | None = None,
                secrets: tuple[str, ...] = (), image: str | None = None) -> Iterator[None]:
-    """Turn docker-py / requests errors raised inside the block into our errors tree.
+    """Turn docker-py / requests errors raised inside the block into our errors tree (by :data:`DOCKER_ERRORS`).
 
     ``missing`` says what a 404 means here: ``container`` → NoSuchContainer, ``image`` → ImageNotFound.
     ``secrets`` are values to blank out of any engine explanation that might echo them; ``image`` names the
-    image when ``subject`` is a container (create).
+    image when ``subject`` is a container (create). An exception the table does not know passes unchanged.
     """
     try:
         yield
     except NemoclawError:
         raise
-    except docker.errors.ImageNotFound as exc:
-        what = image or subject or "?"
-        raise ImageNotFound(f"Image {what} was not found: {redact(_explanation(exc), secrets)}",
-                            remedy="check the image name and tag, or pull it first (nemoclaw-runtime pull)",
-                            details={"image": what}) from None
-    except docker.errors.NotFound as exc:
-        text = redact(_explanation(exc), secrets)
-        if missing == "image":
-            raise ImageNotFound(f"Image {subject or '?'} was not found: {text}",
-                                remedy="check the image name and tag", details={"image": subject}) from None
-        raise NoSuchContainer(f"No container {subject or '?'}: {text}",
-                              remedy="list managed containers with `nemoclaw-runtime ps`",
-                              details={"container": subject}) from None
-    except docker.errors.APIError as exc:
-        _raise_api_error(exc, action, missing=missing, subject=subject, secrets=secrets)
-    except (requests.exceptions.RequestException, ConnectionError) as exc:  # timeouts included: a hung engine
-        _raise_unavailable(exc, action, host=host, secrets=secrets)
-    except docker.errors.InvalidRepository as exc:
-        raise InvalidInput(f"Invalid image reference {subject or '?'}: {_explanation(exc)}",
-                           remedy="use a reference such as registry.example.com/team/image:tag") from None
-    except docker.errors.DockerException as exc:
-        if _is_connection_failure(exc):  # from_env() wraps "no socket / refused" in a bare DockerException
-            _raise_unavailable(exc, action, host=host, secrets=secrets)
-        # An API version or TLS set-up problem: the engine may well be running.
-        raise NemoclawError(f"Docker error while {action}: {redact(_explanation(exc), secrets)}",
-                            remedy="check the image reference and DOCKER_HOST / DOCKER_TLS_VERIFY settings",
-                            details={"subject": subject}) from None
+    except Exception as exc:
+        context = {
+            "action": action, "missing": missing, "subject": subject or "?", "raw_subject": subject,
+            "image": image or subject or "?", "host": host, "where": host or "the local socket (/var/run/docker.sock)",
+            "text": redact(_explanation(exc), secrets), "status": getattr(exc, "status_code", None),
+        }
+        error = translate(DOCKER_ERRORS, exc, context)
+        if error is None:
+            raise
+        raise error from None
 
 
 def _is_connection_failure(exc: BaseException) -> bool:
@@ -122,32 +104,67 @@ def _is_connection_failure(exc: BaseException) -> bool:
     return "Error while fetching server API version" in str(exc) or "Connection aborted" in str(exc)
 
 
-def _raise_api_error(exc: docker.errors.APIError, action: str, *, missing: str, subject: str | None,
-                     secrets: tuple[str, ...]) -> NoReturn:
-    text = redact(_explanation(exc), secrets)
-    status = exc.status_code
-    if status == 409 and action == "creating a container":
-        raise NameTaken(f"The container name {subject or '?'} is already in use: {text}",
-                        remedy="stop it (nemoclaw-runtime stop) or choose another --name",
-                        details={"container": subject}) from None
-    if action.startswith(("pulling", "logging in")):
-        raise pull_error(subject or "?", text, status=status) from None
-    if classify_engine_message(text) == "auth":
-        raise RegistryAuthFailed(f"The registry refused access while {action}: {text}",
-                                 remedy="log in to the registry (docker login <registry>)") from None
-    raise NemoclawError(f"Docker engine error while {action}: {text}",
-                        remedy="see the engine's explanation above; `docker info` shows the engine's state",
-                        details={"status": status}) from None
+_IMAGE_NOT_FOUND = Translation(ImageNotFound, "Image {image} was not found: {text}",
+                               "check the image name and tag, or pull it first (nemoclaw-runtime pull)",
+                               details={"image": "image"})
+_NO_SUCH_IMAGE = Translation(ImageNotFound, "Image {subject} was not found: {text}", "check the image name and tag",
+                             details={"image": "raw_subject"})
+_NO_SUCH_CONTAINER = Translation(NoSuchContainer, "No container {subject}: {text}",
+                                 "list managed containers with `nemoclaw-runtime ps`",
+                                 details={"container": "raw_subject"})
+_NAME_TAKEN = Translation(NameTaken, "The container name {subject} is already in use: {text}",
+                          "stop it (nemoclaw-runtime stop) or choose another --name",
+                          details={"container": "raw_subject"})
+_REGISTRY_REFUSED = Translation(RegistryAuthFailed, "The registry refused access while {action}: {text}",
+                                "log in to the registry (docker login <registry>)")
+_ENGINE_ERROR = Translation(NemoclawError, "Docker engine error while {action}: {text}",
+                            "see the engine's explanation above; `docker info` shows the engine's state",
+                            details={"status": "status"})
+_PERMISSION_DENIED = Translation(DockerUnavailable, "Permission denied on the Docker engine at {where} while {action}",
+                                 "add your user to the docker group (sudo usermod -aG docker $USER, then log in "
+                                 "again), or run as a user that may use the Docker socket", details={"host": "host"})
+_UNREACHABLE = Translation(DockerUnavailable, "Cannot reach the Docker engine at {where} while {action}: {text}",
+                           details={"host": "host"})  # the remedy: DockerUnavailable's own (start the engine)
+_INVALID_REFERENCE = Translation(InvalidInput, "Invalid image reference {subject}: {text}",
+                                 "use a reference such as registry.example.com/team/image:tag")
+# An API version or TLS set-up problem: the engine may well be running.
+_DOCKER_ERROR = Translation(NemoclawError, "Docker error while {action}: {text}",
+                            "check the image reference and DOCKER_HOST / DOCKER_TLS_VERIFY settings",
+                            details={"subject": "raw_subject"})
 
 
-def _raise_unavailable(exc: BaseException, action: str, *, host: str | None, secrets: tuple[str, ...]) -> NoReturn:
-    text = redact(_explanation(exc), secrets)
-    where = host or "the local socket (/var/run/docker.sock)"
-    if "permission denied" in text.lower() or isinstance(exc, PermissionError):
-        raise DockerUnavailable(f"Permission denied on the Docker engine at {where} while {action}",
-                                remedy=_DOCKER_GROUP_REMEDY, details={"host": host}) from None
-    raise DockerUnavailable(f"Cannot reach the Docker engine at {where} while {action}: {text}",
-                            details={"host": host}) from None
+def _not_found(exc: BaseException, context: Context) -> Translation:
+    return _NO_SUCH_IMAGE if context["missing"] == "image" else _NO_SUCH_CONTAINER
+
+
+def _api_error(exc: BaseException, context: Context) -> Translation | NemoclawError:
+    if context["status"] == 409 and context["action"] == "creating a container":
+        return _NAME_TAKEN
+    if context["action"].startswith(("pulling", "logging in")):  # the registry's answer: pull_errors reads it
+        return pull_error(context["subject"], context["text"], status=context["status"])
+    return _REGISTRY_REFUSED if classify_engine_message(context["text"]) == "auth" else _ENGINE_ERROR
+
+
+def _unavailable(exc: BaseException, context: Context) -> Translation:
+    denied = "permission denied" in context["text"].lower() or isinstance(exc, PermissionError)
+    return _PERMISSION_DENIED if denied else _UNREACHABLE
+
+
+def _docker_exception(exc: BaseException, context: Context) -> Translation:
+    # from_env() wraps "no socket / connection refused" in a bare DockerException
+    return _unavailable(exc, context) if _is_connection_failure(exc) else _DOCKER_ERROR
+
+
+#: docker-py / requests exception type → our error; the most specific type of an exception picks its row.
+DOCKER_ERRORS: Mapping[type[BaseException], Rule] = {
+    docker.errors.ImageNotFound: _IMAGE_NOT_FOUND,
+    docker.errors.NotFound: _not_found,
+    docker.errors.APIError: _api_error,
+    requests.exceptions.RequestException: _unavailable,  # timeouts included: a hung engine
+    ConnectionError: _unavailable,
+    docker.errors.InvalidRepository: _INVALID_REFERENCE,
+    docker.errors.DockerException: _docker_exception,
+}
 
 
 # --- conversions ----------------------------------------------------------------------------------------------------
@@ -324,6 +341,22 @@ class DockerEngine:
         if buffer:
             yield buffer.decode("utf-8", "replace")
 
+    def container_pids(self, name_or_id: str) -> list[int]:
+        """The host PIDs of the container's processes (``docker top``); ``[]`` when it is not running."""
+        with self._t("listing a container's processes", subject=name_or_id):
+            try:
+                top = self._api.top(name_or_id)
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409:  # "Container … is not running"
+                    return []
+                raise
+        titles = list(top.get("Titles") or [])
+        if "PID" not in titles:
+            return []
+        column = titles.index("PID")
+        rows = [row for row in top.get("Processes") or [] if len(row) > column]
+        return [int(row[column]) for row in rows if str(row[column]).isdigit()]
+
     def stop_container(self, name_or_id: str, *, timeout: float = 10) -> None:
         with self._t("stopping a container", subject=name_or_id):
             self._api.stop(name_or_id, timeout=max(0, round(timeout)))
@@ -353,25 +386,36 @@ class DockerEngine:
         with self._t("logging in to a registry", subject=registry, secrets=(password,)):
             self._client.login(username=username, password=password, registry=registry, reauth=True)
 
-    def registry_credentials(self, registry: str) -> tuple[str, Secret] | None:
-        """Credentials for ``registry`` from the docker config (auths, credHelpers, credsStore), if any."""
-        entry = self._config_auth(registry)
-        if not entry:
-            return None
-        username = entry.get("username") or entry.get("Username")
-        password = entry.get("password") or entry.get("Password")  # helpers answer Username/Password
-        if not username or not password:
-            return None
-        return str(username), Secret(str(password))
+    def stored_credentials(self, registry: str) -> StoredLogin | None:
+        """The docker config's login for ``registry``, read through ``docker.auth`` only (``auths``, ``credHelpers``,
+        ``credsStore``, as the docker CLI stores them); ``None`` when the config holds none.
 
-    def _config_auth(self, registry: str) -> Mapping[str, Any] | None:
+        A login that is there but cannot be read (an identity token, a helper or store that fails) is a
+        :class:`StoredLogin` without a password: NemoClaw's test for "Docker is logged in" — a helper for the
+        registry, an ``auths`` entry with a credential, or an entry plus a global ``credsStore``.
+        """
+        config = self._auth_config()
+        if config is None:
+            return None
+        entry = _resolved_auth(config, registry)
+        username = entry.get("username") or entry.get("Username") if entry else None
+        password = entry.get("password") or entry.get("Password") if entry else None  # helpers: Username/Password
+        if username and password:
+            return StoredLogin(str(username), Secret(str(password)))
+        return StoredLogin() if _has_login(config, registry) else None
+
+    def _auth_config(self) -> docker.auth.AuthConfig | None:
+        # docker.auth falls back to $DOCKER_CONFIG and ~/.docker when the path given is missing: ours or nothing.
         if self._config_path is None or not self._config_path.is_file():
             return None
         try:
-            config = docker.auth.load_config(config_path=str(self._config_path))
-            return config.resolve_authconfig(registry)
+            return docker.auth.load_config(config_path=str(self._config_path))
         except (docker.errors.DockerException, OSError, ValueError):
-            return None  # an unreadable config or a failing helper: treat as "no stored credential"
+            return None  # an unreadable config (bad JSON, a bad base64 ``auth``): no stored login
+
+    def _config_auth(self, registry: str) -> Mapping[str, Any] | None:
+        config = self._auth_config()
+        return _resolved_auth(config, registry) if config is not None else None
 
     def pull_stream(self, repository: str, reference: str, *, auth: Mapping[str, str] | None = None,
                     platform: str | None = None) -> DockerPullStream:
@@ -396,6 +440,25 @@ class DockerEngine:
                                  timeout=None)
             api._raise_for_status(response)
         return DockerPullStream(self._api, response, subject, secrets=secrets)
+
+
+def _resolved_auth(config: docker.auth.AuthConfig, registry: str) -> Mapping[str, Any] | None:
+    """docker.auth's answer for ``registry`` (a helper or store is run here); a failing helper is no answer."""
+    try:
+        with warnings.catch_warnings():  # "docker-credential-X not installed": the caller says what that means
+            warnings.simplefilter("ignore")
+            return config.resolve_authconfig(registry)
+    except (docker.errors.DockerException, OSError, ValueError):
+        return None
+
+
+def _has_login(config: docker.auth.AuthConfig, registry: str) -> bool:
+    """NemoClaw's "logged in" test over docker.auth's parsed config (keys compared as docker.auth compares them)."""
+    wanted = docker.auth.resolve_index_name(registry)
+    if any(docker.auth.resolve_index_name(key) == wanted for key in config.cred_helpers):
+        return True
+    entries = [entry for key, entry in config.auths.items() if docker.auth.resolve_index_name(key) == wanted]
+    return any(entry or config.creds_store for entry in entries)
 
 
 def _response_socket(response: Any) -> socket.socket | None:
@@ -479,3 +542,8 @@ class DockerPullStream:
                 return  # a read timeout set by the watchdog: the caller decides what it means
             raise DownloadFailed(f"The pull stream of {self._subject} broke: {text}",
                                  remedy="run the command again", details={"transient": True}) from None
+
+
+__all__ = [
+    "DOCKER_ERRORS", "DockerEngine", "DockerPullStream", "connect", "container_info", "create_kwargs", "translated",
+]

@@ -7,14 +7,14 @@ answer is :class:`NameTaken` (exit 3) naming it; when an ops command names it, :
 
 ``DockerContainerManager`` implements the ``ContainerManager`` contract of ``runtimes/docker/port.py`` on top of a
 ``DockerPort``. ``list_managed`` / ``stop_managed`` / ``managed_logs`` are the library side of ``ps`` / ``stop`` /
-``logs``; called without ``docker`` they connect to the engine themselves (and close it afterwards).
+``logs``; they work on the ``DockerPort`` they are given (``runtimes/wiring.py`` opens the engine, never this module).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -301,34 +301,14 @@ def base_url(runtime: str | None, host: str | None, port: str | None) -> str | N
     return f"http://{url_host(host)}:{port}/v1"
 
 
-def _connect(settings: Settings) -> DockerPort:
-    """The real engine; imported lazily so importing this module never loads docker-py."""
-    from nemoclaw_runtime.runtimes.docker.adapter import connect
-
-    return connect(settings)
-
-
-@contextmanager
-def _session(settings: Settings, docker: DockerPort | None) -> Iterator[DockerPort]:
-    if docker is not None:
-        yield docker
-        return
-    port = _connect(settings)
-    try:
-        yield port
-    finally:
-        port.close()
-
-
-def list_managed(settings: Settings, *, docker: DockerPort | None = None,
+def list_managed(settings: Settings, *, docker: DockerPort,
                  runtime: str | None = None) -> list[ManagedContainerView]:
     """Every container nemoclaw-runtime manages (optionally of one runtime), sorted by name."""
-    with _session(settings, docker) as port:
-        return [ManagedContainerView.from_info(c) for c in DockerContainerManager(port, settings).list_managed(runtime)]
+    return [ManagedContainerView.from_info(c) for c in DockerContainerManager(docker, settings).list_managed(runtime)]
 
 
-def stop_managed(settings: Settings, names: Iterable[str] = (), *, all: bool = False, runtime: str | None = None,
-                 docker: DockerPort | None = None, before_stop: Callable[[ContainerInfo], None] | None = None,
+def stop_managed(settings: Settings, names: Iterable[str] = (), *, docker: DockerPort, all: bool = False,
+                 runtime: str | None = None, before_stop: Callable[[ContainerInfo], None] | None = None,
                  events: EventSink = discard) -> list[str]:
     """Stop and remove managed containers (images and weights stay); returns the names stopped.
 
@@ -340,17 +320,16 @@ def stop_managed(settings: Settings, names: Iterable[str] = (), *, all: bool = F
     if all == bool(wanted):
         raise InvalidInput("Name the containers to stop, or pass --all (not both)",
                            remedy="run `nemoclaw-runtime stop NAME…` or `nemoclaw-runtime stop --all`")
-    with _session(settings, docker) as port:
-        manager = DockerContainerManager(port, settings)
-        targets = manager.list_managed(runtime) if all else _resolve_all(manager, wanted, runtime)
-        stopped = []
-        for info in targets:
-            _run_before_stop(before_stop, info, events)
-            manager._stop_and_remove(info)
-            name = info.name.lstrip("/")
-            events(Info(f"Stopped and removed {name}"))
-            stopped.append(name)
-        return stopped
+    manager = DockerContainerManager(docker, settings)
+    targets = manager.list_managed(runtime) if all else _resolve_all(manager, wanted, runtime)
+    stopped = []
+    for info in targets:
+        _run_before_stop(before_stop, info, events)
+        manager._stop_and_remove(info)
+        name = info.name.lstrip("/")
+        events(Info(f"Stopped and removed {name}"))
+        stopped.append(name)
+    return stopped
 
 
 def _resolve_all(manager: DockerContainerManager, names: Sequence[str], runtime: str | None) -> list[ContainerInfo]:
@@ -379,31 +358,17 @@ def _run_before_stop(hook: Callable[[ContainerInfo], None] | None, info: Contain
         events(Warning(f"Before stopping {info.name}: {type(exc).__name__}: {exc}"))
 
 
-def managed_logs(settings: Settings, name: str, *, tail: int = 80, follow: bool = False,
-                 docker: DockerPort | None = None) -> Iterator[str]:
+def managed_logs(settings: Settings, name: str, *, docker: DockerPort, tail: int = 80,
+                 follow: bool = False) -> Iterator[str]:
     """The last ``tail`` log lines (stdout and stderr) of our container ``name``; with ``follow``, then every new
     line until the container stops. Checks ownership before returning (``NoSuchContainer`` otherwise)."""
     if tail < 0:
         raise InvalidInput(f"Invalid tail {tail}: must be 0 or more", remedy="pass --tail 80, for example")
-    port = docker if docker is not None else _connect(settings)
-    try:
-        info = DockerContainerManager(port, settings).require_managed(name)
-        lines = port.follow_logs(info.id, tail=tail) if follow else iter(port.container_logs(info.id, tail=tail))
-    except BaseException:
-        if docker is None:
-            port.close()
-        raise
-    return _closing(lines, port if docker is None else None)
+    info = DockerContainerManager(docker, settings).require_managed(name)
+    return docker.follow_logs(info.id, tail=tail) if follow else iter(docker.container_logs(info.id, tail=tail))
 
 
-def _closing(lines: Iterator[str], port: DockerPort | None) -> Iterator[str]:
-    try:
-        yield from lines
-    finally:
-        if port is not None:
-            port.close()
-
-
-#: The names the package root re-exports (``nemoclaw_runtime.stop`` / ``nemoclaw_runtime.logs``).
-stop = stop_managed
-logs = managed_logs
+__all__ = [
+    "DockerContainerManager", "ManagedContainerView", "base_url", "is_managed", "list_managed", "managed_labels",
+    "managed_logs", "stop_managed",
+]

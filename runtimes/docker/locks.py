@@ -27,6 +27,8 @@ from nemoclaw_runtime.kernel.errors import InvalidInput, PreflightRefused
 from nemoclaw_runtime.kernel.events import EventSink, Info, discard
 from nemoclaw_runtime.runtimes.docker.spec import CONTAINER_NAME_RE
 
+__all__ = ["DEFAULT_WAIT_S", "lock_path", "name_lock"]
+
 DEFAULT_WAIT_S = 10.0
 POLL_INTERVAL_S = 0.1
 LOCK_DIR_MODE = 0o700

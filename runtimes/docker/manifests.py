@@ -24,6 +24,7 @@ from nemoclaw_runtime.kernel.clock import Clock, SystemClock
 from nemoclaw_runtime.kernel.errors import DownloadFailed, ImageNotFound, RegistryAuthFailed
 from nemoclaw_runtime.kernel.secret import Secret
 from nemoclaw_runtime.runtimes.docker.spec import image_repository, split_reference
+from nemoclaw_runtime.runtimes.net import http_client
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -151,8 +152,7 @@ class RegistryClient:
         self._own_client = client is None
         if client is None:
             use_proxy = None if is_loopback_registry(ref.registry) else proxy
-            client = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=10.0), follow_redirects=True,
-                                  trust_env=False, proxy=use_proxy)
+            client = http_client(timeout=timeout_s, connect=10.0, follow_redirects=True, proxy=use_proxy)
         self._client = client
         self._authorization: str | None = None
 
@@ -319,3 +319,9 @@ def _raise_for_status(ref: ImageRef, response: httpx.Response, *, anonymous: boo
         raise DownloadFailed(f"The registry {ref.registry} answered HTTP {status} for {ref.original}",
                              remedy="check the image reference and the registry",
                              details={"registry": ref.registry, "status": status, "transient": False})
+
+
+__all__ = [
+    "BasicCredentials", "ImageRef", "ManifestResolution", "RegistryClient", "host_arch", "is_loopback_registry",
+    "parse_image_ref", "resolve_platform_manifest", "select_platform_manifest",
+]

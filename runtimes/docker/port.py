@@ -71,6 +71,23 @@ class ContainerInfo:
 
 
 @dataclass(frozen=True)
+class StoredLogin:
+    """A login the docker config holds for one registry (an ``auths`` entry, a ``credHelpers`` helper or the
+    ``credsStore``), as docker-py's ``docker.auth`` resolves it.
+
+    ``password`` is ``None`` when a login is there but cannot be read here (an identity token, a helper or store
+    that did not answer): the engine may still pull with it, so it counts as "logged in".
+    """
+
+    username: str | None = None
+    password: Secret | None = None
+
+    @property
+    def readable(self) -> bool:
+        return bool(self.username and self.password)
+
+
+@dataclass(frozen=True)
 class RunOutcome:
     container: ContainerInfo
     action: Literal["started", "reused", "replaced", "restarted"]
@@ -98,6 +115,8 @@ class DockerPort(Protocol):
 
     def login(self, registry: str, username: str, password: str) -> None: ...  # password: reveal() at call site only
 
+    def stored_credentials(self, registry: str) -> StoredLogin | None: ...  # the docker config's login; None: none
+
     # containers
     def create_container(self, spec: ContainerSpec) -> str: ...  # returns the container id; spec.labels applied
 
@@ -110,6 +129,8 @@ class DockerPort(Protocol):
     def container_logs(self, name_or_id: str, *, tail: int) -> list[str]: ...  # stdout+stderr, oldest first
 
     def follow_logs(self, name_or_id: str, *, tail: int) -> Iterator[str]: ...
+
+    def container_pids(self, name_or_id: str) -> list[int]: ...  # `docker top`: host PIDs; [] when not running
 
     def stop_container(self, name_or_id: str, *, timeout: float = 10) -> None: ...
 
@@ -164,3 +185,9 @@ class ContainerManager(Protocol):
     def stop(self, name: str, *, remove: bool = True) -> None:
         """Stop (and by default remove) our container; NoSuchContainer when absent or not ours (untouched)."""
         ...
+
+
+__all__ = [
+    "ContainerInfo", "ContainerManager", "ContainerState", "DockerPort", "ImageStore", "PullStream", "PulledImage",
+    "RunOutcome", "StoredLogin",
+]

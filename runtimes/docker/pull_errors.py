@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from nemoclaw_runtime.kernel.errors import DownloadFailed, ImageNotFound, RegistryAuthFailed
 
+__all__ = ["classify_engine_message", "pull_error"]
+
 #: Substrings of engine / registry messages that mean "the registry refused our credentials".
 _AUTH_MARKERS = ("unauthorized", "authentication required", "no basic auth credentials", "login attempt",
                  "access denied", "denied:", "incorrect username or password")

@@ -1,7 +1,8 @@
 """Registry credentials: the docker config first, then the NGC key variables, then a masked prompt.
 
 * Credentials the user already has in the docker config (``auths``, ``credHelpers``, ``credsStore``) are used as
-  they are; nothing is asked and nothing is written.
+  they are; nothing is asked and nothing is written. The engine adapter reads them (``DockerPort.stored_credentials``,
+  through docker-py's ``docker.auth``): this module never parses the docker config for credentials.
 * Otherwise a key from ``NGC_API_KEY``, ``NVIDIA_INFERENCE_API_KEY`` or ``NVIDIA_API_KEY`` (in that order) is used
   with the user name ``$oauthtoken``, checked with the engine (``DockerPort.login``) before any pull.
 * Interactive callers pass ``prompt_secret`` (a masked prompt); a rejected key gets one retry.
@@ -15,20 +16,20 @@ the caller asks (``save_login``), as a docker config ``auths`` entry with 0600 p
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from nemoclaw_runtime.kernel.errors import AccessDenied, MissingToken, RegistryAuthFailed
 from nemoclaw_runtime.kernel.events import EventSink, Info, Warning, discard
+from nemoclaw_runtime.kernel.names import NGC_KEY_VARIABLES
 from nemoclaw_runtime.kernel.secret import Secret
 from nemoclaw_runtime.kernel.settings import Settings
-from nemoclaw_runtime.registry import NGC_KEY_VARIABLES
-from nemoclaw_runtime.runtimes.docker.manifests import DOCKER_HUB, BasicCredentials
+from nemoclaw_runtime.runtimes.docker.manifests import BasicCredentials
+from nemoclaw_runtime.runtimes.docker.port import StoredLogin
 
 NGC_REGISTRY = "nvcr.io"
 NGC_USERNAME = "$oauthtoken"
@@ -65,67 +66,13 @@ def login_command(registry: str) -> str:
 # --- the docker config ----------------------------------------------------------------------------------------------
 
 
-def config_keys(registry: str) -> tuple[str, ...]:
-    """The ``auths`` keys under which a login to ``registry`` may be stored."""
-    if registry == DOCKER_HUB:
-        return ("https://index.docker.io/v1/", "index.docker.io", "docker.io", "registry-1.docker.io")
-    return (registry, f"https://{registry}", f"http://{registry}", f"https://{registry}/v1/",
-            f"https://{registry}/v2/")
-
-
-def read_docker_config(path: Path) -> dict[str, Any]:
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return document if isinstance(document, dict) else {}
-
-
-def config_has_credentials(config: Mapping[str, Any], registry: str) -> bool:
-    """NemoClaw's test: a credHelper for the registry, an inline ``auth``, or an entry plus a global credsStore."""
-    if (config.get("credHelpers") or {}).get(registry):
-        return True
-    auths = config.get("auths") or {}
-    for key in config_keys(registry):
-        entry = auths.get(key)
-        if isinstance(entry, Mapping) and (entry.get("auth") or entry.get("identitytoken")):
-            return True
-        if entry is not None and config.get("credsStore"):
-            return True
-    return False
-
-
-def inline_credentials(config: Mapping[str, Any], registry: str) -> tuple[str, Secret] | None:
-    """User and password from an inline ``auths.<registry>.auth`` entry (base64 of ``user:password``)."""
-    auths = config.get("auths") or {}
-    for key in config_keys(registry):
-        entry = auths.get(key)
-        if not isinstance(entry, Mapping) or not entry.get("auth"):
-            continue
-        try:
-            user, sep, password = base64.b64decode(str(entry["auth"])).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            continue
-        if sep and user and password:
-            return user, Secret(password)
-    return None
-
-
-def stored_credentials(registry: str, settings: Settings, port: object | None = None) -> RegistryCredentials | None:
-    """Credentials for ``registry`` from the docker config, or ``None``.
-
-    Credential helpers and stores are resolved through the engine adapter (``port.registry_credentials``) when
-    it offers that; inline ``auths`` entries are read directly.
-    """
-    resolver = getattr(port, "registry_credentials", None)
-    found: tuple[str, Secret] | None = None
-    if callable(resolver):
-        found = resolver(registry)
-    if found is None:
-        found = inline_credentials(read_docker_config(settings.docker_config_path), registry)
-    if found is None:
+def docker_config_credentials(registry: str, stored: StoredLogin | None) -> RegistryCredentials | None:
+    """The docker config's login for ``registry`` (``DockerPort.stored_credentials``) as credentials we can use
+    ourselves (to read the manifest list), or ``None`` when there is none or it cannot be read here."""
+    if stored is None or not stored.readable:
         return None
-    return RegistryCredentials(registry, found[0], found[1], "docker-config")
+    assert stored.username is not None and stored.password is not None
+    return RegistryCredentials(registry, stored.username, stored.password, "docker-config")
 
 
 # --- obtaining a key ------------------------------------------------------------------------------------------------
@@ -196,9 +143,18 @@ def _maybe_saved(credentials: RegistryCredentials, settings: Settings, save_logi
     return credentials
 
 
+def _config_document(path: Path) -> dict[str, Any]:
+    """The docker config as a document, to add an entry to it and keep everything else (docker.auth only reads)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
 def save_docker_login(path: Path, credentials: RegistryCredentials) -> None:
     """Add an ``auths`` entry to the docker config at ``path``, keeping every other entry; the file ends 0600."""
-    config = read_docker_config(path)
+    config = _config_document(path)
     auths = config.setdefault("auths", {})
     raw = f"{credentials.username}:{credentials.password.reveal()}".encode()
     auths[credentials.registry] = {"auth": base64.b64encode(raw).decode()}
@@ -218,3 +174,9 @@ def save_docker_login(path: Path, credentials: RegistryCredentials) -> None:
 def missing_login_hint(registry: str) -> str:
     """What to say when a registry answers 401 to a pull made without credentials."""
     return f"set NGC_API_KEY (or {' / '.join(NGC_KEY_VARIABLES[1:])}), or run: {login_command(registry)}"
+
+
+__all__ = [
+    "LOGIN_REQUIRED", "PromptSecret", "RegistryCredentials", "docker_config_credentials", "login_command",
+    "missing_login_hint", "obtain_credentials", "save_docker_login",
+]

@@ -15,6 +15,12 @@ from typing import Any, Literal, TypeAlias
 
 from nemoclaw_runtime.kernel.secret import REDACTED, Secret
 
+__all__ = [
+    "CONTAINER_NAME_RE", "ContainerSpec", "GpuRequest", "LABEL_HOST", "LABEL_IMAGE", "LABEL_IMAGE_DIGEST",
+    "LABEL_MANAGED", "LABEL_MODEL", "LABEL_PORT", "LABEL_RUNTIME", "LABEL_SERVED_MODEL", "LABEL_SPEC_HASH",
+    "LABEL_VERSION", "Mount", "PortBinding", "image_repository", "split_reference", "url_host",
+]
+
 #: Every label we set lives under this prefix; ownership is decided by ``LABEL_MANAGED`` alone.
 LABEL_PREFIX = "io.nemoclaw.runtime"
 LABEL_MANAGED = f"{LABEL_PREFIX}.managed"

@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from nemoclaw_runtime.runtimes.server.probes import HttpProbe
     from nemoclaw_runtime.runtimes.server.readiness import ReadyResult
 
+__all__ = [
+    "Check", "DriverBase", "Plan", "RuntimeDriver", "Served", "Services", "UpRequest", "UpResult", "make_request",
+]
+
 
 
 @dataclass(frozen=True)

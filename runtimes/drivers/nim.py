@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from nemoclaw_runtime.kernel.clock import CancelToken
 from nemoclaw_runtime.kernel.errors import InvalidInput, MissingToken, NoSuitableGpu
 from nemoclaw_runtime.kernel.events import EventSink, Info
+from nemoclaw_runtime.kernel.names import RUNTIME_NIM
+from nemoclaw_runtime.kernel.units import format_mib
 from nemoclaw_runtime.registry import NGC_KEY_VARIABLES
 from nemoclaw_runtime.runtimes.docker.spec import (
     LABEL_IMAGE,
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     from nemoclaw_runtime.runtimes.server.probes import HttpProbe
     from nemoclaw_runtime.runtimes.server.readiness import ReadyResult
 
-RUNTIME = "nim"
+RUNTIME = RUNTIME_NIM
 CONTAINER_PORT = 8000
 CONTAINER_CACHE = "/opt/nim/.cache"
 DEFAULT_NAME = "nemoclaw"
@@ -69,7 +71,8 @@ class NimDriver(DriverBase):
         port = request.port or settings.vllm_port
         spec = self._spec(container_name(request.name), image, model, port, request, settings, key[1])
         checks = (
-            Check("model", True, f"{model.name} (min {model.min_vram_mib} MiB; this host {budget} MiB)"),
+            Check("model", True, f"{model.name} (min {format_mib(model.min_vram_mib)}; this host "
+                                 f"{format_mib(budget, unknown='unknown')})"),
             Check("ngc-key", True, f"from {key[0]}"),
         )
         return Plan(
@@ -182,3 +185,6 @@ def _ngc_key(settings: Settings) -> tuple[str, Secret]:
             remedy="create a key at https://org.ngc.nvidia.com/setup/api-key, then export NGC_API_KEY=<key>",
             details={"variables": list(NGC_KEY_VARIABLES)})
     return found
+
+
+__all__ = ["NimDriver", "container_name"]

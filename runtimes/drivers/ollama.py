@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 from nemoclaw_runtime.kernel.clock import CancelToken
 from nemoclaw_runtime.kernel.errors import InsufficientResources, InvalidInput, PortInUse
 from nemoclaw_runtime.kernel.events import EventSink, Info, PhaseChanged, Warning, discard
+from nemoclaw_runtime.kernel.names import RUNTIME_OLLAMA
+from nemoclaw_runtime.kernel.units import format_mib
 from nemoclaw_runtime.registry import is_safe_model_id
 from nemoclaw_runtime.runtimes.docker.spec import (
     LABEL_HOST,
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
     from nemoclaw_runtime.runtimes.server.probes import HttpProbe
     from nemoclaw_runtime.runtimes.server.readiness import ReadyResult
 
-RUNTIME = "ollama"
+RUNTIME = RUNTIME_OLLAMA
 #: The Ollama release a managed container runs unless --image / NEMOCLAW_OLLAMA_IMAGE say otherwise.
 DEFAULT_OLLAMA_IMAGE = "docker.io/ollama/ollama:0.12.6"
 CONTAINER_PORT = 11434
@@ -103,7 +105,10 @@ class OllamaPlan(Plan):
 
 
 @dataclass(frozen=True)
-class ModelChoice:
+class TagChoice:
+    """The tag :func:`choose_model` picked, why, and whether it is installed (a menu entry is the onboarding
+    layer's ``ModelChoice``)."""
+
     tag: str
     reason: str
     installed: bool
@@ -125,14 +130,14 @@ def check_tag(tag: str, source: str) -> str:
     return value
 
 
-def choose_model(rules: ModelRules, installed: tuple[str, ...], registry: Registry) -> ModelChoice:
+def choose_model(rules: ModelRules, installed: tuple[str, ...], registry: Registry) -> TagChoice:
     """NemoClaw's choice: the explicit tag; else the installed-pool default (``nemotron-3-nano:30b`` when installed
     and it fits, else the first installed model that fits); else the default starter, to be pulled."""
     from nemoclaw_runtime.runtimes.server.ollama_api import normalize_tag
 
     present = {normalize_tag(name) for name in installed}
     if rules.explicit:
-        return ModelChoice(rules.explicit, f"from {rules.source}", normalize_tag(rules.explicit) in present)
+        return TagChoice(rules.explicit, f"from {rules.source}", normalize_tag(rules.explicit) in present)
 
     def fits(tag: str) -> bool:
         starter = registry.ollama_starter(tag)
@@ -140,16 +145,18 @@ def choose_model(rules: ModelRules, installed: tuple[str, ...], registry: Regist
 
     if installed:
         if normalize_tag(POOL_DEFAULT_TAG) in present and fits(POOL_DEFAULT_TAG):
-            return ModelChoice(POOL_DEFAULT_TAG, "installed (the preferred default)", True)
+            return TagChoice(POOL_DEFAULT_TAG, "installed (the preferred default)", True)
         fitting = [name for name in installed if fits(name)]
         if fitting:
-            return ModelChoice(fitting[0], "the first installed model that fits this host", True)
-        return ModelChoice(installed[0], "installed; none of the installed models is known to fit this host's "
-                                         f"memory ({rules.memory_mib} MiB), using the first", True)
+            return TagChoice(fitting[0], "the first installed model that fits this host", True)
+        memory = format_mib(rules.memory_mib, unknown="unknown")
+        return TagChoice(installed[0], "installed; none of the installed models is known to fit this host's "
+                                       f"memory ({memory}), using the first", True)
     if rules.default_starter:
-        return ModelChoice(rules.default_starter, "no model installed: the largest starter model that fits", False)
+        return TagChoice(rules.default_starter, "no model installed: the largest starter model that fits", False)
     raise InsufficientResources(
-        f"No Ollama model is installed and no starter model fits this host's memory ({rules.memory_mib} MiB)",
+        "No Ollama model is installed and no starter model fits this host's memory "
+        f"({format_mib(rules.memory_mib, unknown='unknown')})",
         remedy="pass --model TAG with a small model (see https://ollama.com/library)",
         details={"memory_mib": rules.memory_mib})
 
@@ -310,16 +317,15 @@ def unload_before_stop(*, http: httpx.Client | None = None,
     published port (``keep_alive: 0``), so GPU memory is handed back before the container goes. Best effort:
     containers of other runtimes, stopped ones and an Ollama that does not answer are passed over."""
     def hook(info: ContainerInfo) -> None:
-        import httpx
-
         from nemoclaw_runtime.runtimes.docker.spec import url_host
+        from nemoclaw_runtime.runtimes.net import http_client
         from nemoclaw_runtime.runtimes.server.ollama_api import ollama_base_url, unload_models
 
         port = info.labels.get(LABEL_PORT, "")
         if info.labels.get(LABEL_RUNTIME) != RUNTIME or not info.state.running or not port.isdigit():
             return
         base = ollama_base_url(url_host(info.labels.get(LABEL_HOST, "127.0.0.1")), int(port))
-        client = http or httpx.Client(trust_env=False)
+        client = http or http_client()
         try:
             unloaded = unload_models(client, base)
         finally:
@@ -378,7 +384,7 @@ def _auto_description(rules: ModelRules) -> str:
 
 
 def _model_detail(rules: ModelRules) -> str:
-    memory = f"{rules.memory_mib} MiB" if rules.memory_mib else "unknown memory"
+    memory = format_mib(rules.memory_mib) if rules.memory_mib else "unknown memory"
     if rules.explicit:
         return f"{rules.explicit} (from {rules.source}); pulled if not installed"
     offered = ", ".join(rules.starters) or "none"
@@ -386,6 +392,7 @@ def _model_detail(rules: ModelRules) -> str:
 
 
 __all__ = [
-    "DEFAULT_CONTAINER_NAME", "DEFAULT_VOLUME", "ModelChoice", "ModelRules", "OllamaDriver", "OllamaPlan",
+    "DEFAULT_CONTAINER_NAME", "DEFAULT_VOLUME", "ModelRules", "OllamaDriver", "OllamaPlan", "TagChoice",
     "check_tag", "choose_model", "unload_before_stop", "volume_for",
+    "DEFAULT_OLLAMA_IMAGE", "PROBE_BUDGETS_S",
 ]

@@ -18,6 +18,8 @@ from nemoclaw_runtime.runtimes.server.host_ports import port_owner
 if TYPE_CHECKING:
     from nemoclaw_runtime.gpu import GpuInventory
 
+__all__ = ["effective_context_window", "ensure_cache_dir", "gpu_detail", "refuse_foreign_listener", "validate_openai"]
+
 
 def validate_openai(plan: Plan, served: Served, svc: Services, events: EventSink, cancel: CancelToken) -> str | None:
     """A real chat-completions request (with a tool-calling probe) against ``plan.base_url``."""

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from nemoclaw_runtime.kernel.clock import CancelToken
 from nemoclaw_runtime.kernel.errors import InsufficientResources, InvalidInput, NoSuitableGpu, PortInUse
 from nemoclaw_runtime.kernel.events import EventSink, Info, PhaseChanged
+from nemoclaw_runtime.kernel.names import PROFILE_LINUX_NVIDIA, RUNTIME_VLLM
+from nemoclaw_runtime.kernel.units import format_bytes
 from nemoclaw_runtime.runtimes.docker.spec import (
     LABEL_IMAGE,
     LABEL_MODEL,
@@ -34,12 +36,12 @@ if TYPE_CHECKING:
     from nemoclaw_runtime.runtimes.server.probes import HttpProbe
     from nemoclaw_runtime.runtimes.server.readiness import ReadyResult
 
-RUNTIME = "vllm"
+RUNTIME = RUNTIME_VLLM
 CONTAINER_PORT = 8000
 CONTAINER_HF_HOME = "/root/.cache/huggingface"
 DEFAULT_CONTAINER_NAME = "nemoclaw-vllm"
 #: Used when no GPU profile applies (``--gpus none`` on a host without a usable GPU): the generic Linux image.
-FALLBACK_GPU_PROFILE = "linux-nvidia"
+FALLBACK_GPU_PROFILE = PROFILE_LINUX_NVIDIA
 DISK_HEADROOM = 1.05  # the weights estimate times this must fit on the cache's filesystem
 
 
@@ -230,8 +232,8 @@ def _check_disk(plan: Plan, svc: Services, token: Secret | None) -> None:
     free = psutil.disk_usage(str(path)).free
     if free < needed * DISK_HEADROOM:
         raise InsufficientResources(
-            f"Not enough disk for {plan.model_id}: needs about {needed / 2**30:.1f} GiB, "
-            f"{free / 2**30:.1f} GiB free under {path}",
+            f"Not enough disk for {plan.model_id}: needs about {format_bytes(needed)}, "
+            f"{format_bytes(free)} free under {path}",
             remedy="free disk space or point HF_HOME at a larger disk")
 
 
@@ -251,3 +253,5 @@ def _notes(profile: VllmProfile | None, request: UpRequest, settings: Settings) 
         notes.append(f"port published on {request.host}: reachable from other machines")
     return tuple(notes)
 
+
+__all__ = ["VllmDriver"]

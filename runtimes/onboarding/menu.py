@@ -10,11 +10,22 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-KEY_VLLM = "vllm"
-KEY_INSTALL_VLLM = "install-vllm"
-KEY_NIM = "nim"
-KEY_OLLAMA = "ollama"
-KEYS: tuple[str, ...] = (KEY_VLLM, KEY_INSTALL_VLLM, KEY_NIM, KEY_OLLAMA)
+from nemoclaw_runtime.kernel.names import (
+    PROFILE_DGX_SPARK,
+    PROFILE_DGX_STATION,
+    PROVIDER_INSTALL_VLLM,
+    PROVIDER_NIM,
+    PROVIDER_OLLAMA,
+    PROVIDER_VLLM,
+    PROVIDERS,
+)
+
+# The option keys are the NEMOCLAW_PROVIDER values, declared once in kernel/names.py.
+KEY_VLLM = PROVIDER_VLLM
+KEY_INSTALL_VLLM = PROVIDER_INSTALL_VLLM
+KEY_NIM = PROVIDER_NIM
+KEY_OLLAMA = PROVIDER_OLLAMA
+KEYS: tuple[str, ...] = PROVIDERS
 
 # Why an option is absent (stable codes for ``--json``; the sentence says the same for people).
 REASON_NOT_RUNNING = "not-running"
@@ -28,7 +39,7 @@ REASON_OLLAMA_NOT_INSTALLED = "ollama-not-installed"
 REASON_OLLAMA_TOO_OLD = "ollama-too-old"
 
 #: Managed vLLM is offered without NEMOCLAW_EXPERIMENTAL on these GPU profiles (NemoClaw PR #5345).
-DEFAULT_ON_PROFILES = frozenset({"dgx-spark", "dgx-station"})
+DEFAULT_ON_PROFILES = frozenset({PROFILE_DGX_SPARK, PROFILE_DGX_STATION})
 NO_VLLM_PROFILE = "No vLLM install profile available for this host."
 
 
@@ -137,3 +148,11 @@ class LocalOptions:
             "absent": [a.to_dict() for a in self.absent],
             "notes": list(self.notes),
         }
+
+
+__all__ = [
+    "AbsentOption", "DEFAULT_ON_PROFILES", "KEYS", "KEY_INSTALL_VLLM", "KEY_NIM", "KEY_OLLAMA", "KEY_VLLM",
+    "LocalOption", "LocalOptions", "ModelChoice", "NO_VLLM_PROFILE", "REASON_NOT_EXPERIMENTAL", "REASON_NOT_RUNNING",
+    "REASON_NO_GPU", "REASON_NO_USABLE_GPU", "REASON_OLLAMA_NOT_INSTALLED", "REASON_OLLAMA_TOO_OLD", "REASON_PORT_HELD",
+    "REASON_VLLM_RUNNING", "REASON_VRAM_TOO_SMALL",
+]

@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING
 
 from nemoclaw_runtime.kernel.errors import NemoclawError, UnsupportedRuntime
 from nemoclaw_runtime.kernel.events import Event, Warning
+from nemoclaw_runtime.kernel.names import PROFILE_NONE
 from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.kernel.units import format_bytes, format_mib
 from nemoclaw_runtime.runtimes.onboarding.menu import (
     DEFAULT_ON_PROFILES,
     KEY_INSTALL_VLLM,
@@ -137,9 +139,9 @@ def _http_client(http: httpx.Client | None) -> Iterator[httpx.Client]:
     if http is not None:
         yield http
         return
-    import httpx
+    from nemoclaw_runtime.runtimes.wiring import local_http_client
 
-    client = httpx.Client(timeout=httpx.Timeout(5.0, connect=2.0), trust_env=False)
+    client = local_http_client()
     try:
         yield client
     finally:
@@ -163,9 +165,9 @@ def _connect_engine(docker: DockerPort | str | None, settings: Settings) -> tupl
     port: DockerPort | None = None
     try:
         if isinstance(docker, str):
-            from nemoclaw_runtime.runtimes.docker.adapter import connect
+            from nemoclaw_runtime.runtimes.wiring import open_docker
 
-            port = connect(settings)
+            port = open_docker(settings)
         else:
             port = docker
         port.ping()
@@ -356,7 +358,7 @@ def _nim_entries(probe: _Probe) -> _Entries:
     image = settings.nim_image or default.image
     present = probe.image_present(image)
     key = settings.ngc_key_value()
-    models = tuple(ModelChoice(m.name, f"{m.name} (min {m.min_vram_mib} MB)", default=m is default, gated=True,
+    models = tuple(ModelChoice(m.name, f"{m.name} (min {format_mib(m.min_vram_mib)})", default=m is default, gated=True,
                                token_variables=m.token_variables, fits=True, detail=m.image) for m in fitting)
     notes = ("The Docker engine is not reachable: whether the image is present is unknown",) if present is None else ()
     return [LocalOption(
@@ -412,7 +414,7 @@ def _ollama_memory(inv: GpuInventory) -> int | None:
 def _ollama_option(probe: _Probe, installed: tuple[str, ...], *, running: bool) -> LocalOption:
     inv, registry, port = probe.inventory, probe.registry, probe.settings.ollama_port
     memory = _ollama_memory(inv)
-    rules: dict[str, bool] = {"nvidia_known": inv.profile != "none",
+    rules: dict[str, bool] = {"nvidia_known": inv.profile != PROFILE_NONE,
                               "compute_constrained": bool(inv.compute_constrained)}
     notes: list[str] = []
     default: str | None
@@ -427,7 +429,8 @@ def _ollama_option(probe: _Probe, installed: tuple[str, ...], *, running: bool) 
         chosen = registry.default_ollama_starter(memory, **rules)
         default = chosen.tag if chosen else None
         models = tuple(ModelChoice(s.tag, s.tag, default=s is chosen, installed=False, fits=s.fits(memory),
-                                   detail=f"needs {s.required_memory_mib} MB; {s.download_bytes / 1e9:.1f} GB download")
+                                   detail=f"needs {format_mib(s.required_memory_mib)}; "
+                                          f"{format_bytes(s.download_bytes)} download")
                        for s in starters)
         if running:
             notes.append("No local Ollama models are installed yet. Choose one to pull and load now.")

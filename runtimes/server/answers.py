@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+__all__ = ["EmptyReply", "ReasoningOnly", "Reply", "ResponsesUnusable", "read_chat", "read_stream", "scan_sse"]
+
 MAX_SSE_LINES = 20000  # a stream that never completes is cut off by count as well as by time
 TERMINAL_SSE = {"response.completed", "response.failed", "response.incomplete", "error"}
 

@@ -17,6 +17,8 @@ from typing import Any
 from nemoclaw_runtime.kernel.secret import redact
 from nemoclaw_runtime.runtimes.docker.port import ContainerState
 
+__all__ = ["Diagnosis", "RUNNER_CRASH_RE", "TAIL_LINES", "classify", "display_line", "redact_lines"]
+
 #: How many lines callers should hand to :func:`classify` (the same tail the error shows).
 TAIL_LINES = 80
 _MAX_EVIDENCE_CHARS = 300

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+__all__ = ["port_listening", "port_owner"]
+
 
 def port_listening(port: int) -> bool:
     import psutil

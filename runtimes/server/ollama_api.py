@@ -33,6 +33,7 @@ from nemoclaw_runtime.kernel.errors import (
     ValidationFailed,
 )
 from nemoclaw_runtime.kernel.events import EventSink, Info, discard
+from nemoclaw_runtime.kernel.units import GIB, format_bytes, format_mib
 from nemoclaw_runtime.runtimes.server.diagnose import RUNNER_CRASH_RE
 from nemoclaw_runtime.runtimes.server.probes import get_bounded
 
@@ -366,8 +367,8 @@ def _judge_probe_error(tag: str, message: str, *, is_spark: bool, host_memory_to
         required_gib = float(memory[1])
         total_gib = host_memory_total_mib / 1024 if host_memory_total_mib is not None else None
         if is_spark and total_gib is not None and total_gib >= required_gib:
-            return (f"Ollama's memory estimate ignored on DGX Spark (unified memory): {required_gib:g} GiB needed, "
-                    f"{total_gib:.1f} GiB in the host")
+            return (f"Ollama's memory estimate ignored on DGX Spark (unified memory): "
+                    f"{format_bytes(required_gib * GIB)} needed, {format_mib(host_memory_total_mib)} in the host")
         raise ValidationFailed(f"Ollama cannot load '{tag}': {message}",
                                remedy="pick a smaller model or free memory (stop other models and containers)",
                                cause="ollama-insufficient-memory", details=details)
@@ -437,4 +438,5 @@ __all__ = [
     "OllamaServer", "OllamaValidation", "detect_ollama", "loaded_models", "normalize_tag",
     "ollama_base_url", "probe_body", "require_tools", "show_capabilities",
     "unload_models", "validate_model", "warm_up",
+    "EXCERPT_CHARS", "MEMORY_RE", "PROBE_RETRY_PAUSE_S", "RUNNER_CRASH_RE", "json_or_none", "response_error_text",
 ]

@@ -20,6 +20,12 @@ import httpx
 
 from nemoclaw_runtime.registry import is_safe_model_id
 
+__all__ = [
+    "ExistingServer", "Failed", "HttpProbe", "MAX_MODEL_LEN_CEILING", "NimReadyProbe", "NotYet", "OllamaTagsProbe",
+    "PORT_CLOSED_ERRORS", "PORT_OPEN_ERRORS", "Ready", "VllmModelsProbe", "get_bounded", "parse_max_model_len",
+    "probe_existing_vllm",
+]
+
 #: Per-request bounds: a closed port fails in well under a poll; a server that accepted but is still loading
 #: holds one request at most this long (and answers it the moment it is up).
 PROBE_TIMEOUT = httpx.Timeout(connect=0.5, read=2.0, write=2.0, pool=0.5)

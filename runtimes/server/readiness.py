@@ -40,6 +40,8 @@ from nemoclaw_runtime.runtimes.server.probes import (
     parse_max_model_len,
 )
 
+__all__ = ["ManagedContainerTarget", "ReadyResult", "is_probe_access_line", "wait_ready"]
+
 _RESTART_LOOP_RESTARTS = 2
 _HEARTBEAT_LOG_LINES = 20
 #: Once the server answers "not ready yet" over HTTP (NIM's 503 during its download), each probe becomes an access

@@ -33,9 +33,11 @@ import tenacity
 from nemoclaw_runtime.kernel.clock import CancelToken, Clock, SystemClock
 from nemoclaw_runtime.kernel.errors import InvalidInput, ValidationFailed
 from nemoclaw_runtime.kernel.events import EventSink, Info, PhaseChanged, Warning, discard
+from nemoclaw_runtime.kernel.names import API_COMPLETIONS, API_RESPONSES, APIS
 from nemoclaw_runtime.kernel.secret import Secret, redact
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.registry import is_safe_model_id
+from nemoclaw_runtime.runtimes.net import http_client
 from nemoclaw_runtime.runtimes.server.answers import (
     EmptyReply,
     ReasoningOnly,
@@ -45,10 +47,6 @@ from nemoclaw_runtime.runtimes.server.answers import (
     read_stream,
     scan_sse,
 )
-
-API_COMPLETIONS = "openai-completions"
-API_RESPONSES = "openai-responses"
-APIS = (API_COMPLETIONS, API_RESPONSES)
 
 PROBE_PROMPT = "Reply with the single word: ready"
 RESPONSE_BUDGETS = (64, 512)  # max tokens; the second only for a reasoning model that thought through the first
@@ -159,8 +157,9 @@ def _client(http: httpx.Client | None) -> Iterator[httpx.Client]:
     if http is not None:
         yield http
         return
-    # trust_env=False: the library never reads the environment, and a proxy must not sit between us and a local server
-    with httpx.Client(trust_env=False, follow_redirects=False) as client:
+    # http_client: trust_env=False (the library never reads the environment, and a proxy must not sit between us and
+    # a local server), no redirects; each request sets its own budget
+    with http_client() as client:
         yield client
 
 
@@ -417,3 +416,6 @@ def _cut(text: str, limit: int) -> str:
 
 def _one_line(text: str, limit: int) -> str:
     return _cut(" ".join(text.split()), limit)
+
+
+__all__ = ["APIS", "API_COMPLETIONS", "API_RESPONSES", "EXCERPT_CHARS", "ValidationResult", "validate_endpoint"]

@@ -45,11 +45,9 @@ from nemoclaw_runtime.runtimes.docker.registry_login import (
     LOGIN_REQUIRED,
     PromptSecret,
     RegistryCredentials,
-    config_has_credentials,
+    docker_config_credentials,
     missing_login_hint,
     obtain_credentials,
-    read_docker_config,
-    stored_credentials,
 )
 from nemoclaw_runtime.runtimes.transfer.watchdog import PullWatchdog, Verdict, describe_stuck
 
@@ -113,9 +111,9 @@ class DockerImageStore:
     # --- planning: credentials and the platform digest ---------------------------------------------------------
 
     def plan(self, parsed: ImageRef, events: EventSink = discard) -> PullPlan:
-        credentials = stored_credentials(parsed.registry, self.settings, self.port)
-        logged_in = credentials is not None or config_has_credentials(
-            read_docker_config(self.settings.docker_config_path), parsed.registry)
+        stored = self.port.stored_credentials(parsed.registry)
+        credentials = docker_config_credentials(parsed.registry, stored)
+        logged_in = stored is not None  # perhaps a login only the engine can use (an identity token, a store)
         if not logged_in and parsed.registry in LOGIN_REQUIRED:
             credentials = self._obtain(parsed, events)
         try:
@@ -375,22 +373,13 @@ def _platform_of(inspected: Mapping[str, Any]) -> str | None:
 # --- the library entry points the CLI uses --------------------------------------------------------------------------
 
 
-def pull_image(ref: str, settings: Settings, *, events: EventSink = discard, cancel: CancelToken | None = None,
-               port: DockerPort | None = None, arch: str | None = None, prompt_secret: PromptSecret | None = None,
+def pull_image(ref: str, settings: Settings, *, port: DockerPort, events: EventSink = discard,
+               cancel: CancelToken | None = None, arch: str | None = None, prompt_secret: PromptSecret | None = None,
                save_login: bool = False, clock: Clock | None = None) -> PulledImage:
-    """Pull ``ref`` pinned to this host's platform (connecting to the engine from ``settings`` if no port)."""
-    own = port is None
-    if port is None:
-        from nemoclaw_runtime.runtimes.docker.adapter import connect
-
-        port = connect(settings)
-    try:
-        store = DockerImageStore(port, settings, clock=clock, arch=arch, prompt_secret=prompt_secret,
-                                 save_login=save_login)
-        return store.ensure_image(ref, events=events, cancel=cancel)
-    finally:
-        if own:
-            port.close()
+    """Pull ``ref`` through ``port`` pinned to this host's platform (the caller opens and closes the engine)."""
+    store = DockerImageStore(port, settings, clock=clock, arch=arch, prompt_secret=prompt_secret,
+                             save_login=save_login)
+    return store.ensure_image(ref, events=events, cancel=cancel)
 
 
 __all__ = ["DockerImageStore", "PullPlan", "WatchedPull", "pull_image"]

@@ -25,6 +25,7 @@ from nemoclaw_runtime.kernel.errors import (
 )
 from nemoclaw_runtime.kernel.events import EventSink, Progress, discard
 from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.kernel.units import format_bytes
 from nemoclaw_runtime.runtimes.server.ollama_api import json_or_none, response_error_text
 from nemoclaw_runtime.runtimes.transfer.watchdog import PullWatchdog, Verdict
 
@@ -218,7 +219,7 @@ class _PullFollower:
         elif stuck:
             blob = stuck[0]
             details.update(digest=blob["id"], completed_bytes=blob["current"], total_bytes=blob["total"])
-            where = f"blob {blob['id']} stuck at {_bytes(blob['current'])} of {_bytes(blob['total'])}"
+            where = f"blob {blob['id']} stuck at {format_bytes(blob['current'])} of {format_bytes(blob['total'])}"
             variable = "NEMOCLAW_PULL_STALL_TIMEOUT"
         else:
             where = f"before any blob started (last status: {self.status or 'none'})"
@@ -248,13 +249,4 @@ def _minutes(seconds: float) -> str:
     return f"{minutes:g}" if minutes > 0 else f"{seconds / 60:.2g}"
 
 
-def _bytes(n: int | None) -> str:
-    if n is None:
-        return "? bytes"
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f} {unit} ({n} bytes)"
-    return f"{n} bytes"
-
-
-__all__ = ["pull_error", "pull_model"]
+__all__ = ["MAX_PULL_LINES", "pull_error", "pull_model"]

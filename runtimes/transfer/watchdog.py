@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from nemoclaw_runtime.kernel.clock import Clock
+from nemoclaw_runtime.kernel.units import format_bytes
 
 #: Statuses in which the engine still expects bytes for a layer from the registry.
 BYTES_EXPECTED = ("Pulling fs layer", "Waiting", "Downloading", "Retrying")
@@ -191,18 +192,14 @@ class PullWatchdog:
 
 
 def describe_stuck(layers: tuple[dict[str, Any], ...], limit: int = 4) -> str:
-    """``layer 3f1a2b… Downloading at 5.0 MB of 300.0 MB, …`` for a stall message."""
+    """``layer 3f1a2b… Downloading at 4.8 MiB of 286 MiB, …`` for a stall message."""
     parts = []
     for layer in layers[:limit]:
-        total = f" of {_mb(layer['total'])}" if layer.get("total") else ""
-        parts.append(f"layer {str(layer['id'])[:12]} {layer['status']} at {_mb(layer['current'])}{total}")
+        total = f" of {format_bytes(layer['total'])}" if layer.get("total") else ""
+        parts.append(f"layer {str(layer['id'])[:12]} {layer['status']} at {format_bytes(layer['current'])}{total}")
     if len(layers) > limit:
         parts.append(f"{len(layers) - limit} more")
     return ", ".join(parts) if parts else "no layer had started"
-
-
-def _mb(n: int | None) -> str:
-    return "?" if n is None else f"{n / 1_000_000:.1f} MB"
 
 
 def _int(value: Any) -> int | None:
@@ -210,3 +207,6 @@ def _int(value: Any) -> int | None:
         return int(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+
+__all__ = ["PullWatchdog", "Verdict", "describe_stuck"]

@@ -14,9 +14,10 @@ writes process-unique temporary files since 2.0), so the unit of cross-process r
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +33,10 @@ from nemoclaw_runtime.kernel.errors import (
     NemoclawError,
 )
 from nemoclaw_runtime.kernel.events import EventSink, Progress, Warning
+from nemoclaw_runtime.kernel.names import HF_TOKEN_VARIABLES
 from nemoclaw_runtime.kernel.secret import Secret, redact
 from nemoclaw_runtime.kernel.settings import Settings
-from nemoclaw_runtime.registry import HF_TOKEN_VARIABLES
+from nemoclaw_runtime.kernel.translation import Context, Rule, Translation, translate
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 METADATA_TIMEOUT_S = 15.0  # model_info and the access probe: the hub answers these in well under a second
@@ -420,9 +422,56 @@ def _network_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-def _translate_hf_error(exc: BaseException, *, model_id: str, token: Secret | None, settings: Settings,
-                        action: str) -> NemoclawError:
-    """Map a huggingface_hub / HTTP / OS error to our tree. The only place that knows their types."""
+_REFUSED = Translation(
+    AccessDenied, "Hugging Face refused the token for '{model}' (HTTP {refused_status}) while {action} it",
+    "accept the licence at {url} with the account that owns the token, or check that HF_TOKEN is a valid read token",
+    cause="hf-gated")
+_NOT_FOUND_ANONYMOUS = Translation(
+    AccessDenied, "Model '{model}' was not found on {endpoint}, or you have no access to it",
+    "check the id, or set HF_TOKEN if it is a private repository ({url})", cause="hf-not-found")
+_NOT_FOUND_WITH_TOKEN = Translation(
+    AccessDenied, "Model '{model}' was not found on {endpoint}, or you have no access to it",
+    "check the id, that HF_TOKEN is a valid token, and that its account can see the repository ({url})",
+    cause="hf-not-found")
+_NO_REVISION = Translation(InvalidInput, "Revision not found for '{model}': {text}", "pick a revision listed at {url}")
+_INVALID_ID = Translation(InvalidInput, "Invalid Hugging Face model id '{model}': {text}",
+                          "use an id of the form org/name")
+_DISK_FULL = Translation(DownloadFailed, "The disk filled up while {action} '{model}'",
+                         "free disk space under {hf_home} or point HF_HOME at a larger disk", cause="disk-full")
+_CACHE_PERMISSION = Translation(DownloadFailed, "Cannot write the Hugging Face cache while {action} '{model}': {text}",
+                                "make {cache} writable by this user (or set HF_HOME)", cause="cache-permission")
+_HUB_ERROR = Translation(DownloadFailed, "The hub failed while {action} '{model}' (HTTP {status}): {text}",
+                         "try again later; the files already downloaded are kept", cause="hub-error")
+_UNREACHABLE = Translation(DownloadFailed, "Could not reach {endpoint} while {action} '{model}': {text}",
+                           "check the network / proxy (or HF_ENDPOINT), then run the command again; finished files "
+                           "are kept", cause="network")
+_FAILED = Translation(DownloadFailed, "Failed while {action} '{model}': {type}: {text}",
+                      "run the command again; finished files are kept")
+
+
+def _refused(exc: BaseException, context: Context) -> Translation | NemoclawError:
+    """The hub said 401/403 (or gated): without a token, that is the missing token."""
+    return _REFUSED if context["token"] else missing_token(context["model"], context["settings"])
+
+
+def _repository_not_found(exc: BaseException, context: Context) -> Translation:
+    return _NOT_FOUND_WITH_TOKEN if context["token"] else _NOT_FOUND_ANONYMOUS
+
+
+def _http_error(exc: BaseException, context: Context) -> Translation | NemoclawError:
+    return _refused(exc, context) if context["status"] in (401, 403) else _HUB_ERROR
+
+
+def _os_error(exc: BaseException, context: Context) -> Translation:
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return _DISK_FULL
+    return _CACHE_PERMISSION if isinstance(exc, PermissionError) else _FAILED
+
+
+@functools.cache
+def hf_errors() -> Mapping[type[BaseException], Rule]:
+    """huggingface_hub / HTTP / OS exception type → our error; the most specific type of an exception picks its row.
+    Built on first use: huggingface_hub is imported only when weights are touched."""
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
@@ -433,50 +482,36 @@ def _translate_hf_error(exc: BaseException, *, model_id: str, token: Secret | No
         RevisionNotFoundError,
     )
 
+    table: dict[type[BaseException], Rule] = {error: _UNREACHABLE for error in _network_errors()}
+    table.update({
+        GatedRepoError: _refused,
+        RepositoryNotFoundError: _repository_not_found,
+        RevisionNotFoundError: _NO_REVISION,
+        HfHubHTTPError: _http_error,  # 401/403 → refused, else the hub failed
+        HFValidationError: _INVALID_ID,
+        LocalEntryNotFoundError: _UNREACHABLE,
+        OfflineModeIsEnabled: _UNREACHABLE,
+        OSError: _os_error,  # ENOSPC → disk full, PermissionError → the cache is not writable
+    })
+    return table
+
+
+def _translate_hf_error(exc: BaseException, *, model_id: str, token: Secret | None, settings: Settings,
+                        action: str) -> NemoclawError:
+    """Map a huggingface_hub / HTTP / OS error to our tree by :func:`hf_errors`. The only place that knows their
+    types; the message is redacted (``_clean``) before it reaches any template."""
     url = licence_url(model_id, settings)
     endpoint = endpoint_of(settings)
-    text = _clean(str(exc), token)
-    details: dict[str, Any] = {"model": model_id, "endpoint": endpoint, "licence_url": url}
     status = getattr(getattr(exc, "response", None), "status_code", None)
+    details: dict[str, Any] = {"model": model_id, "endpoint": endpoint, "licence_url": url}
     if status is not None:
         details["status"] = status
-    if isinstance(exc, GatedRepoError) or (isinstance(exc, HfHubHTTPError) and status in (401, 403)
-                                           and not isinstance(exc, RepositoryNotFoundError)):
-        if not token:
-            return missing_token(model_id, settings)
-        return AccessDenied(
-            f"Hugging Face refused the token for '{model_id}' (HTTP {status or 403}) while {action} it",
-            remedy=f"accept the licence at {url} with the account that owns the token, or check that HF_TOKEN "
-                   "is a valid read token", cause="hf-gated", details=details)
-    if isinstance(exc, RepositoryNotFoundError):
-        hint = "check the id, or set HF_TOKEN if it is a private repository" if not token else \
-            "check the id, that HF_TOKEN is a valid token, and that its account can see the repository"
-        return AccessDenied(f"Model '{model_id}' was not found on {endpoint}, or you have no access to it",
-                            remedy=f"{hint} ({url})", cause="hf-not-found", details=details)
-    if isinstance(exc, RevisionNotFoundError):
-        return InvalidInput(f"Revision not found for '{model_id}': {text}", remedy=f"pick a revision listed at {url}",
-                            details=details)
-    if isinstance(exc, HFValidationError):
-        return InvalidInput(f"Invalid Hugging Face model id '{model_id}': {text}",
-                            remedy="use an id of the form org/name", details=details)
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return DownloadFailed(f"The disk filled up while {action} '{model_id}'",
-                              remedy=f"free disk space under {settings.hf_home} or point HF_HOME at a larger disk",
-                              cause="disk-full", details=details)
-    if isinstance(exc, PermissionError):
-        return DownloadFailed(f"Cannot write the Hugging Face cache while {action} '{model_id}': {text}",
-                              remedy=f"make {cache_dir(settings)} writable by this user (or set HF_HOME)",
-                              cause="cache-permission", details=details)
-    if isinstance(exc, HfHubHTTPError):
-        return DownloadFailed(f"The hub failed while {action} '{model_id}' (HTTP {status}): {text}",
-                              remedy="try again later; the files already downloaded are kept", cause="hub-error",
-                              details=details)
-    if isinstance(exc, (*_network_errors(), LocalEntryNotFoundError, OfflineModeIsEnabled)):
-        return DownloadFailed(f"Could not reach {endpoint} while {action} '{model_id}': {text}",
-                              remedy="check the network / proxy (or HF_ENDPOINT), then run the command again; "
-                                     "finished files are kept", cause="network", details=details)
-    return DownloadFailed(f"Failed while {action} '{model_id}': {type(exc).__name__}: {text}",
-                          remedy="run the command again; finished files are kept", details=details)
+    context = {"model": model_id, "action": action, "endpoint": endpoint, "url": url, "text": _clean(str(exc), token),
+               "status": status, "refused_status": status or 403, "token": bool(token), "type": type(exc).__name__,
+               "hf_home": settings.hf_home, "cache": cache_dir(settings), "settings": settings}
+    error = translate(hf_errors(), exc, context, default=_FAILED, extra_details=details)
+    assert error is not None  # a default is given
+    return error
 
 
 def _clean(text: str, token: Secret | None) -> str:
@@ -485,3 +520,6 @@ def _clean(text: str, token: Secret | None) -> str:
         text = text.replace(token.reveal(), "***")
     one_line = " ".join(text.split())
     return redact(one_line)[:_MESSAGE_CHARS]
+
+
+__all__ = ["cache_dir", "check_access", "endpoint_of", "estimate_repo_bytes", "missing_token", "prefetch"]

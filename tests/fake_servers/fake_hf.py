@@ -11,6 +11,11 @@ Routes: ``/api/models/{repo}[/revision/{rev}]``, ``/api/models/{repo}/auth-check
 ``/api/models/{repo}/tree/{rev}[/{path}]``, ``/api/whoami-v2`` and ``HEAD|GET /{repo}/resolve/{rev}/{file}`` with
 ``X-Repo-Commit``, ``ETag``/``X-Linked-Etag``/``X-Linked-Size``, ``Content-Length`` and ``Range`` (206/416).
 
+Range requests are answered from the byte range asked (206), and every body sent is recorded as a
+:class:`ServedSpan`; ``bytes_beyond_headers(repo)`` sums what was served of ``*.safetensors`` files past their
+JSON header — the tensor data — so a test can prove a client read only headers (``safetensors_file`` builds a
+valid file of given dtypes and shapes, ``sharded_safetensors_repo`` a whole sharded repo with its index).
+
 Switches for download tests: ``slow_downloads(delay)`` (per chunk), ``drop_downloads_after(n)`` (cut the
 connection mid-body, so clients resume with Range), ``stall_downloads_after(n)`` (stop sending until
 ``reset()``). Every request is recorded with whether it carried an Authorization header, never the value.
@@ -114,6 +119,57 @@ def tiny_model_files() -> dict[str, bytes]:
     return {"config.json": json.dumps(config, indent=2).encode(), "model.safetensors": tiny_safetensors()}
 
 
+@dataclass(frozen=True)
+class ServedSpan:
+    """Bytes ``[start, end)`` of ``path`` in ``repo_id`` sent in one response body."""
+
+    repo_id: str
+    path: str
+    start: int
+    end: int
+
+
+#: Bytes per element of the safetensors dtypes the builders below accept.
+SAFETENSORS_DTYPE_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "F16": 2, "BF16": 2,
+                           "I32": 4, "F32": 4, "I64": 8, "F64": 8}
+
+
+def safetensors_file(tensors: Mapping[str, tuple[str, list[int]]], fill: int = 0x5A) -> bytes:
+    """A valid safetensors file holding ``{name: (dtype, shape)}``; every data byte is ``fill``."""
+    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for name, (dtype, shape) in tensors.items():
+        size = SAFETENSORS_DTYPE_SIZES[dtype]
+        for dim in shape:
+            size *= dim
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + bytes([fill]) * offset
+
+
+def safetensors_header_end(content: bytes) -> int:
+    """Offset of the first data byte of a safetensors file (8 + the header length)."""
+    return 8 + struct.unpack("<Q", content[:8])[0]
+
+
+def sharded_safetensors_repo(shards: list[Mapping[str, tuple[str, list[int]]]],
+                             config: Mapping[str, Any]) -> dict[str, bytes]:
+    """Files of a sharded repo: ``config.json``, ``model.safetensors.index.json`` and one file per shard."""
+    files: dict[str, bytes] = {"config.json": json.dumps(config, indent=2).encode()}
+    weight_map: dict[str, str] = {}
+    total = 0
+    for number, tensors in enumerate(shards, start=1):
+        name = f"model-{number:05d}-of-{len(shards):05d}.safetensors"
+        files[name] = safetensors_file(tensors)
+        total += len(files[name]) - safetensors_header_end(files[name])
+        weight_map.update({tensor: name for tensor in tensors})
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    files["model.safetensors.index.json"] = json.dumps(index, indent=2).encode()
+    return files
+
+
 @dataclass
 class _Switches:
     chunk_size: int = DEFAULT_CHUNK_SIZE
@@ -131,6 +187,7 @@ class FakeHub:
         self.repos: dict[str, FakeRepo] = {}
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
+        self._served: list[ServedSpan] = []
         self._switches = _Switches()
         self._release = threading.Event()
         self._server = _Server(("127.0.0.1", 0), _Handler, self)
@@ -146,6 +203,22 @@ class FakeHub:
     def requests(self) -> list[RecordedRequest]:
         with self._lock:
             return list(self._requests)
+
+    @property
+    def served(self) -> list[ServedSpan]:
+        with self._lock:
+            return list(self._served)
+
+    def bytes_beyond_headers(self, repo_id: str) -> int:
+        """Bytes of tensor data (past each safetensors file's JSON header) served for ``repo_id`` so far."""
+        repo = self.repos[repo_id]
+        total = 0
+        for span in self.served:
+            if span.repo_id != repo_id or not span.path.endswith(".safetensors"):
+                continue
+            data_start = safetensors_header_end(repo.files[span.path].content)
+            total += max(0, span.end - max(span.start, data_start))
+        return total
 
     def requests_to(self, fragment: str, method: str | None = None) -> list[RecordedRequest]:
         return [r for r in self.requests if fragment in r.path and (method is None or r.method == method)]
@@ -163,6 +236,7 @@ class FakeHub:
         """Back to the two default repos, normal speed, no recorded requests; wakes any stalled download."""
         with self._lock:
             self._requests.clear()
+            self._served.clear()
             self._switches = _Switches()
             self._release.set()
             self._release = threading.Event()
@@ -209,6 +283,10 @@ class FakeHub:
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
             self._requests.append(request)
+
+    def _record_served(self, span: ServedSpan) -> None:
+        with self._lock:
+            self._served.append(span)
 
     def _take_switches(self) -> tuple[_Switches, threading.Event, bool]:
         """A snapshot of the switches for one body, consuming one drop if armed."""
@@ -316,6 +394,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(end - start + 1 if file.size else 0))
         self.end_headers()
         if not head:
+            if file.size:
+                hub._record_served(ServedSpan(repo_id, filename, start, end + 1))
             self._send_body(hub, file.content[start:end + 1])
 
     def _parse_range(self, size: int) -> tuple[int, int] | None:
@@ -471,6 +551,7 @@ def fake_hf(fake_hf_server: FakeHub) -> Iterator[FakeHub]:
 
 
 __all__ = [
-    "GATED_REPO", "PUBLIC_REPO", "FakeFile", "FakeHub", "FakeRepo", "RecordedRequest",
-    "fake_hf", "fake_hf_server", "tiny_model_files", "tiny_safetensors",
+    "GATED_REPO", "PUBLIC_REPO", "SAFETENSORS_DTYPE_SIZES", "FakeFile", "FakeHub", "FakeRepo", "RecordedRequest",
+    "ServedSpan", "fake_hf", "fake_hf_server", "safetensors_file", "safetensors_header_end",
+    "sharded_safetensors_repo", "tiny_model_files", "tiny_safetensors",
 ]

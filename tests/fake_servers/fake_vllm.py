@@ -6,7 +6,9 @@
 
 The container runs ``vllm serve MODEL --port 8000 --max-model-len N`` (the argv the vLLM driver builds), published
 on 127.0.0.1:<port>, labelled with the test session so clean-up removes it. Switches (env): FAKE_VLLM_DELAY_S,
-FAKE_VLLM_CRASH=oom|gpu-util|401|nogpu, FAKE_VLLM_RESTART_LOOP=1, FAKE_VLLM_EXIT_AFTER_S (see the script).
+FAKE_VLLM_CRASH=oom|gpu-util|401|nogpu, FAKE_VLLM_RESTART_LOOP=1, FAKE_VLLM_EXIT_AFTER_S; for ``status``:
+FAKE_VLLM_HEALTH=503, FAKE_VLLM_HANG=1, FAKE_VLLM_METRICS=deprecated|garbage, FAKE_VLLM_PROMPT_TPS /
+FAKE_VLLM_GEN_TPS (see the script). ``/metrics`` speaks vLLM's metric names; its token counters grow with time.
 
 :class:`EngineTarget` is a :class:`~nemoclaw_runtime.runtimes.server.readiness.ReadinessTarget` over the real
 ``DockerEngine``, for readiness tests against real containers.

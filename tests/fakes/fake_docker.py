@@ -22,17 +22,18 @@ from nemoclaw_runtime.kernel.errors import (
     DockerUnavailable,
     ImageNotFound,
     NameTaken,
+    NemoclawError,
     NoSuchContainer,
-    PortInUse,
-    PreflightRefused,
     RegistryAuthFailed,
 )
-from nemoclaw_runtime.runtimes.docker.port import ContainerInfo, ContainerState
-from nemoclaw_runtime.runtimes.docker.spec import ContainerSpec, image_repository
+from nemoclaw_runtime.runtimes.docker.port import ContainerInfo, ContainerState, StoredLogin
+from nemoclaw_runtime.runtimes.docker.spec import ContainerSpec, image_repository, split_reference
 
 WRITE_CALLS = frozenset({"create_container", "start_container", "stop_container", "remove_container", "tag_image",
                          "pull_stream", "login"})
 FOLLOW_MAX_WAIT_S = 10.0  # a follow never blocks a test longer than this
+#: The remedy the adapter gives an engine error it has no special case for (adapter._ENGINE_ERROR).
+_ENGINE_ERROR_REMEDY = "see the engine's explanation above; `docker info` shows the engine's state"
 
 
 @dataclass
@@ -54,6 +55,7 @@ class FakeContainer:
     restart_policy: str | None = None
     logs: list[str] = field(default_factory=list)
     spec: ContainerSpec | None = None  # what create_container received (None for containers made by helpers)
+    pids: list[int] = field(default_factory=list)  # what container_pids (`docker top`) answers while running
 
     def info(self) -> ContainerInfo:
         state = ContainerState(status=self.status, exit_code=self.exit_code, restart_count=self.restart_count,
@@ -100,6 +102,7 @@ class FakeDocker:
         self.engine_up = True
         self.valid_logins: dict[str, tuple[str, str]] | None = None  # registry -> (user, password); None accepts all
         self.logins: list[tuple[str, str]] = []  # (registry, username): never the password
+        self.stored_logins: dict[str, StoredLogin] = {}  # registry -> what the docker config holds for it
         self.start_failures: dict[str, Exception] = {}  # container name -> raised by its next start
         self._pulls: dict[tuple[str, str], tuple[list[Mapping[str, Any]], str | None]] = {}
         self.closed = False
@@ -203,8 +206,13 @@ class FakeDocker:
             attrs = self._find_image(source_ref)
             if attrs is None:
                 raise ImageNotFound(f"No such image: {source_ref}")
-            if target_ref not in attrs["RepoTags"]:
-                attrs["RepoTags"].append(target_ref)
+            repository, tag = split_reference(target_ref)
+            target = f"{repository}:{tag}"
+            for other in self.images.values():  # the engine moves a name; it never sits on two images
+                if other is not attrs and target in other["RepoTags"]:
+                    other["RepoTags"].remove(target)
+            if target not in attrs["RepoTags"]:
+                attrs["RepoTags"].append(target)
 
     def login(self, registry: str, username: str, password: str) -> None:
         with self._guard:
@@ -212,6 +220,11 @@ class FakeDocker:
             if self.valid_logins is not None and self.valid_logins.get(registry) != (username, password):
                 raise RegistryAuthFailed(f"login to {registry} failed: unauthorized")
             self.logins.append((registry, username))
+
+    def stored_credentials(self, registry: str) -> StoredLogin | None:
+        """The docker config's login (set up through ``stored_logins``); like the adapter, no engine call."""
+        with self._guard:
+            return self.stored_logins.get(registry)
 
     # --- containers ------------------------------------------------------------------------------------------------
 
@@ -228,7 +241,7 @@ class FakeDocker:
                 f"{p.container_port}/{p.protocol}": ((p.host_ip, p.host_port),) for p in spec.ports}
             container = FakeContainer(id=uuid.uuid4().hex + uuid.uuid4().hex, name=spec.name, image=spec.image_ref,
                                       labels=dict(spec.labels), created=self._timestamp(), ports=ports,
-                                      restart_policy=spec.restart_policy, spec=spec)
+                                      exit_code=0, restart_policy=spec.restart_policy, spec=spec)
             self.containers[container.id] = container
             return container.id
 
@@ -263,7 +276,13 @@ class FakeDocker:
             taken = wanted & {b for bindings in other.ports.values() for b in bindings}
             if taken:
                 ip, port = min(taken)
-                raise PortInUse(f"Bind for {ip}:{port} failed: port is already allocated")
+                # The engine answers 500 and records the failure on the container, which stays "created";
+                # the adapter has no special case for it (tests/contract pins this).
+                text = (f"driver failed programming external connectivity on endpoint {container.name} "
+                        f"({uuid.uuid4().hex * 2}): Bind for {ip}:{port} failed: port is already allocated")
+                container.exit_code, container.error = 128, text
+                raise NemoclawError(f"Docker engine error while starting a container: {text}",
+                                    remedy=_ENGINE_ERROR_REMEDY, details={"status": 500})
 
     def inspect_container(self, name_or_id: str) -> ContainerInfo | None:
         with self._guard:
@@ -304,6 +323,12 @@ class FakeDocker:
             if finished and position >= len(container.logs):
                 return
 
+    def container_pids(self, name_or_id: str) -> list[int]:
+        with self._guard:
+            self._record("container_pids", name_or_id)
+            container = self._get(name_or_id)
+            return list(container.pids) if container.status == "running" else []
+
     def stop_container(self, name_or_id: str, *, timeout: float = 10) -> None:
         with self._guard:
             self._record("stop_container", name_or_id)
@@ -317,8 +342,10 @@ class FakeDocker:
             self._record("remove_container", name_or_id)
             container = self._get(name_or_id)
             if container.status in ("running", "restarting", "paused") and not force:
-                raise PreflightRefused(f"You cannot remove a running container {container.id}. Stop the container "
-                                       "before attempting removal or force remove")
+                # The engine answers 409 Conflict; the adapter's translation is a plain NemoclawError (exit 1).
+                raise NemoclawError(f"Docker engine error while removing a container: You cannot remove a running "
+                                    f"container {container.id}. Stop the container before attempting removal or "
+                                    "force remove", remedy=_ENGINE_ERROR_REMEDY, details={"status": 409})
             container.status = "removing"
             del self.containers[container.id]
             self._changed.notify_all()

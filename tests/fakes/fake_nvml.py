@@ -6,6 +6,7 @@
     nvml = FakeNvml(gpus, missing={"nvmlDeviceGetCudaComputeCapability"})  # symbol absent from the driver
     nvml = FakeNvml(gpus, absent={"nvmlDeviceGetMigMode"})             # function absent from the binding
     nvml = FakeNvml.from_snapshot(json.load(...))                      # a recorded machine, for record/replay
+    nvml = FakeNvml([FakeGpu("NVIDIA H100", processes=[(4242, 30000)])])  # pid 4242 holds 30000 MiB on GPU 0
 
 Errors are raised the way pynvml raises them: ``NVMLError(code)`` dispatches to the ``NVMLError_<Name>``
 subclass and carries ``.value``. Device calls before ``nvmlInit`` fail with "Uninitialized", as the real library
@@ -112,6 +113,8 @@ class FakeGpu:
     mig_mode: tuple[int, int] | None = None
     mig_devices: list[FakeMig] = field(default_factory=list)
     max_mig_devices: int = 7
+    #: Compute processes ``(pid, used MiB)``; ``None`` MiB is NVML's "not available" (pynvml gives ``None``).
+    processes: list[tuple[int, int | None]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,13 @@ class FakeNvml:
         if index not in self._mig_slots(gpu):
             raise NVMLError(NVML_ERROR_NOT_FOUND)  # an empty slot
         return _Handle(handle.gpu, index)
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: _Handle) -> list[SimpleNamespace]:
+        self._enter("nvmlDeviceGetComputeRunningProcesses")
+        if handle.mig_slot is not None:
+            return []
+        return [SimpleNamespace(pid=pid, usedGpuMemory=None if mib is None else mib * MIB, gpuInstanceId=0xFFFFFFFF,
+                                computeInstanceId=0xFFFFFFFF) for pid, mib in self._gpu(handle).processes]
 
     # --- helpers -------------------------------------------------------------------------------------------
 

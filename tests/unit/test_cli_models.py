@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from nemoclaw_runtime.cli import models as models_cli
+from nemoclaw_runtime import api
 from nemoclaw_runtime.cli.main import run
 from nemoclaw_runtime.registry.listing import HostView
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
+
+
+def _patch_host(monkeypatch: pytest.MonkeyPatch, host: HostView) -> None:
+    """The GPU detector the library uses answers with ``host``'s facts (an inventory-shaped stand-in)."""
+    inventory = SimpleNamespace(profile=host.gpu_profile, memory_budget_mib=host.memory_budget_mib,
+                                compute_constrained=host.compute_constrained, reason=host.reason,
+                                available_memory_mib=host.available_memory_mib)
+    monkeypatch.setattr(api, "detect_gpus", lambda settings=None: inventory)
 
 
 def _run(
@@ -111,7 +120,7 @@ def test_no_gpu_vllm_says_why_and_suggests_all(
 
 
 def test_nim_fit_against_budget(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(models_cli, "detect_host", lambda settings: HostView("linux-nvidia", 24576))
+    _patch_host(monkeypatch, HostView("linux-nvidia", 24576))
     doc = _json(capsys, monkeypatch, None, "--runtime", "nim")
     names = [e["name"] for e in doc["nim"]["entries"]]
     assert names == [
@@ -150,7 +159,7 @@ def test_ollama_uses_available_memory(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     host = HostView("linux-nvidia", 81920, available_memory_mib=28000)
-    monkeypatch.setattr(models_cli, "detect_host", lambda settings: host)
+    _patch_host(monkeypatch, host)
     entries = _json(capsys, monkeypatch, None, "--runtime", "ollama")["ollama"]["entries"]
     assert [(e["tag"], e["default"]) for e in entries] == [
         ("qwen3.5:9b", False),
@@ -186,7 +195,17 @@ def test_bad_runtime_is_usage_error(
 ) -> None:
     code, _, err = _run(capsys, monkeypatch, "dgx_spark", "--runtime", "tgi")
     assert code == 2
-    assert "tgi" in err
+    assert err.splitlines() == ["Error: Unknown runtime 'tgi'", "  fix: use one of: vllm, nim, ollama"]
+    code, out, _ = _run(capsys, monkeypatch, "dgx_spark", "--runtime", "tgi", "--json")
+    assert code == 2 and json.loads(out)["error"] == "InvalidInput"
+
+
+def test_the_library_refuses_an_unknown_runtime_too() -> None:
+    from nemoclaw_runtime.kernel.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as caught:
+        api.models("tgi")
+    assert caught.value.exit_code == 2 and "vllm, nim, ollama" in (caught.value.remedy or "")
 
 
 def test_bad_snapshot_exits_2(

@@ -1,4 +1,5 @@
-"""``ps`` / ``stop`` / ``logs`` through the real CLI entry point, with FakeDocker behind the library."""
+"""``ps`` / ``stop`` / ``logs`` through the real CLI entry point, with FakeDocker behind the library (the one place
+the library opens the engine, ``runtimes/wiring.py``, hands out the fake)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from nemoclaw_runtime.cli.main import run
 from nemoclaw_runtime.kernel.settings import Settings
-from nemoclaw_runtime.runtimes.docker import containers
+from nemoclaw_runtime.runtimes import wiring
 from nemoclaw_runtime.runtimes.docker.containers import DockerContainerManager
 from nemoclaw_runtime.runtimes.docker.spec import LABEL_MODEL, ContainerSpec, PortBinding
 from tests.fakes.fake_docker import FakeDocker
@@ -22,7 +23,7 @@ IMAGE = "nvcr.io/nim/meta/llama:1.0"
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeDocker:
     docker = FakeDocker()
     docker.add_image(IMAGE, digest="sha256:" + "12" * 32)
-    monkeypatch.setattr(containers, "_connect", lambda settings: docker)
+    monkeypatch.setattr(wiring, "open_docker", lambda settings: docker)
     return docker
 
 
@@ -106,6 +107,35 @@ def test_stop_all_by_runtime(fake: FakeDocker, capsys: pytest.CaptureFixture[str
 @pytest.mark.parametrize("args", [["stop"], ["stop", "a", "--all"]])
 def test_stop_needs_names_or_all(fake: FakeDocker, args: list[str]) -> None:
     assert run(args) == 2
+
+
+def test_stop_unloads_the_models_of_a_managed_ollama_first(fake: FakeDocker,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.fake_servers.fake_ollama import FakeOllama
+
+    with FakeOllama(models=["qwen3.5:9b"]) as ollama:
+        start(fake, "nemoclaw-ollama", runtime="ollama", port=ollama.port)
+        ollama.loaded.add("qwen3.5:9b")
+        assert run(["stop", "nemoclaw-ollama", "--json"]) == 0
+        assert ollama.loaded == set()
+    assert [r.body for r in ollama.requests if r.path == "/api/generate"] == [{"model": "qwen3.5:9b", "keep_alive": 0}]
+    assert json.loads(capsys.readouterr().out) == {"stopped": ["nemoclaw-ollama"]}
+    assert fake.containers == {}
+
+
+@pytest.mark.parametrize("args", [["ps", "--runtime", "bogus"], ["stop", "--all", "--runtime", "bogus"],
+                                  ["stop", "nemoclaw-nim-a", "--runtime", "bogus"]])
+def test_an_unknown_runtime_is_exit_2_and_touches_nothing(fake: FakeDocker, capsys: pytest.CaptureFixture[str],
+                                                          args: list[str]) -> None:
+    start(fake, "nemoclaw-nim-a")
+    assert run(args) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["Error: Unknown runtime 'bogus'", "  fix: use one of: vllm, nim, ollama"]
+    assert run([*args, "--json"]) == 2
+    document = json.loads(capsys.readouterr().out)
+    assert document["error"] == "InvalidInput" and document["exit_code"] == 2 and "vllm" in document["remedy"]
+    assert [c for c in fake.calls if c[0] in ("stop_container", "remove_container")] == []
+    assert fake.inspect_container("nemoclaw-nim-a").state.running  # type: ignore[union-attr]
 
 
 def test_logs_tail(fake: FakeDocker, capsys: pytest.CaptureFixture[str]) -> None:

@@ -100,3 +100,38 @@ def test_a_one_letter_name_is_refused_as_docker_would(capsys: pytest.CaptureFixt
     monkeypatch.setenv("NEMOCLAW_GPU_SNAPSHOT", str(FIXTURES / "h100_x8.json"))
     assert run(["up", "vllm", "--name", "a", "--dry-run"]) == 2
     assert "Invalid --name 'a'" in capsys.readouterr().err
+
+
+def test_up_hands_its_masked_prompt_to_the_library(capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI never asks by itself: the library decides when to call the prompt it is given."""
+    from nemoclaw_runtime import api
+    from nemoclaw_runtime.cli import up as up_cli
+    from nemoclaw_runtime.kernel.errors import DockerUnavailable
+
+    asked: list[str] = []
+
+    def ask(label: str) -> str:
+        asked.append(label)
+        return "nvapi-typed"
+
+    seen: dict[str, object] = {}
+
+    def fake_up(runtime: str, **kw: object) -> None:
+        seen.update(runtime=runtime, **kw)
+        raise DockerUnavailable("engine down (test)", remedy="start it")
+
+    monkeypatch.setattr(up_cli, "masked_prompt_if_interactive", lambda: ask)
+    monkeypatch.setattr(api, "up", fake_up)
+    assert run(["up", "nim", "--model", "m"]) == 3
+    assert seen["runtime"] == "nim" and seen["model"] == "m" and seen["prompt_secret"] is ask
+    assert asked == []
+    assert "engine down (test)" in capsys.readouterr().err
+
+
+def test_unknown_runtime_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["up", "podman", "--dry-run"]) == 2
+    assert capsys.readouterr().err.splitlines() == ["Error: Unknown runtime 'podman'",
+                                                    "  fix: use one of: vllm, nim, ollama"]
+    assert run(["up", "podman", "--json"]) == 2
+    assert json.loads(capsys.readouterr().out)["error"] == "InvalidInput"

@@ -436,9 +436,11 @@ def test_negative_tail_is_invalid(fake: FakeDocker, settings: Settings) -> None:
 # --- connecting -----------------------------------------------------------------------------------------------------
 
 
-def test_without_a_port_the_functions_connect_and_close(fake: FakeDocker, settings: Settings,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from nemoclaw_runtime.runtimes.docker import containers
+def test_without_a_port_the_library_connects_once_per_call_and_closes(fake: FakeDocker, settings: Settings,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The module functions need a port; ``nemoclaw_runtime.api`` opens one through ``runtimes/wiring.py``."""
+    from nemoclaw_runtime import api
+    from nemoclaw_runtime.runtimes import wiring
 
     connected: list[Settings] = []
 
@@ -447,16 +449,16 @@ def test_without_a_port_the_functions_connect_and_close(fake: FakeDocker, settin
         fake.closed = False
         return fake
 
-    monkeypatch.setattr(containers, "_connect", connect)
+    monkeypatch.setattr(wiring, "open_docker", connect)
     DockerContainerManager(fake, settings).ensure_running(make_spec(), events=Recorder())
-    assert [v.name for v in list_managed(settings)] == ["nemoclaw-vllm"] and fake.closed
-    lines = managed_logs(settings, "nemoclaw-vllm", tail=5)
+    assert [v.name for v in api.list_managed(settings=settings)] == ["nemoclaw-vllm"] and fake.closed
+    lines = api.logs("nemoclaw-vllm", tail=5, settings=settings)
     assert not fake.closed
     assert list(lines) == [] and fake.closed
     with pytest.raises(NoSuchContainer):
-        managed_logs(settings, "ghost", tail=5)
+        api.logs("ghost", tail=5, settings=settings)
     assert fake.closed
-    assert stop_managed(settings, all=True) == ["nemoclaw-vllm"] and fake.closed
+    assert api.stop(all=True, settings=settings) == ["nemoclaw-vllm"] and fake.closed
     assert connected == [settings] * 4
 
 

@@ -260,30 +260,52 @@ def test_a_broken_stream_is_a_transient_download_failure() -> None:
 # --- docker config credentials (auths, credHelpers) -------------------------------------------------------------
 
 
-def test_registry_credentials_from_a_credential_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def engine_with_config(tmp_path: Path, document: dict[str, Any]) -> DockerEngine:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(document))
+    return DockerEngine(SimpleNamespace(api=None), docker_config_path=config)  # type: ignore[arg-type]
+
+
+def test_stored_credentials_from_a_credential_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     helper = tmp_path / "bin" / "docker-credential-unittest"
     helper.parent.mkdir()
     helper.write_text('#!/bin/sh\nread server\necho \'{"ServerURL":"\'$server\'","Username":"$oauthtoken",'
                       '"Secret":"from-helper-key"}\'\n')
     helper.chmod(0o755)
     monkeypatch.setenv("PATH", f"{helper.parent}:{os.environ['PATH']}")
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({"credHelpers": {"nvcr.io": "unittest"}}))
-    engine = DockerEngine(SimpleNamespace(api=None), docker_config_path=config)  # type: ignore[arg-type]
+    engine = engine_with_config(tmp_path, {"credHelpers": {"nvcr.io": "unittest"}})
 
-    found = engine.registry_credentials("nvcr.io")
+    found = engine.stored_credentials("nvcr.io")
 
-    assert found is not None and found[0] == "$oauthtoken" and found[1].reveal() == "from-helper-key"
-    assert engine.registry_credentials("other.io") is None
+    assert found is not None and found.readable and found.username == "$oauthtoken"
+    assert found.password is not None and found.password.reveal() == "from-helper-key"
+    assert engine.stored_credentials("other.io") is None
 
 
-def test_registry_credentials_from_an_inline_auth_and_a_missing_config(tmp_path: Path) -> None:
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({"auths": {"127.0.0.1:5000": {"auth": "dXNlcjpwYXNz"}}}))  # user:pass
-
-    found = DockerEngine(SimpleNamespace(api=None), docker_config_path=config).registry_credentials(  # type: ignore
-        "127.0.0.1:5000")
+def test_stored_credentials_from_an_inline_auth_and_a_missing_config(tmp_path: Path) -> None:
+    found = engine_with_config(tmp_path, {"auths": {"127.0.0.1:5000": {"auth": "dXNlcjpwYXNz"}}}).stored_credentials(
+        "127.0.0.1:5000")  # user:pass
     missing = DockerEngine(SimpleNamespace(api=None),  # type: ignore[arg-type]
-                           docker_config_path=tmp_path / "absent.json").registry_credentials("127.0.0.1:5000")
+                           docker_config_path=tmp_path / "absent.json").stored_credentials("127.0.0.1:5000")
 
-    assert found is not None and (found[0], found[1].reveal()) == ("user", "pass") and missing is None
+    assert found is not None and found.password is not None
+    assert (found.username, found.password.reveal()) == ("user", "pass") and missing is None
+
+
+@pytest.mark.parametrize(("document", "logged_in", "readable"), [
+    ({"credHelpers": {"nvcr.io": "absent-helper"}}, True, False),  # a helper that cannot run: a login all the same
+    ({"auths": {"nvcr.io": {"auth": "eDp5"}}}, True, True),  # x:y
+    ({"auths": {"https://nvcr.io": {"auth": "eDp5"}}}, True, True),
+    ({"auths": {"https://nvcr.io/v2/": {"auth": "eDp5"}}}, True, True),
+    ({"auths": {"nvcr.io": {"identitytoken": "t0ken"}}}, True, False),
+    ({"auths": {"nvcr.io": {}}, "credsStore": "absent-store"}, True, False),
+    ({"auths": {"nvcr.io": {}}}, False, False),
+    ({"auths": {"docker.io": {"auth": "eDp5"}}}, False, False),
+    ({}, False, False),
+])
+def test_stored_credentials_say_logged_in_like_nemoclaw(tmp_path: Path, document: dict[str, Any], logged_in: bool,
+                                                        readable: bool) -> None:
+    found = engine_with_config(tmp_path, document).stored_credentials("nvcr.io")
+
+    assert (found is not None) is logged_in
+    assert (found is not None and found.readable) is readable

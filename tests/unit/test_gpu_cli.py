@@ -24,7 +24,7 @@ def test_human_output_for_a_dgx_spark(monkeypatch: pytest.MonkeyPatch, capsys: p
     assert run(["gpus"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "NVIDIA GPU detected (NVIDIA GB10, 121000 MB)"
-    assert "Host profile: dgx-spark (unified memory: GPU budget = host memory 121000 MB)" in lines
+    assert "Host profile: dgx-spark (unified memory: GPU budget = host memory 118 GiB)" in lines
 
 
 def test_human_output_for_mixed_gpus(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

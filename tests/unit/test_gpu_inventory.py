@@ -126,7 +126,7 @@ def test_dgx_spark_uses_host_memory_as_the_gpu_budget() -> None:
     assert inv.total_vram_mib == inv.memory_budget_mib == 121000
     assert inv.available_memory_mib == 109250
     assert inv.summary_lines == ("NVIDIA GPU detected (NVIDIA GB10, 121000 MB)",)
-    assert inv.profile_line == "Host profile: dgx-spark (unified memory: GPU budget = host memory 121000 MB)"
+    assert inv.profile_line == "Host profile: dgx-spark (unified memory: GPU budget = host memory 118 GiB)"
     assert inv.gpus[0].compute_capability_sm == 121
     assert has_usable_gpu(inv)
 
@@ -178,7 +178,7 @@ def test_dgx_station_fixture_sums_mixed_gpus() -> None:
         "    - NVIDIA GB300 (284208 MB)",
         "    - NVIDIA RTX PRO 6000 Blackwell Workstation Edition (97887 MB)",
     )
-    assert inv.profile_line == "Host profile: dgx-station (GPU budget = 382095 MB VRAM)"
+    assert inv.profile_line == "Host profile: dgx-station (GPU budget = 373 GiB VRAM)"
 
 
 def test_jetson_is_unified_and_compute_constrained() -> None:
@@ -329,7 +329,7 @@ def test_mig_enabled_without_instances_is_not_usable() -> None:
 def test_summary_one_name_several_gpus() -> None:
     inv = detect([h100(), h100()])
     assert inv.summary_lines == ("NVIDIA GPU detected (2x NVIDIA H100 80GB HBM3, 163840 MB)",)
-    assert inv.profile_line == "Host profile: linux-nvidia (GPU budget = 163840 MB VRAM)"
+    assert inv.profile_line == "Host profile: linux-nvidia (GPU budget = 160 GiB VRAM)"
 
 
 def test_summary_mixed_names_prefix_every_group_when_one_repeats() -> None:
@@ -359,7 +359,7 @@ def test_summary_with_blank_names() -> None:
 def test_human_lines_end_with_profile_and_driver() -> None:
     lines = GpuInventory.from_snapshot(load("dgx_spark")).human_lines()
     assert lines[0] == "NVIDIA GPU detected (NVIDIA GB10, 121000 MB)"
-    assert lines[-2:] == ["Host profile: dgx-spark (unified memory: GPU budget = host memory 121000 MB)",
+    assert lines[-2:] == ["Host profile: dgx-spark (unified memory: GPU budget = host memory 118 GiB)",
                           "NVIDIA driver: 580.95.05"]
 
 

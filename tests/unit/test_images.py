@@ -22,6 +22,7 @@ from nemoclaw_runtime.kernel.errors import (
 from nemoclaw_runtime.kernel.events import Event, Info, Progress
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes.docker.manifests import BasicCredentials, ImageRef, ManifestResolution
+from nemoclaw_runtime.runtimes.docker.port import StoredLogin
 from nemoclaw_runtime.runtimes.transfer.image_pull import DockerImageStore
 from tests.fakes.clock import FakeClock
 from tests.fakes.fake_docker import FakeDocker
@@ -320,10 +321,8 @@ def test_nvcr_without_any_login_is_refused_before_the_registry_is_asked(tmp_path
 
 
 def test_a_docker_login_we_cannot_read_lets_the_engine_pull_by_tag(tmp_path: Path) -> None:
-    config = tmp_path / ".docker" / "config.json"
-    config.parent.mkdir(parents=True)
-    config.write_text('{"auths": {"nvcr.io": {}}, "credsStore": "desktop"}')  # logged in, through a store
     fake = FakeDocker()
+    fake.stored_logins["nvcr.io"] = StoredLogin()  # logged in, through a store we cannot read
     fake.script_pull("nvcr.io/nvidia/vllm", "1", PULL_EVENTS)
     resolver = Resolver(RegistryAuthFailed("401", details={"anonymous": True}))
 

@@ -48,8 +48,13 @@ def test_human_output(calls: list[dict[str, Any]]) -> None:
     assert calls[0]["save_login"] is True
 
 
-def test_unknown_runtime_is_a_usage_error() -> None:
-    assert CliRunner().invoke(pull, ["podman"]).exit_code == 2
+def test_unknown_runtime_is_a_usage_error(calls: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:
+    from nemoclaw_runtime.cli.main import run
+
+    assert run(["pull", "podman"]) == 2
+    assert capsys.readouterr().err.splitlines() == ["Error: Unknown runtime 'podman'",
+                                                    "  fix: use one of: vllm, nim, ollama"]
+    assert calls == []
 
 
 def test_errors_leave_through_the_cli_with_their_exit_code(monkeypatch: pytest.MonkeyPatch,

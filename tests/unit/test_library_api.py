@@ -276,3 +276,121 @@ def test_options_and_selection_serialise(settings: Settings) -> None:
     assert json.loads(json.dumps(menu.to_dict()))["suggested"] == "install-vllm"
     assert json.loads(json.dumps(choice.to_dict()))["model"] == "nemotron-3-nano-4b"
     assert TOKEN not in json.dumps(menu.to_dict())
+
+
+# --- one front door: api.* with injected collaborators ------------------------------------------------------------
+
+
+class UnreachableDocker(FakeDocker):
+    """An engine that refuses the first call ``up`` makes after the plan: whatever follows the plan never runs."""
+
+    def ping(self) -> None:
+        super().ping()
+        raise errors.DockerUnavailable("engine down (test)", remedy="start it")
+
+
+@pytest.fixture
+def no_engine_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt by the library to open a real engine fails the test."""
+    from nemoclaw_runtime.runtimes import wiring
+
+    def refuse(settings: Settings) -> FakeDocker:
+        raise AssertionError("the library opened an engine of its own")
+
+    monkeypatch.setattr(wiring, "open_docker", refuse)
+
+
+def test_list_managed_uses_the_given_engine_and_leaves_it_open(settings: Settings, no_engine_of_its_own: None) -> None:
+    from nemoclaw_runtime import api
+
+    docker = FakeDocker()
+    docker.add_foreign_container("theirs")
+    assert api.list_managed(settings=settings, docker=docker) == []
+    assert [c[0] for c in docker.calls] == ["list_containers"]  # it asked the fake, not a real engine
+    assert not docker.closed
+
+
+def test_stop_unloads_the_models_of_a_managed_ollama_first(settings: Settings, no_engine_of_its_own: None) -> None:
+    """The library's ``stop`` does what ``nemoclaw-runtime stop`` does: Ollama hands its GPU memory back first."""
+    from nemoclaw_runtime import api
+    from nemoclaw_runtime.runtimes.drivers.contract import make_request
+    from nemoclaw_runtime.runtimes.drivers.ollama import OllamaDriver
+    from tests.fake_servers.fake_ollama import FakeOllama
+
+    docker = FakeDocker()
+    events: list[Event] = []
+    with FakeOllama(models=["qwen3.5:9b"]) as ollama, httpx.Client(trust_env=False) as http:
+        the_plan = OllamaDriver().plan(make_request("ollama", port=ollama.port), settings, inventory())
+        docker.add_image(the_plan.spec.image, digest=DIGEST)
+        DockerContainerManager(docker, settings).ensure_running(the_plan.spec)
+        ollama.loaded.add("qwen3.5:9b")
+        stopped = api.stop([the_plan.spec.name], settings=settings, events=events.append, docker=docker, http=http)
+        assert stopped == [the_plan.spec.name] and ollama.loaded == set() and docker.containers == {}
+        assert not http.is_closed  # given, so left open
+    assert [r.body for r in ollama.requests if r.path == "/api/generate"] == [{"model": "qwen3.5:9b", "keep_alive": 0}]
+    assert any(isinstance(e, Info) and e.message.startswith("Unloaded qwen3.5:9b") for e in events)
+    assert not docker.closed
+
+
+@pytest.mark.parametrize("call", [
+    lambda api, s: api.list_managed(runtime="bogus", settings=s, docker=FakeDocker()),
+    lambda api, s: api.stop(all=True, runtime="bogus", settings=s, docker=FakeDocker()),
+    lambda api, s: api.plan("bogus", settings=s, inventory=inventory()),
+    lambda api, s: api.up("bogus", settings=s, inventory=inventory(), docker=FakeDocker()),
+    lambda api, s: api.pull("bogus", settings=s, inventory=inventory(), docker=FakeDocker()),
+    lambda api, s: api.models("bogus", settings=s, inventory=inventory()),
+    lambda api, s: api.status(runtime="bogus", settings=s, docker=FakeDocker()),
+    lambda api, s: api.watch_status(runtime="bogus", settings=s, docker=FakeDocker()),
+], ids=["list_managed", "stop", "plan", "up", "pull", "models", "status", "watch_status"])
+def test_an_unknown_runtime_is_invalid_input(settings: Settings, no_engine_of_its_own: None,
+                                             call: Callable[[Any, Settings], Any]) -> None:
+    from nemoclaw_runtime import api
+
+    with pytest.raises(errors.InvalidInput) as caught:
+        call(api, settings)
+    assert caught.value.exit_code == 2
+    assert caught.value.message == "Unknown runtime 'bogus'" and caught.value.remedy == "use one of: vllm, nim, ollama"
+
+
+def _nim_settings(tmp_path: Path) -> Settings:
+    return Settings.from_env({"HOME": str(tmp_path), "NEMOCLAW_STATE_DIR": str(tmp_path / "state")})
+
+
+def test_up_asks_the_prompt_callback_for_a_missing_nim_key(tmp_path: Path, no_engine_of_its_own: None) -> None:
+    from nemoclaw_runtime import api
+
+    asked: list[str] = []
+
+    def prompt(label: str) -> str:
+        asked.append(label)
+        return " nvapi-typed-at-the-prompt "
+
+    docker = UnreachableDocker()
+    with httpx.Client(transport=httpx.MockTransport(never_answers)) as http, \
+            pytest.raises(errors.DockerUnavailable):  # the plan accepted the key; the (fake) engine is down
+        api.up("nim", settings=_nim_settings(tmp_path), inventory=inventory(), prompt_secret=prompt, docker=docker,
+               http=http, clock=SystemClock())
+    assert asked == ["  NGC API Key: "]
+    assert ("ping", "") in docker.calls and not docker.closed
+
+
+def test_up_never_prompts_by_itself(tmp_path: Path, no_engine_of_its_own: None,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from nemoclaw_runtime import api
+
+    monkeypatch.setattr("sys.stdin", None)  # reading stdin would fail loudly
+    docker = UnreachableDocker()
+    with pytest.raises(errors.MissingToken):
+        api.up("nim", settings=_nim_settings(tmp_path), inventory=inventory(), docker=docker)
+    assert docker.calls == []  # refused at the plan, before the engine
+
+
+def test_up_does_not_ask_when_the_settings_hold_a_key(tmp_path: Path, no_engine_of_its_own: None) -> None:
+    from nemoclaw_runtime import api
+
+    def prompt(label: str) -> str:
+        raise AssertionError("asked although a key was set")
+
+    settings = Settings.from_env({"HOME": str(tmp_path), "NGC_API_KEY": "nvapi-from-env"})
+    with pytest.raises(errors.DockerUnavailable):
+        api.up("nim", settings=settings, inventory=inventory(), prompt_secret=prompt, docker=UnreachableDocker())

@@ -68,7 +68,7 @@ def test_h100_x8_default_plan_is_exact() -> None:
     assert all(isinstance(value, Secret) and value.reveal() == KEY for _, value in spec.env)
     assert the_plan.ready_timeout_s == 1200 and the_plan.base_url == "http://127.0.0.1:8000/v1"
     assert the_plan.token_variable == "NGC_API_KEY" and the_plan.prefetch is False
-    assert "652472 MiB" in the_plan.checks[0].detail  # 8 × 81559: the summed VRAM
+    assert "this host 637 GiB" in the_plan.checks[0].detail  # 8 × 81559 MiB: the summed VRAM
 
 
 def test_spark_uses_the_unified_memory_budget() -> None:
@@ -95,7 +95,7 @@ def test_a_model_too_big_for_the_gpu_is_refused_naming_the_shortfall(how: str) -
             plan(SMALL, env={"NEMOCLAW_MODEL": wanted})
     error = raised.value
     assert error.exit_code == 3
-    assert "16384 MiB" in error.message and "12282 MiB" in error.message and wanted in error.message
+    assert "16.0 GiB" in error.message and "12.0 GiB" in error.message and wanted in error.message
     assert error.details["min_vram_mib"] == 16384 and error.details["budget_mib"] == 12282
     assert error.remedy
 
@@ -270,7 +270,7 @@ def test_up_nim_refuses_a_model_too_big_before_touching_docker(tmp_path: Path, m
     code, doc, err = cli_json(["up", "nim"], capsys)
 
     assert code == 3 and doc["error"] == "InsufficientResources"
-    assert "81920 MiB" in doc["message"] and "62841 MiB" in doc["message"]
+    assert "80.0 GiB" in doc["message"] and "61.4 GiB" in doc["message"]
     assert KEY not in json.dumps(doc) + err
 
 

@@ -97,7 +97,7 @@ def test_a_stall_with_repeated_lines_is_detected_on_the_fake_clock(http: httpx.C
     assert error.details["digest"] == stuck and stuck in error.message
     assert error.details["completed_bytes"] == 1_500 and error.details["total_bytes"] == 3_000
     assert error.details["window_s"] == 120.0 and error.details["phase"] == "bytes"
-    assert "1.5 kB" in error.message and "NEMOCLAW_PULL_STALL_TIMEOUT" in (error.remedy or "")
+    assert "1.5 KiB of 2.9 KiB" in error.message and "NEMOCLAW_PULL_STALL_TIMEOUT" in (error.remedy or "")
 
 
 def test_a_silent_stall_is_detected_in_real_time(http: httpx.Client, fake: FakeOllama) -> None:

@@ -13,13 +13,13 @@ from nemoclaw_runtime.kernel.errors import AccessDenied, MissingToken, RegistryA
 from nemoclaw_runtime.kernel.events import Event, Warning
 from nemoclaw_runtime.kernel.secret import Secret
 from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.runtimes.docker.port import StoredLogin
 from nemoclaw_runtime.runtimes.docker.registry_login import (
     RegistryCredentials,
-    config_has_credentials,
+    docker_config_credentials,
     login_command,
     obtain_credentials,
     save_docker_login,
-    stored_credentials,
 )
 
 GOOD, BAD = "nvapi-good-key-0123456789", "nvapi-bad-key-9876543210"
@@ -49,38 +49,17 @@ def write_config(tmp_path: Path, document: dict[str, object]) -> Path:
     return path
 
 
-def test_inline_docker_config_login_is_used_as_is(tmp_path: Path) -> None:
-    auth = base64.b64encode(f"$oauthtoken:{GOOD}".encode()).decode()
-    write_config(tmp_path, {"auths": {"https://nvcr.io": {"auth": auth}}})
-
-    found = stored_credentials(REGISTRY, settings(tmp_path))
+def test_a_readable_docker_config_login_is_used_as_is() -> None:
+    found = docker_config_credentials(REGISTRY, StoredLogin("$oauthtoken", Secret(GOOD)))
 
     assert found is not None and (found.username, found.password.reveal(), found.source) == \
         ("$oauthtoken", GOOD, "docker-config")
     assert GOOD not in repr(found)
 
 
-def test_an_adapter_resolver_wins_for_helpers_and_stores(tmp_path: Path) -> None:
-    class Port:
-        def registry_credentials(self, registry: str) -> tuple[str, Secret] | None:
-            return ("helper-user", Secret("from-helper")) if registry == REGISTRY else None
-
-    found = stored_credentials(REGISTRY, settings(tmp_path), Port())
-    assert found is not None and found.username == "helper-user"
-    assert stored_credentials("other.io", settings(tmp_path), Port()) is None
-
-
-@pytest.mark.parametrize(("document", "expected"), [
-    ({"credHelpers": {"nvcr.io": "secretservice"}}, True),
-    ({"auths": {"nvcr.io": {"auth": "eDp5"}}}, True),
-    ({"auths": {"https://nvcr.io": {"auth": "eDp5"}}}, True),
-    ({"auths": {"nvcr.io": {}}, "credsStore": "desktop"}, True),
-    ({"auths": {"nvcr.io": {}}}, False),
-    ({"auths": {"docker.io": {"auth": "eDp5"}}}, False),
-    ({}, False),
-])
-def test_config_has_credentials_like_nemoclaw(document: dict[str, object], expected: bool) -> None:
-    assert config_has_credentials(document, REGISTRY) is expected
+@pytest.mark.parametrize("stored", [None, StoredLogin(), StoredLogin("user", None)])
+def test_no_login_or_one_only_the_engine_can_read_gives_no_credentials(stored: StoredLogin | None) -> None:
+    assert docker_config_credentials(REGISTRY, stored) is None
 
 
 @pytest.mark.parametrize("variable", ["NGC_API_KEY", "NVIDIA_INFERENCE_API_KEY", "NVIDIA_API_KEY"])

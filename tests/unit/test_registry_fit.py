@@ -119,7 +119,7 @@ def test_nim_lookup(registry: Registry, text: str) -> None:
 def test_nim_unknown_and_too_big(registry: Registry) -> None:
     with pytest.raises(UnknownModel, match=r"^Unsupported NEMOCLAW_MODEL='x' for NIM\. Recognised values: "):
         registry.resolve_nim_model("x", budget_mib=100000)
-    with pytest.raises(InsufficientResources, match="needs at least 81920 MiB"):
+    with pytest.raises(InsufficientResources, match="needs at least 80.0 GiB"):
         registry.resolve_nim_model("llama-3.1-nemotron-70b-instruct", budget_mib=40960)
 
 

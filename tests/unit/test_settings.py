@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import dataclasses
+import re
+from pathlib import Path
+
 import pytest
 
 from nemoclaw_runtime.kernel.errors import InvalidSetting
+from nemoclaw_runtime.kernel.names import APIS, HF_TOKEN_VARIABLES, NGC_KEY_VARIABLES, PROVIDERS
 from nemoclaw_runtime.kernel.secret import Secret
-from nemoclaw_runtime.kernel.settings import CATALOGUE, Settings
+from nemoclaw_runtime.kernel.settings import BY_VARIABLE, CATALOGUE, Setting, Settings
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+NOT_SETTINGS = {"environ", "warnings"}  # what a Settings was read from, and the lenient variables' complaints
 
 
 def test_defaults_from_an_empty_mapping() -> None:
@@ -18,10 +26,51 @@ def test_defaults_from_an_empty_mapping() -> None:
     assert settings.warnings == ()
 
 
-def test_every_catalogue_field_exists_on_settings() -> None:
-    fields = set(Settings.__dataclass_fields__)
-    assert {s.field for s in CATALOGUE} <= fields
-    assert len({s.variable for s in CATALOGUE}) == len(CATALOGUE)
+def test_every_setting_is_declared_once_and_catalogued_once() -> None:
+    fields = [f for f in dataclasses.fields(Settings) if f.name not in NOT_SETTINGS]
+
+    assert [s.field for s in CATALOGUE] == [f.name for f in fields]  # one entry per field, in declaration order
+    assert len({s.variable for s in CATALOGUE}) == len(CATALOGUE)  # and one field per variable
+    for f in fields:
+        entry = next(s for s in CATALOGUE if s.field == f.name)
+        assert entry.default == f.default, f.name  # the default lives in one place: the field
+        assert entry.default == getattr(Settings(), f.name)
+    assert BY_VARIABLE["NEMOCLAW_VLLM_PORT"].field == "vllm_port"
+
+
+def test_secret_variables_are_the_token_lists() -> None:
+    assert {s.variable for s in CATALOGUE if s.secret} == {*HF_TOKEN_VARIABLES, *NGC_KEY_VARIABLES}
+    assert {s.variable for s in CATALOGUE if s.lenient} == {"NEMOCLAW_OLLAMA_PULL_TIMEOUT",
+                                                             "NEMOCLAW_LOCAL_INFERENCE_TIMEOUT"}
+
+
+def _readme_environment_rows() -> list[tuple[str, str, str]]:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## Environment\n", 1)[1].split("\n## ", 1)[0]
+    return [(m[1], m[2].strip(), m[3].strip())
+            for m in re.finditer(r"^\| `([A-Z_]+)` \|([^|]*)\|([^|]*)\|$", section, re.MULTILINE)]
+
+
+def _readme_default(setting: Setting) -> str:
+    default = setting.default
+    shown = "—" if default is None or default is False else f"{default:g}"
+    return f"{shown} (secret: never printed)" if setting.secret else shown
+
+
+def test_the_readme_environment_table_is_the_catalogue() -> None:
+    expected = [(s.variable, _readme_default(s), s.doc) for s in CATALOGUE]
+    assert _readme_environment_rows() == expected
+
+
+def test_replace_and_the_enumerated_choices() -> None:
+    settings = Settings().replace(vllm_port=9000)
+    assert settings.vllm_port == 9000 and dataclasses.replace(settings, vllm_port=9001).vllm_port == 9001
+    for provider in PROVIDERS:
+        assert Settings.from_env({"NEMOCLAW_PROVIDER": provider}).provider == provider
+    for api in APIS:
+        assert Settings.from_env({"NEMOCLAW_PREFERRED_API": api.upper()}).preferred_api == api
+    with pytest.raises(InvalidSetting, match="must be openai-completions or openai-responses"):
+        Settings.from_env({"NEMOCLAW_PREFERRED_API": "anthropic-messages"})
 
 
 @pytest.mark.parametrize("raw", ["80", "70000", "abc", "8000.5", "-1"])

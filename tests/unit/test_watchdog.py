@@ -94,7 +94,7 @@ def test_no_bytes_for_the_stall_window_while_downloading_is_a_stall_naming_the_l
     assert early is None and verdict is not None
     assert (verdict.kind, verdict.phase, verdict.window_s) == ("stalled", "bytes", 3)
     assert verdict.layers == ({"id": LAYER, "status": "Downloading", "current": 65536, "total": 1048576},)
-    assert "layer 05882c33acff Downloading at 0.1 MB of 1.0 MB" in describe_stuck(verdict.layers)
+    assert "layer 05882c33acff Downloading at 64.0 KiB of 1.0 MiB" in describe_stuck(verdict.layers)
 
 
 def test_the_same_event_repeated_is_not_progress() -> None:

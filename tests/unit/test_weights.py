@@ -286,6 +286,41 @@ def test_translate_hub_errors_by_status() -> None:
     assert isinstance(anonymous, MissingToken)
 
 
+def test_translate_by_the_huggingface_hub_table() -> None:
+    import httpx2
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    def hub(cls: type, status: int) -> Any:
+        request = httpx2.Request("GET", "https://huggingface.co/api/models/acme/m")
+        return cls(f"{status} for {WRONG.reveal()}", response=httpx2.Response(status, request=request))
+
+    gated_anonymous = _translate(hub(GatedRepoError, 403), token=None)
+    gated = _translate(hub(GatedRepoError, 403))
+    missing = _translate(hub(RepositoryNotFoundError, 404), token=None)
+    missing_with_token = _translate(hub(RepositoryNotFoundError, 404))
+    revision = _translate(hub(RevisionNotFoundError, 404))
+    invalid = _translate(HFValidationError("Repo id must be in the form 'repo_name'"))
+    offline = _translate(LocalEntryNotFoundError("cannot find the requested files in the disk cache"))
+    refused_connection = _translate(ConnectionRefusedError(111, "Connection refused"))
+
+    assert isinstance(gated_anonymous, MissingToken) and "variables" in gated_anonymous.details
+    assert isinstance(gated, AccessDenied) and gated.cause == "hf-gated" and "HTTP 403" in gated.message
+    assert gated.details == {"model": "acme/m", "endpoint": "https://huggingface.co",
+                             "licence_url": "https://huggingface.co/acme/m", "status": 403}
+    assert isinstance(missing, AccessDenied) and missing.cause == "hf-not-found"
+    assert "private repository" in (missing.remedy or "") and "its account" in (missing_with_token.remedy or "")
+    assert type(revision).__name__ == "InvalidInput" and revision.exit_code == 2 and not _leaks(revision, WRONG)
+    assert invalid.exit_code == 2 and "org/name" in (invalid.remedy or "")
+    assert isinstance(offline, DownloadFailed) and offline.cause == "network"
+    assert isinstance(refused_connection, DownloadFailed) and refused_connection.cause == "network"
+
+
 def test_translate_unknown_error_keeps_its_type_name() -> None:
     error = _translate(RuntimeError(f"odd {WRONG.reveal()}"))
 
