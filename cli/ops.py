@@ -52,7 +52,7 @@ def _ps_lines(views: Sequence[ManagedContainerView]) -> Iterator[str]:
 
 def _ps_row(view: ManagedContainerView) -> tuple[str, ...]:
     state = view.state
-    if view.exit_code is not None and view.state != "running":
+    if view.exit_code is not None and view.state in ("exited", "dead"):  # a created container reports 0 too
         state = f"{state} ({view.exit_code})"
     return (view.name, view.runtime or "-", view.model or "-", state, view.health or "-", view.base_url or "-",
             view.image or "-", _short_time(view.created))
