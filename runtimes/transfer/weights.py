@@ -3,7 +3,7 @@
 Everything goes through huggingface_hub with the endpoint, cache directory and token passed explicitly — never
 read from the environment (``Settings`` is the only source; a token absent there is ``token=False``, so no token
 file or variable is picked up behind the user's back). huggingface_hub errors are translated in exactly one place,
-:func:`_translate_hf_error`, and no message ever carries the token.
+:func:`translate_hf_error`, and no message ever carries the token.
 
 Resuming: huggingface_hub (2.x) resumes a dropped connection in place with a ``Range`` request, and a file that
 finished downloading stays in the cache, so running ``prefetch`` again after an interrupt (Ctrl-C, a crash, a lost
@@ -401,7 +401,7 @@ def _hf_errors(model_id: str, token: Secret | None, settings: Settings, action: 
     except NemoclawError:
         raise  # ours already (Cancelled from the progress hook)
     except Exception as exc:  # noqa: BLE001 - every foreign error is translated right here
-        raise _translate_hf_error(exc, model_id=model_id, token=token, settings=settings, action=action) from exc
+        raise translate_hf_error(exc, model_id=model_id, token=token, settings=settings, action=action) from exc
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:
@@ -496,7 +496,7 @@ def hf_errors() -> Mapping[type[BaseException], Rule]:
     return table
 
 
-def _translate_hf_error(exc: BaseException, *, model_id: str, token: Secret | None, settings: Settings,
+def translate_hf_error(exc: BaseException, *, model_id: str, token: Secret | None, settings: Settings,
                         action: str) -> NemoclawError:
     """Map a huggingface_hub / HTTP / OS error to our tree by :func:`hf_errors`. The only place that knows their
     types; the message is redacted (``_clean``) before it reaches any template."""
@@ -522,4 +522,5 @@ def _clean(text: str, token: Secret | None) -> str:
     return redact(one_line)[:_MESSAGE_CHARS]
 
 
-__all__ = ["cache_dir", "check_access", "endpoint_of", "estimate_repo_bytes", "missing_token", "prefetch"]
+__all__ = ["cache_dir", "check_access", "endpoint_of", "estimate_repo_bytes", "missing_token", "prefetch",
+           "translate_hf_error"]

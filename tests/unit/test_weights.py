@@ -256,7 +256,7 @@ def test_offline_without_a_cache_is_a_download_failure(tmp_path: Path) -> None:
 
 
 def _translate(exc: BaseException, token: Secret | None = WRONG) -> Any:
-    return weights._translate_hf_error(exc, model_id="acme/m", token=token, settings=Settings(), action="downloading")
+    return weights.translate_hf_error(exc, model_id="acme/m", token=token, settings=Settings(), action="downloading")
 
 
 def test_translate_disk_full_and_permission() -> None:
