@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "logs": "nemoclaw_runtime.cli.ops:logs",
     "options": "nemoclaw_runtime.cli.options:options",
     "validate": "nemoclaw_runtime.cli.validate:validate",
+    "status": "nemoclaw_runtime.cli.status:status",
 }
 
 

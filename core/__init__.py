@@ -26,7 +26,7 @@ _EXPORTS: dict[str, str] = {
     "GpuRequest": "nemoclaw_runtime.runtimes.docker.spec",
 }
 for _name in ("detect_gpus", "models", "local_options", "select_option", "plan", "up", "pull", "list_managed",
-              "stop", "logs", "validate"):
+              "stop", "logs", "validate", "status", "watch_status"):
     _EXPORTS[_name] = "nemoclaw_runtime.api"
 _EXPORTS.update({
     "GpuInventory": "nemoclaw_runtime.gpu",
@@ -42,6 +42,9 @@ _EXPORTS.update({
     "AbsentOption": "nemoclaw_runtime.runtimes.onboarding.menu",
     "ModelChoice": "nemoclaw_runtime.runtimes.onboarding.menu",
     "Selection": "nemoclaw_runtime.runtimes.onboarding.selection",
+    "StatusReport": "nemoclaw_runtime.runtimes.status.values",
+    "ServerStatus": "nemoclaw_runtime.runtimes.status.values",
+    "EngineMetrics": "nemoclaw_runtime.runtimes.status.metrics",
 })
 for _name in ("Event", "EventSink", "PhaseChanged", "Progress", "Heartbeat", "LogLine", "Info", "Warning",
               "event_to_dict"):
@@ -79,9 +82,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         plan,
         pull,
         select_option,
+        status,
         stop,
         up,
         validate,
+        watch_status,
     )
     from nemoclaw_runtime.gpu import GpuInventory
     from nemoclaw_runtime.kernel.clock import CancelToken, SystemClock
@@ -97,3 +102,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from nemoclaw_runtime.runtimes.onboarding.menu import AbsentOption, LocalOption, LocalOptions, ModelChoice
     from nemoclaw_runtime.runtimes.onboarding.selection import Selection
     from nemoclaw_runtime.runtimes.server.validate import ValidationResult
+    from nemoclaw_runtime.runtimes.status.metrics import EngineMetrics
+    from nemoclaw_runtime.runtimes.status.values import ServerStatus, StatusReport
