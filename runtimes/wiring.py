@@ -101,4 +101,4 @@ def services_session(settings: Settings, *, docker: DockerPort | None = None, ht
         yield build_services(settings, port, client, clock=clock, arch=arch, prompt_secret=prompt_secret)
 
 
-__all__ = ["docker_session", "local_http_client", "open_docker", "open_services", "services_session"]
+__all__ = ["docker_session", "http_session", "local_http_client", "open_docker", "open_services", "services_session"]

@@ -53,6 +53,7 @@ from nemoclaw_runtime.runtimes.onboarding.menu import (
     LocalOptions,
     ModelChoice,
 )
+from nemoclaw_runtime.runtimes.wiring import http_session
 
 if TYPE_CHECKING:
     import httpx
@@ -116,7 +117,7 @@ def local_options(settings: Settings | None = None, *, inventory: GpuInventory |
         from nemoclaw_runtime.gpu import detect_gpus
 
         inventory = detect_gpus(settings)
-    with _http_client(http) as client, _engine(docker, settings) as (engine, engine_error):
+    with http_session(http) as client, _engine(docker, settings) as (engine, engine_error):
         probe = _Probe(settings, inventory, registry, client, engine, which, notes=list(settings.warnings))
         options: list[LocalOption] = []
         absent: list[AbsentOption] = []
@@ -132,20 +133,6 @@ def local_options(settings: Settings | None = None, *, inventory: GpuInventory |
         gpu_summary=tuple(inventory.summary_lines), memory_budget_mib=inventory.memory_budget_mib,
         experimental=settings.experimental, provider=settings.provider, engine_reachable=engine is not None,
         engine_error=engine_error, notes=tuple(probe.notes))
-
-
-@contextmanager
-def _http_client(http: httpx.Client | None) -> Iterator[httpx.Client]:
-    if http is not None:
-        yield http
-        return
-    from nemoclaw_runtime.runtimes.wiring import local_http_client
-
-    client = local_http_client()
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 @contextmanager

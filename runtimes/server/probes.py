@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,7 +22,8 @@ from nemoclaw_runtime.registry import is_safe_model_id
 
 __all__ = [
     "ExistingServer", "Failed", "HttpProbe", "MAX_MODEL_LEN_CEILING", "NimReadyProbe", "NotYet", "OllamaTagsProbe",
-    "PORT_CLOSED_ERRORS", "PORT_OPEN_ERRORS", "Ready", "VllmModelsProbe", "get_bounded", "parse_max_model_len",
+    "MAX_BODY_BYTES", "PORT_CLOSED_ERRORS", "PORT_OPEN_ERRORS", "Ready", "VllmModelsProbe", "get_bounded",
+    "parse_max_model_len",
     "probe_existing_vllm",
 ]
 
@@ -89,8 +90,10 @@ class HttpProbe(Protocol):
     def check(self, http: httpx.Client, base_url: str) -> ProbeResult: ...
 
 
-def get_bounded(http: httpx.Client, url: str, timeout: httpx.Timeout) -> tuple[int, str | None, str]:
-    """GET ``url`` and read at most ``MAX_BODY_BYTES`` of its body."""
+def get_bounded(http: httpx.Client, url: str, timeout: httpx.Timeout,
+                stop_reading: Callable[[], None] | None = None) -> tuple[int, str | None, str]:
+    """GET ``url`` and read at most ``MAX_BODY_BYTES`` of its body. ``stop_reading`` is called after each chunk
+    and may raise to abandon a body that trickles past a caller's deadline."""
     with http.stream("GET", url, timeout=timeout) as response:
         chunks: list[bytes] = []
         size = 0
@@ -99,6 +102,8 @@ def get_bounded(http: httpx.Client, url: str, timeout: httpx.Timeout) -> tuple[i
             size += len(chunk)
             if size >= MAX_BODY_BYTES:
                 break
+            if stop_reading is not None:
+                stop_reading()
         body = b"".join(chunks)[:MAX_BODY_BYTES].decode("utf-8", "replace")
         return response.status_code, response.headers.get("content-type"), body
 

@@ -26,7 +26,7 @@ import httpx
 from nemoclaw_runtime.kernel.clock import Clock
 from nemoclaw_runtime.registry import is_safe_model_id
 from nemoclaw_runtime.runtimes.server.ollama_api import normalize_tag
-from nemoclaw_runtime.runtimes.server.probes import parse_max_model_len
+from nemoclaw_runtime.runtimes.server.probes import get_bounded, parse_max_model_len
 from nemoclaw_runtime.runtimes.status.metrics import MetricsSample, MetricsUnreadable, parse_metrics
 
 HEALTHY, STARTING, UNHEALTHY, UNRESPONSIVE = "healthy", "starting", "unhealthy", "unresponsive"
@@ -35,7 +35,6 @@ HEALTH_VALUES = (HEALTHY, STARTING, UNHEALTHY, UNRESPONSIVE, STOPPED, RESTARTING
 
 CONNECT_TIMEOUT_S = 0.25
 READ_TIMEOUT_S = 0.6
-MAX_BODY_BYTES = 4 * 1024 * 1024
 EXCERPT_CHARS = 80
 _MIN_REQUEST_S = 0.02  # less than this left of the budget: do not start another request
 
@@ -113,20 +112,16 @@ class ProbeOutcome:
 
 
 def bounded_get(http: httpx.Client, url: str, budget: Budget) -> tuple[int, str]:
-    """GET ``url`` within the budget; (status, body text) with the body cut at ``MAX_BODY_BYTES``.
+    """GET ``url`` within the budget; (status, body text) with the body cut at the server layer's bound.
 
     Raises httpx transport errors, or :class:`_BudgetSpent` when the deadline passes first."""
-    with http.stream("GET", url, timeout=budget.timeout()) as response:
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_bytes():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= MAX_BODY_BYTES:
-                break
-            if budget.remaining() <= 0:
-                raise _BudgetSpent
-        return response.status_code, b"".join(chunks)[:MAX_BODY_BYTES].decode("utf-8", "replace")
+
+    def stop_at_deadline() -> None:
+        if budget.remaining() <= 0:
+            raise _BudgetSpent
+
+    status, _, body = get_bounded(http, url, budget.timeout(), stop_at_deadline)
+    return status, body
 
 
 def _json(text: str) -> Any:
