@@ -167,8 +167,9 @@ class StatusCollector:
 
     def __init__(self, settings: Settings, docker: DockerPort, http: httpx.Client, *,
                  gpu_reader: GpuReader | None = None, clock: Clock | None = None,
-                 wall: Callable[[], float] = time.time, budget_s: float = DEFAULT_BUDGET_S,
+                 wall: Callable[[], float] = time.time, budget_s: float | None = None,
                  rss: RssReader = resident_bytes) -> None:
+        budget_s = DEFAULT_BUDGET_S if budget_s is None else budget_s  # read at call time
         if budget_s <= 0:
             raise InvalidInput(f"Invalid status budget {budget_s}: must be more than 0 seconds")
         self.settings = settings
@@ -449,7 +450,7 @@ def _default_gpu_reader(settings: Settings, stack: ExitStack) -> GpuReader:
 @contextmanager
 def _collector(settings: Settings, *, docker: DockerPort | None, http: httpx.Client | None,
                gpu_reader: GpuReader | None, clock: Clock | None, wall: Callable[[], float] | None,
-               budget_s: float) -> Iterator[StatusCollector]:
+               budget_s: float | None) -> Iterator[StatusCollector]:
     with ExitStack() as stack:
         # What is not injected comes from wiring (the engine; a client: every request sets its own timeouts).
         port = stack.enter_context(wiring.docker_session(settings, docker))
@@ -462,7 +463,7 @@ def _collector(settings: Settings, *, docker: DockerPort | None, http: httpx.Cli
 def collect_status(settings: Settings, names: Iterable[str] = (), *, runtime: str | None = None,
                    include_local: bool = True, docker: DockerPort | None = None, http: httpx.Client | None = None,
                    gpu_reader: GpuReader | None = None, clock: Clock | None = None,
-                   wall: Callable[[], float] | None = None, budget_s: float = DEFAULT_BUDGET_S) -> StatusReport:
+                   wall: Callable[[], float] | None = None, budget_s: float | None = None) -> StatusReport:
     """One sample of every managed server (of ``runtime``; or just ``names``) and of local servers on the known
     ports. Rates need two samples: see :func:`watch_status`. Unknown or foreign names → ``NoSuchContainer``."""
     with _collector(settings, docker=docker, http=http, gpu_reader=gpu_reader, clock=clock, wall=wall,
@@ -474,7 +475,7 @@ def watch_status(settings: Settings, names: Iterable[str] = (), *, interval_s: f
                  count: int | None = None, cancel: CancelToken | None = None, runtime: str | None = None,
                  include_local: bool = True, docker: DockerPort | None = None, http: httpx.Client | None = None,
                  gpu_reader: GpuReader | None = None, clock: Clock | None = None,
-                 wall: Callable[[], float] | None = None, budget_s: float = DEFAULT_BUDGET_S
+                 wall: Callable[[], float] | None = None, budget_s: float | None = None
                  ) -> Generator[StatusReport, None, None]:
     """A sample every ``interval_s`` seconds (``count`` of them, or until ``cancel`` / Ctrl-C / the caller stops
     iterating); from the second one on, token rates come from the counters of consecutive samples. A bad interval
@@ -487,13 +488,13 @@ def watch_status(settings: Settings, names: Iterable[str] = (), *, interval_s: f
         raise InvalidInput(f"Invalid sample count {count}: must be 1 or more")
     return _watch(settings, list(names), interval_s=interval_s, count=count, token=cancel or CancelToken(),
                   runtime=runtime, include_local=include_local, docker=docker, http=http, gpu_reader=gpu_reader,
-                  clock=clock, wall=wall, budget_s=min(budget_s, interval_s))
+                  clock=clock, wall=wall, budget_s=min(DEFAULT_BUDGET_S if budget_s is None else budget_s, interval_s))
 
 
 def _watch(settings: Settings, wanted: list[str], *, interval_s: float, count: int | None, token: CancelToken,
            runtime: str | None, include_local: bool, docker: DockerPort | None, http: httpx.Client | None,
            gpu_reader: GpuReader | None, clock: Clock | None, wall: Callable[[], float] | None,
-           budget_s: float) -> Generator[StatusReport, None, None]:
+           budget_s: float | None) -> Generator[StatusReport, None, None]:
     with _collector(settings, docker=docker, http=http, gpu_reader=gpu_reader, clock=clock, wall=wall,
                     budget_s=budget_s) as collector:
         started = collector.clock.monotonic()

@@ -156,7 +156,7 @@ def test_stalled_registry_raises_pull_stalled_within_the_window(
     error = caught.value
     assert error.exit_code == 4 and error.details["layers"]
     assert any(layer["status"] == "Downloading" for layer in error.details["layers"])
-    assert "stalled" in error.message and "MB" in error.message
+    assert "stalled" in error.message and "Downloading at " in error.message and "iB of " in error.message
     with pytest.raises(docker.errors.ImageNotFound):
         docker_client.images.get(ref)
     engine.ping()  # the aborted connection is gone; the adapter still works

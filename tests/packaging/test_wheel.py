@@ -127,8 +127,10 @@ def install_in_fresh_venv(wheel: Path, venv: Path) -> tuple[Path, Path]:
     _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q",
           str(wheel)], cwd=venv.parent)
     ours = {str(site_packages.resolve())}
-    dependency_dirs = dict.fromkeys(p for p in (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])
-                                    if str(Path(p).resolve()) not in ours)
+    # Every site directory this interpreter sees (a venv made with --system-site-packages has two), as plain paths.
+    candidates = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"],
+                  *(p for p in sys.path if Path(p).name in ("site-packages", "dist-packages"))]
+    dependency_dirs = dict.fromkeys(p for p in candidates if Path(p).is_dir() and str(Path(p).resolve()) not in ours)
     (site_packages / "zz_dependencies.pth").write_text("".join(f"{path}\n" for path in dependency_dirs))
     return python, site_packages
 
