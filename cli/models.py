@@ -21,7 +21,9 @@ from nemoclaw_runtime.kernel.units import format_bytes, format_mib
 def models(runtime: str | None, include_all: bool, json_mode: bool) -> None:
     """List the models vLLM, NIM and Ollama can serve on this host.
 
-    The host's default is marked with *, and gated entries name the token they need.
+    The host's default is marked with *, and gated entries name the token they need. Each vLLM entry says whether
+    it fits this host (the fit engine: config and safetensors headers from the HF cache, else the hub, within a
+    few seconds; unknown offline) — `nemoclaw-runtime fit vllm --model SLUG` shows the numbers.
     """
     from nemoclaw_runtime.kernel.settings import Settings
 
@@ -80,12 +82,31 @@ def _render_vllm(group: dict[str, Any]) -> Iterator[str]:
                 entry["slug"],
                 entry["hf_id"],
                 f"{entry['max_model_len']} tokens",
+                _fit_cell(entry),
                 "; ".join(notes),
             ]
         )
     yield from _table(rows)
     if group["note"]:
         yield f"  {group['note']}"
+    for entry in group["entries"]:
+        if entry.get("fit_reason") and entry.get("fits") is not True:
+            yield f"  {entry['slug']}: {entry['fit_reason']}"
+
+
+def _fit_cell(entry: dict[str, Any]) -> str:
+    """``fits`` / ``fits (tp 4)`` / ``fits at 35072`` / ``too big`` / ``fit unknown`` (the reasons follow the table)."""
+    if "fits" not in entry:
+        return ""
+    fit = entry.get("fit") or {}
+    if entry["fits"] is True:
+        tp = fit.get("tensor_parallel_size") or 1
+        return "fits" + (f" (tp {tp})" if tp > 1 else "")
+    if entry["fits"] is None:
+        return "fit unknown"
+    if fit.get("decision") == "reduce-context" and fit.get("max_model_len_fit"):
+        return f"fits at {fit['max_model_len_fit']}"
+    return "refused" if fit.get("decision") == "refused" else "too big"
 
 
 def _render_nim(group: dict[str, Any]) -> Iterator[str]:

@@ -12,15 +12,17 @@ from typing import TYPE_CHECKING
 import click
 
 from nemoclaw_runtime import api
-from nemoclaw_runtime.cli._output import Output, json_option
-from nemoclaw_runtime.cli._params import runtime_option
+from nemoclaw_runtime.cli._output import Output, json_option, safe_line
+from nemoclaw_runtime.cli._params import CONTAINER_NAME, runtime_option, whole_number
 from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.kernel.text import one_line
 
 if TYPE_CHECKING:
     from nemoclaw_runtime import ManagedContainerView
 
 DEFAULT_TAIL = 80
-_PS_COLUMNS = ("NAME", "RUNTIME", "MODEL", "STATE", "HEALTH", "BASE URL", "IMAGE", "CREATED")
+MAX_LOG_TAIL = 1_000_000
+_PS_COLUMNS = ("NAME", "RUNTIME", "MODEL", "STATE", "HEALTH", "GPUS", "BASE URL", "IMAGE", "CREATED")
 
 
 def _settings(output: Output) -> Settings:
@@ -44,7 +46,8 @@ def _ps_lines(views: Sequence[ManagedContainerView]) -> Iterator[str]:
     if not views:
         yield "No managed containers."
         return
-    rows = [_PS_COLUMNS] + [_ps_row(v) for v in views]
+    # Names, labels and images come from the engine: one clean line per cell (no escapes, bidi marks, newlines)
+    rows = [_PS_COLUMNS] + [tuple(one_line(cell) for cell in _ps_row(v)) for v in views]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_PS_COLUMNS))]
     for row in rows:
         yield "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
@@ -54,8 +57,16 @@ def _ps_row(view: ManagedContainerView) -> tuple[str, ...]:
     state = view.state
     if view.exit_code is not None and view.state in ("exited", "dead"):  # a created container reports 0 too
         state = f"{state} ({view.exit_code})"
-    return (view.name, view.runtime or "-", view.model or "-", state, view.health or "-", view.base_url or "-",
-            view.image or "-", _short_time(view.created))
+    return (view.name, view.runtime or "-", view.model or "-", state, view.health or "-", _gpus(view),
+            view.base_url or "-", view.image or "-", _short_time(view.created))
+
+
+def _gpus(view: ManagedContainerView) -> str:
+    """``0,1 @0.7``: the GPU indices a container computes on and its share of each; ``-`` when unlabelled."""
+    if view.gpus is None:
+        return "-"
+    indices = ",".join(map(str, view.gpus)) or "none"
+    return f"{indices} @{view.gpu_memory_utilization:g}" if view.gpu_memory_utilization and view.gpus else indices
 
 
 def _short_time(created: str | None) -> str:
@@ -66,7 +77,7 @@ def _short_time(created: str | None) -> str:
 
 
 @click.command("stop")
-@click.argument("names", nargs=-1, metavar="NAME…")
+@click.argument("names", nargs=-1, metavar="NAME…", type=CONTAINER_NAME)
 @click.option("--all", "all_", is_flag=True, help="Stop every managed container (with --runtime: of that runtime).")
 @runtime_option()
 @json_option
@@ -98,8 +109,8 @@ def _stop_lines(stopped: Iterable[str], runtime: str | None) -> Iterator[str]:
 
 
 @click.command("logs")
-@click.argument("name")
-@click.option("--tail", "-n", type=click.IntRange(min=0), default=DEFAULT_TAIL, show_default=True,
+@click.argument("name", type=CONTAINER_NAME)
+@click.option("--tail", "-n", type=whole_number(0, MAX_LOG_TAIL), default=DEFAULT_TAIL, show_default=True,
               help="How many of the last lines to show.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the container stops or Ctrl-C.")
 def logs(name: str, tail: int, follow: bool) -> None:
@@ -108,7 +119,7 @@ def logs(name: str, tail: int, follow: bool) -> None:
     lines = api.logs(name, tail=tail, follow=follow, settings=_settings(output))
     try:
         for line in lines:
-            output.out.write(line.rstrip("\n") + "\n")
+            output.out.write(safe_line(line.rstrip("\n")) + "\n")  # the container's text: no escapes, no secrets
             if follow:
                 output.out.flush()
     except KeyboardInterrupt:  # Ctrl-C is how a follow ends: not an error

@@ -84,8 +84,10 @@ def _option_lines(option: dict[str, Any]) -> Iterator[str]:
 
 
 def _model_text(model: dict[str, Any]) -> str:
+    judged = model.get("fit_reason") is not None and model.get("fits") is not None  # vLLM: the fit engine's verdict
     marks = [m for m, on in (("default", model["default"]), ("gated", model["gated"]),
-                             ("installed", model["installed"])) if on]
+                             ("installed", model["installed"]), ("fits this host", judged and model["fits"]),
+                             ("does not fit this host", judged and not model["fits"])) if on]
     return model["id"] + (f" ({', '.join(marks)})" if marks else "")
 
 

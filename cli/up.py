@@ -13,7 +13,7 @@ import click
 
 from nemoclaw_runtime import api
 from nemoclaw_runtime.cli._output import Output, json_option
-from nemoclaw_runtime.cli._params import runtime_argument
+from nemoclaw_runtime.cli._params import PORT, SECONDS, runtime_argument
 from nemoclaw_runtime.cli._prompt import masked_prompt_if_interactive
 
 
@@ -21,29 +21,36 @@ from nemoclaw_runtime.cli._prompt import masked_prompt_if_interactive
 @runtime_argument()
 @click.option("--model", help="vLLM: registry slug or full Hugging Face id; NIM: catalog model; Ollama: any tag"
               " (default: the host's default).")
-@click.option("--port", type=int, help="Host port (vLLM/NIM: NEMOCLAW_VLLM_PORT or 8000; Ollama: 11434).")
+@click.option("--port", type=PORT, help="Host port (vLLM/NIM: NEMOCLAW_VLLM_PORT or 8000; Ollama: 11434).")
 @click.option("--gpus", default="all", show_default=True, help="all, none, or indices such as 0,1.")
 @click.option("--image", help="Run this image instead of the registry's (mirrors, air-gapped hosts).")
 @click.option("--name", help="Container name (nemoclaw-vllm, nemoclaw-nim-<name>, nemoclaw-ollama by default).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address the port is published on; anything but loopback exposes the server to the network.")
 @click.option("--no-prefetch", is_flag=True, help="Let the container download the weights itself.")
-@click.option("--timeout", "timeout_s", type=float,
+@click.option("--timeout", "timeout_s", type=SECONDS,
               help="Seconds to wait for readiness (vLLM 1800, NIM 1200, Ollama 300 by default).")
 @click.option("--no-validate", is_flag=True, help="Skip the real request sent once the server is ready.")
 @click.option("--allow-no-tools", is_flag=True,
               help="Ollama: accept a model without the tools capability (agents need tool calling).")
-@click.option("--dry-run", is_flag=True, help="Print the plan (no download, no container, no network).")
+@click.option("--max-model-len", "max_model_len", metavar="N|auto",
+              help="vLLM: serve at N tokens of context, or auto: the largest that fits this host (default the "
+                   "registry's; NEMOCLAW_VLLM_MAX_MODEL_LEN).")
+@click.option("--no-fit-check", is_flag=True,
+              help="vLLM: start even when the fit says the model cannot fit this host (a warning instead of exit 3).")
+@click.option("--dry-run", is_flag=True,
+              help="Print the plan and the fit (no download, no container; the fit reads config and headers only).")
 @json_option
 def up(runtime: str, model: str | None, port: int | None, gpus: str, image: str | None, name: str | None,
        host: str, no_prefetch: bool, timeout_s: float | None, no_validate: bool, allow_no_tools: bool,
-       dry_run: bool, json_mode: bool) -> None:
+       max_model_len: str | None, no_fit_check: bool, dry_run: bool, json_mode: bool) -> None:
     """Start RUNTIME serving a model and wait until it answers.
 
     \b
     Examples:
       nemoclaw-runtime up vllm --model qwen3.6-27b
       nemoclaw-runtime up vllm --dry-run --json
+      nemoclaw-runtime up vllm --model hf:Qwen/Qwen3-8B --max-model-len auto
       NGC_API_KEY=... nemoclaw-runtime up nim
       nemoclaw-runtime up ollama --model qwen3.5:9b
     """
@@ -53,7 +60,8 @@ def up(runtime: str, model: str | None, port: int | None, gpus: str, image: str 
     settings = Settings.from_env(os.environ)
     options: dict[str, Any] = dict(model=model, port=port, gpus=gpus, image=image, name=name, host=host,
                                    prefetch=not no_prefetch, timeout_s=timeout_s, validate=not no_validate,
-                                   allow_no_tools=allow_no_tools)
+                                   allow_no_tools=allow_no_tools, max_model_len=max_model_len,
+                                   fit_check=not no_fit_check)
     if dry_run:
         the_plan = api.plan(runtime, settings=settings, events=output.events(), **options)
         output.result(the_plan.to_dict(), lambda: _plan_lines(the_plan.to_dict()))
@@ -79,10 +87,24 @@ def _plan_lines(plan: dict[str, Any]) -> Iterator[str]:
         yield f"  env:       {key}={value}"
     yield "  argv:      " + " ".join(plan["argv"])
     yield f"  ready:     {_ready_check(plan)} within {plan['ready_timeout_s']:g} s"
+    if plan.get("fit"):
+        yield f"  fit:       {_fit_line(plan['fit'])}"
     for check in plan["checks"]:
         yield f"  {'✓' if check['ok'] else '✗'} {check['check']}: {check['detail']}"
     for note in plan["notes"]:
         yield f"  note: {note}"
+
+
+def _fit_line(fit: dict[str, Any]) -> str:
+    """One line: the decision, the bytes against the budget, where, and the context."""
+    gib = 1024**3
+    if fit["decision"] == "unknown":
+        return "unknown (facts not available: see the warning); up goes on"
+    where = ",".join(str(i) for i in fit["gpus"]) or "-"
+    need = f"{fit['needed_bytes'] / gib:.1f} of {fit['budget_bytes'] / gib:.1f} GiB" if fit["needed_bytes"] else ""
+    context = f"context {fit['max_model_len']} (largest that fits {fit['max_model_len_fit'] or 'none'})"
+    parts = [fit["decision"], f"GPU {where}", f"tp {fit['tensor_parallel_size']}", need, context]
+    return " · ".join(p for p in parts if p)
 
 
 def _ready_check(plan: dict[str, Any]) -> str:

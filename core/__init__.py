@@ -26,8 +26,11 @@ _EXPORTS: dict[str, str] = {
     "GpuRequest": "nemoclaw_runtime.runtimes.docker.spec",
 }
 for _name in ("detect_gpus", "models", "local_options", "select_option", "plan", "up", "pull", "list_managed",
-              "stop", "logs", "validate", "status", "watch_status"):
+              "stop", "logs", "validate", "status", "watch_status", "fit"):
     _EXPORTS[_name] = "nemoclaw_runtime.api"
+for _name in ("FitResult", "ModelFacts", "ModelSource", "DirectoryModelSource", "HubModelSource", "StaticModelSource",
+              "refusal"):
+    _EXPORTS[_name] = "nemoclaw_runtime.runtimes.fit"
 _EXPORTS.update({
     "GpuInventory": "nemoclaw_runtime.gpu",
     "Plan": "nemoclaw_runtime.runtimes.drivers.contract",
@@ -75,6 +78,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from nemoclaw_runtime.api import (
         detect_gpus,
+        fit,
         list_managed,
         local_options,
         logs,
@@ -99,6 +103,15 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from nemoclaw_runtime.runtimes.docker.port import PulledImage
     from nemoclaw_runtime.runtimes.docker.spec import ContainerSpec, GpuRequest
     from nemoclaw_runtime.runtimes.drivers.contract import Plan, UpRequest, UpResult
+    from nemoclaw_runtime.runtimes.fit import (
+        DirectoryModelSource,
+        FitResult,
+        HubModelSource,
+        ModelFacts,
+        ModelSource,
+        StaticModelSource,
+        refusal,
+    )
     from nemoclaw_runtime.runtimes.onboarding.menu import AbsentOption, LocalOption, LocalOptions, ModelChoice
     from nemoclaw_runtime.runtimes.onboarding.selection import Selection
     from nemoclaw_runtime.runtimes.server.validate import ValidationResult

@@ -16,6 +16,7 @@ Heavy modules (docker-py, httpx, NVML) are imported inside the functions, so imp
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
@@ -31,9 +32,11 @@ if TYPE_CHECKING:
 
     from nemoclaw_runtime.gpu import GpuInventory
     from nemoclaw_runtime.kernel.secret import Secret
+    from nemoclaw_runtime.registry import Registry
     from nemoclaw_runtime.runtimes.docker.containers import ManagedContainerView
     from nemoclaw_runtime.runtimes.docker.port import DockerPort, PulledImage
     from nemoclaw_runtime.runtimes.drivers.contract import Plan, UpResult
+    from nemoclaw_runtime.runtimes.fit import FitResult, ModelSource
     from nemoclaw_runtime.runtimes.onboarding.menu import LocalOptions
     from nemoclaw_runtime.runtimes.onboarding.selection import Selection
     from nemoclaw_runtime.runtimes.server.validate import ValidationResult
@@ -69,24 +72,104 @@ def detect_gpus(settings: Settings | None = None) -> GpuInventory:
 
 
 def models(runtime: str | None = None, *, include_all: bool = False, settings: Settings | None = None,
-           inventory: GpuInventory | None = None) -> dict[str, Any]:
+           inventory: GpuInventory | None = None, model_source: ModelSource | None = None,
+           fit: bool = True) -> dict[str, Any]:
     """The models each runtime (or only ``runtime``) can serve on this host, as ``nemoclaw-runtime models`` lists
     them: ``{"host": {...}, "all": bool, "<runtime>": {"entries": [...], "note": ...}}``; with ``include_all``
-    every registry entry, not only those for this host."""
+    every registry entry, not only those for this host.
+
+    Each vLLM entry carries ``fits`` (true / false, or null with ``fit_reason``) judged by the fit engine for this
+    host with its registry flags: facts from the HF cache first, then the hub (``model_source`` when given), in
+    parallel within a few seconds; offline or unreachable → null with the reason. ``fit=False`` skips it."""
     from nemoclaw_runtime.registry import load_registry
     from nemoclaw_runtime.registry.listing import HostView, model_listing
 
     _check_filter(runtime)
-    inventory = inventory if inventory is not None else detect_gpus(_settings(settings))
+    settings = _settings(settings)
+    inventory = inventory if inventory is not None else detect_gpus(settings)
     host = HostView(gpu_profile=inventory.profile, memory_budget_mib=inventory.memory_budget_mib,
                     compute_constrained=bool(inventory.compute_constrained), reason=inventory.reason,
                     available_memory_mib=inventory.available_memory_mib)
-    return model_listing(load_registry(), host, runtime=runtime, include_all=include_all)
+    registry = load_registry()
+    listing = model_listing(registry, host, runtime=runtime, include_all=include_all)
+    if fit and "vllm" in listing:
+        _add_fits(listing["vllm"]["entries"], registry, inventory, settings, model_source)
+    return listing
+
+
+def _add_fits(entries: list[dict[str, Any]], registry: Registry, inventory: GpuInventory, settings: Settings,
+              model_source: ModelSource | None) -> None:
+    from nemoclaw_runtime.kernel.errors import NemoclawError
+    from nemoclaw_runtime.registry import parse_extra_args
+    from nemoclaw_runtime.runtimes.fit.verdicts import judge_models
+
+    chosen = [registry.vllm_model(entry["slug"]) for entry in entries]
+    try:
+        extra = parse_extra_args(settings.vllm_extra_args_json)
+    except NemoclawError as exc:
+        for entry in entries:
+            entry.update(fits=None, fit_reason=exc.message, fit=None)
+        return
+    verdicts = judge_models(chosen, inventory, settings, extra=extra, source=model_source)
+    for entry in entries:
+        verdict = verdicts[entry["slug"]]
+        entry.update(fits=verdict.fits, fit_reason=verdict.reason, fit=verdict.to_dict())
+
+
+def fit(model: str | None = None, *, gpus: str = "all", max_model_len: int | str | None = None,
+        gpu_memory_utilization: float | None = None, kv_cache_dtype: str | None = None,
+        settings: Settings | None = None, inventory: GpuInventory | None = None,
+        model_source: ModelSource | None = None) -> FitResult:
+    """Will ``model`` (a registry slug, ``ORG/NAME`` or ``hf:ORG/NAME``; default ``NEMOCLAW_VLLM_MODEL``, else the
+    host's default) fit this host with vLLM, and where? Judged before any download from the model's
+    ``config.json`` and safetensors headers (``model_source``, default the hub, cached) and the GPU inventory,
+    with the registry's flags (and ``NEMOCLAW_VLLM_EXTRA_ARGS_JSON``), then these overrides:
+
+    ``gpus`` (``all`` or indices such as ``0,1``), ``max_model_len`` (a token count, or ``auto``: the largest that
+    fits — read ``max_model_len_fit``), ``gpu_memory_utilization`` and ``kv_cache_dtype``. Returns the
+    :class:`~nemoclaw_runtime.runtimes.fit.FitResult` (``to_dict()`` gives the stable names); ``refusal(result)``
+    is the exit-3 error ``up`` would raise. Bad input → ``InvalidInput`` (exit 2); a gated model without a token →
+    ``MissingToken`` (exit 3).
+    """
+    from nemoclaw_runtime.registry import load_registry, parse_extra_args
+    from nemoclaw_runtime.runtimes.docker.spec import GpuRequest
+    from nemoclaw_runtime.runtimes.drivers.contract import parse_max_model_len
+    from nemoclaw_runtime.runtimes.drivers.vllm import set_flag
+    from nemoclaw_runtime.runtimes.fit import ServeOptions, hub, plan_fit
+
+    settings = _settings(settings)
+    inventory = inventory if inventory is not None else detect_gpus(settings)
+    registry = load_registry()
+    profile = registry.vllm_profile_for(inventory.profile)
+    wanted = model if model is not None and model.strip() else settings.vllm_model
+    source_name = "--model" if model is not None and model.strip() else "NEMOCLAW_VLLM_MODEL"
+    entry = registry.resolve_vllm_model(wanted, profile=profile, source=source_name)
+    request = GpuRequest.parse(gpus)
+    if request.mode == "none":
+        raise InvalidInput("--gpus none: a fit needs GPUs", remedy="pass --gpus all or GPU indices such as 0,1")
+    context, auto = parse_max_model_len(max_model_len)
+    if context is None and not auto and settings.vllm_max_model_len:
+        context, auto = parse_max_model_len(settings.vllm_max_model_len, source="NEMOCLAW_VLLM_MAX_MODEL_LEN")
+    argv = entry.serve_argv(parse_extra_args(settings.vllm_extra_args_json))
+    if gpu_memory_utilization is not None:
+        argv = set_flag(argv, "--gpu-memory-utilization", f"{gpu_memory_utilization:g}")
+    if kv_cache_dtype is not None:
+        argv = set_flag(argv, "--kv-cache-dtype", kv_cache_dtype.strip())
+    if context is not None:
+        argv = set_flag(argv, "--max-model-len", str(context))
+    options = ServeOptions.from_argv(argv)  # bad values → InvalidInput (exit 2)
+    source = model_source if model_source is not None else hub.default_model_source(settings)
+    facts = source.facts(entry.hf_id, revision=options.revision)
+    result = plan_fit(facts, inventory, options, gpus=list(request.indices) if request.mode == "indices" else None,
+                      min_compute_capability=entry.min_compute_capability)
+    auto = auto or (entry.adhoc and context is None)  # a bare HF id is served at the context the fit gives
+    return dataclasses.replace(result, auto_context=True) if auto else result
 
 
 def local_options(settings: Settings | None = None, *, inventory: GpuInventory | None = None,
                   http: httpx.Client | None = None, docker: DockerPort | None = None,
-                  which: Callable[[str], str | None] | None = None) -> LocalOptions:
+                  which: Callable[[str], str | None] | None = None,
+                  model_source: ModelSource | None = None) -> LocalOptions:
     """The local inference options of this host (running servers, managed vLLM, NIM, Ollama), the suggested one
     marked, and why others are absent. Without ``docker`` the engine is connected (an unreachable one is reported
     in the result, not raised); ``which`` finds the ``ollama`` binary (default ``shutil.which``)."""
@@ -95,7 +178,8 @@ def local_options(settings: Settings | None = None, *, inventory: GpuInventory |
     settings = _settings(settings)
     extra: dict[str, Any] = {} if which is None else {"which": which}
     return options.local_options(settings, inventory=inventory, http=http,
-                                 docker=docker if docker is not None else options.AUTO, **extra)
+                                 docker=docker if docker is not None else options.AUTO, model_source=model_source,
+                                 **extra)
 
 
 def select_option(options: LocalOptions, settings: Settings | None = None, *, key: str | None = None) -> Selection:
@@ -109,19 +193,22 @@ def select_option(options: LocalOptions, settings: Settings | None = None, *, ke
 
 
 def plan(runtime: str = "vllm", *, settings: Settings | None = None, events: EventSink = discard,
-         inventory: GpuInventory | None = None, **options: Any) -> Plan:
-    """What ``up`` would do (the dry run: no download, no container, no network). ``options`` are those of
-    :func:`up` (model, port, gpus, image, name, host, prefetch, timeout_s, validate, allow_no_tools)."""
+         inventory: GpuInventory | None = None, model_source: ModelSource | None = None, **options: Any) -> Plan:
+    """What ``up`` would do (the dry run: no download, no container, no engine), with the fit under ``fit``
+    (vLLM: the model's config and safetensors headers from ``model_source``, default the hub). ``options`` are
+    those of :func:`up` (model, port, gpus, image, name, host, prefetch, timeout_s, validate, allow_no_tools,
+    max_model_len, fit_check)."""
     from nemoclaw_runtime.runtimes import pipeline
 
     check_runtime(runtime)
     return pipeline.plan(pipeline.make_request(runtime, **options), settings=_settings(settings),
-                         inventory=inventory, events=events)
+                         inventory=inventory, events=events, model_source=model_source)
 
 
 def up(runtime: str = "vllm", *, model: str | None = None, port: int | None = None, gpus: str = "all",
        image: str | None = None, name: str | None = None, host: str = "127.0.0.1", prefetch: bool = True,
        timeout_s: float | None = None, validate: bool = True, allow_no_tools: bool = False,
+       max_model_len: int | str | None = None, fit_check: bool = True, model_source: ModelSource | None = None,
        settings: Settings | None = None, events: EventSink = discard, cancel: CancelToken | None = None,
        inventory: GpuInventory | None = None, prompt_secret: PromptSecret | None = None,
        docker: DockerPort | None = None, http: httpx.Client | None = None, clock: Clock | None = None) -> UpResult:
@@ -129,15 +216,19 @@ def up(runtime: str = "vllm", *, model: str | None = None, port: int | None = No
 
     ``prompt_secret`` (interactive callers only) is asked for an NGC key when NIM has none in the settings, and
     once more after a registry rejects a key; without it a missing key is a refusal with the remedy.
+
+    vLLM: before any download the fit judges the model against this host (facts from ``model_source``, default
+    the hub) and refuses (exit 3, the numbers and the remedy) one that cannot fit; ``max_model_len`` (a token
+    count, or ``"auto"``: the largest that fits) replaces the registry's; ``fit_check=False`` only warns.
     """
     from nemoclaw_runtime.runtimes import pipeline
 
     check_runtime(runtime)
     request = pipeline.make_request(runtime, model=model, port=port, gpus=gpus, image=image, name=name, host=host,
                                     prefetch=prefetch, timeout_s=timeout_s, validate=validate,
-                                    allow_no_tools=allow_no_tools)
+                                    allow_no_tools=allow_no_tools, max_model_len=max_model_len, fit_check=fit_check)
     return pipeline.up(request, settings=_settings(settings), inventory=inventory, events=events, cancel=cancel,
-                       prompt_secret=prompt_secret, docker=docker, http=http, clock=clock)
+                       prompt_secret=prompt_secret, docker=docker, http=http, clock=clock, model_source=model_source)
 
 
 def pull(runtime: str, *, model: str | None = None, image: str | None = None, settings: Settings | None = None,
@@ -252,6 +343,6 @@ def validate(base_url: str, model: str, *, api: str | None = None, api_key: Secr
 
 
 __all__ = [
-    "RUNTIMES", "check_runtime", "detect_gpus", "list_managed", "local_options", "logs", "models", "plan", "pull",
-    "select_option", "status", "stop", "up", "validate", "watch_status",
+    "RUNTIMES", "check_runtime", "detect_gpus", "fit", "list_managed", "local_options", "logs", "models", "plan",
+    "pull", "select_option", "status", "stop", "up", "validate", "watch_status",
 ]

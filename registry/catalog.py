@@ -6,11 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from nemoclaw_runtime.kernel.errors import InsufficientResources, InvalidInput, NoSuitableGpu, UnknownModel
-from nemoclaw_runtime.kernel.names import PROFILE_NONE
+from nemoclaw_runtime.kernel.names import PROFILE_DGX_SPARK, PROFILE_DGX_STATION, PROFILE_LINUX_NVIDIA, PROFILE_NONE
 from nemoclaw_runtime.kernel.units import format_mib
-from nemoclaw_runtime.registry.entries import NimModel, OllamaStarter, VllmModel, VllmProfile
+from nemoclaw_runtime.registry.entries import HF_ID_RE, HF_PREFIX, NimModel, OllamaStarter, VllmModel, VllmProfile
 
 NO_GPU_PROFILE = PROFILE_NONE
+#: The GPU profiles a model named by its Hugging Face id alone may run on: every one managed vLLM serves.
+VLLM_HF_PLATFORMS = (PROFILE_DGX_SPARK, PROFILE_DGX_STATION, PROFILE_LINUX_NVIDIA)
 LIST_COMMAND = "nemoclaw-runtime models"
 
 
@@ -84,8 +86,26 @@ class Registry:
             return self._by_slug(profile.default_slug)
         found = self.find_vllm_model(text)
         if found is None:
+            found = self._hf_model(text, source)
+        if found is None:
             raise self._unknown_vllm(text, source)
         return found
+
+    def _hf_model(self, raw: str, source: str) -> VllmModel | None:
+        """``hf:ORG/NAME`` or ``ORG/NAME`` that is no registry entry: any Hugging Face model, with vLLM's defaults
+        (a registry entry named by its HF id after ``hf:`` keeps its own flags)."""
+        text = raw.strip()
+        prefixed = text.lower().startswith(HF_PREFIX)
+        hf_id = text[len(HF_PREFIX):].strip() if prefixed else text
+        if not HF_ID_RE.match(hf_id) or ".." in hf_id:
+            if not prefixed:
+                return None
+            raise InvalidInput(
+                f"Invalid {_unknown_prefix(source, raw)}: after '{HF_PREFIX}' comes a Hugging Face id 'org/name' "
+                "(letters, digits, '.', '_', '-')",
+                remedy="write the model as hf:ORG/NAME, e.g. hf:Qwen/Qwen3-8B",
+                details={"variable": source})
+        return self.find_vllm_model(hf_id) or VllmModel.from_hf_id(hf_id, VLLM_HF_PLATFORMS)
 
     def _by_slug(self, slug: str) -> VllmModel:
         return next(model for model in self.vllm_models if model.slug == slug)  # the loader checked it exists
@@ -192,4 +212,4 @@ class Registry:
         return next((s for s in self.ollama_starters if s.tag.lower() == wanted), None)
 
 
-__all__ = ["NO_GPU_PROFILE", "Registry"]
+__all__ = ["NO_GPU_PROFILE", "Registry", "VLLM_HF_PLATFORMS"]

@@ -25,6 +25,22 @@ VLLM_CONTAINER_PORT = 8000
 
 SERVED_NAME_FLAG = "--served-model-name"
 
+#: ``--model hf:ORG/NAME`` names any Hugging Face model, registry entry or not.
+HF_PREFIX = "hf:"
+#: A Hugging Face repository id as the hub accepts it: ``org/name``, letters, digits, ``.``, ``_``, ``-``.
+HF_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_COMPUTE_CAPABILITY_RE = re.compile(r"^([1-9][0-9]?)\.([0-9])$")
+
+
+def parse_compute_capability(text: str) -> tuple[int, int] | None:
+    """``"8.9"`` → ``(8, 9)``; ``None`` for anything that is not ``MAJOR.MINOR``."""
+    found = _COMPUTE_CAPABILITY_RE.match(text.strip()) if isinstance(text, str) else None
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def format_compute_capability(value: tuple[int, int] | None) -> str | None:
+    return f"{value[0]}.{value[1]}" if value else None
+
 
 def is_safe_model_id(text: object) -> bool:
     """True when ``text`` is a string of ``[A-Za-z0-9._:/-]`` only (NemoClaw's ``isSafeModelId``)."""
@@ -63,25 +79,40 @@ def served_name_from_args(tokens: Sequence[str]) -> str | None:
 
 @dataclass(frozen=True)
 class VllmModel:
-    """One managed-vLLM entry. ``flags`` are argv tokens for ``vllm serve`` (never shell text)."""
+    """One managed-vLLM entry. ``flags`` are argv tokens for ``vllm serve`` (never shell text).
+
+    ``min_compute_capability`` is the oldest GPU generation the checkpoint runs on (FP8 8.9, NVFP4 12.1, ...), or
+    ``None`` when any GPU vLLM supports will do. An entry made from a bare Hugging Face id (:meth:`from_hf_id`,
+    ``--model hf:ORG/NAME``) has no ``max_model_len`` (the fit or the model's own maximum decides), no flags and
+    ``adhoc`` set; whether it is gated is the hub's to say.
+    """
 
     slug: str
     hf_id: str
-    max_model_len: int
+    max_model_len: int | None
     flags: tuple[str, ...]
     gated: bool
     platforms: tuple[str, ...]
+    min_compute_capability: tuple[int, int] | None = None
+    adhoc: bool = False
+
+    @classmethod
+    def from_hf_id(cls, hf_id: str, platforms: tuple[str, ...]) -> VllmModel:
+        """An entry for any Hugging Face model: ``hf:ORG/NAME`` as its slug, vLLM's defaults for everything."""
+        return cls(slug=HF_PREFIX + hf_id, hf_id=hf_id, max_model_len=None, flags=(), gated=False,
+                   platforms=platforms, adhoc=True)
 
     def serve_argv(self, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
-        """The container command: ``vllm serve <hf_id> --port 8000 --max-model-len N <flags> <extra>``."""
+        """The container command: ``vllm serve <hf_id> --port 8000 --max-model-len N <flags> <extra>`` (no
+        ``--max-model-len`` when the entry has none)."""
+        context = ("--max-model-len", str(self.max_model_len)) if self.max_model_len else ()
         return (
             "vllm",
             "serve",
             self.hf_id,
             "--port",
             str(VLLM_CONTAINER_PORT),
-            "--max-model-len",
-            str(self.max_model_len),
+            *context,
             *self.flags,
             *extra,
         )
@@ -119,6 +150,7 @@ class VllmModel:
             "licence_url": self.licence_url,
             "platforms": list(self.platforms),
             "served_model_id": self.served_model_id(),
+            "min_compute_capability": format_compute_capability(self.min_compute_capability),
         }
 
 
@@ -207,6 +239,7 @@ class OllamaStarter:
 
 
 __all__ = [
-    "HF_TOKEN_VARIABLES", "NGC_KEY_VARIABLES", "NimModel", "OllamaStarter", "RUNTIMES", "SAFE_MODEL_ID_RE",
-    "VLLM_CONTAINER_PORT", "VllmModel", "VllmProfile", "is_safe_model_id", "served_name_from_args",
+    "HF_ID_RE", "HF_PREFIX", "HF_TOKEN_VARIABLES", "NGC_KEY_VARIABLES", "NimModel", "OllamaStarter", "RUNTIMES",
+    "SAFE_MODEL_ID_RE", "VLLM_CONTAINER_PORT", "VllmModel", "VllmProfile", "format_compute_capability",
+    "is_safe_model_id", "parse_compute_capability", "served_name_from_args",
 ]

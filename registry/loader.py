@@ -22,6 +22,7 @@ from nemoclaw_runtime.registry.entries import (
     VllmModel,
     VllmProfile,
     is_safe_model_id,
+    parse_compute_capability,
 )
 from nemoclaw_runtime.registry.extra_args import CONTROL_RE, RESERVED_FLAGS
 
@@ -185,7 +186,20 @@ def build_vllm_model(reader: EntryReader) -> VllmModel:
         flags=check_flags(reader, reader.text_list("flags", non_empty=False, unique=False)),
         gated=reader.boolean("gated"),
         platforms=reader.text_list("platforms", allowed=VLLM_PLATFORMS),
+        min_compute_capability=compute_capability(reader, "min_compute_capability"),
     )
+
+
+def compute_capability(reader: EntryReader, field: str) -> tuple[int, int] | None:
+    """An optional ``"MAJOR.MINOR"`` string (``"8.9"``); absent means any GPU vLLM supports."""
+    if field not in reader.raw:
+        reader.used.add(field)
+        return None
+    value = reader.text(field)
+    parsed = parse_compute_capability(value)
+    if parsed is None:
+        raise reader.error(field, f"must be a compute capability 'MAJOR.MINOR' such as \"8.9\" (got {value!r})")
+    return parsed
 
 
 def check_flags(reader: EntryReader, flags: tuple[str, ...]) -> tuple[str, ...]:
@@ -320,6 +334,6 @@ def load_ollama(path: Path) -> tuple[tuple[OllamaStarter, ...], str]:
 
 
 __all__ = [
-    "DATA_DIR", "NIM_FILE", "OLLAMA_FILE", "PROFILE_ALIASES", "VLLM_FILE", "VLLM_PLATFORMS", "load_nim", "load_ollama",
-    "load_vllm",
+    "DATA_DIR", "NIM_FILE", "OLLAMA_FILE", "PROFILE_ALIASES", "VLLM_FILE", "VLLM_PLATFORMS", "compute_capability",
+    "load_nim", "load_ollama", "load_vllm",
 ]

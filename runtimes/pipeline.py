@@ -12,22 +12,32 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from nemoclaw_runtime.kernel.clock import CancelToken, Clock
-from nemoclaw_runtime.kernel.errors import Cancelled, InvalidInput, PortInUse, RuntimeNotReady
+from nemoclaw_runtime.kernel.errors import (
+    Cancelled,
+    InvalidInput,
+    NemoclawError,
+    NoSuchContainer,
+    PortInUse,
+    RuntimeNotReady,
+)
 from nemoclaw_runtime.kernel.events import EventSink, Info, PhaseChanged, Warning, discard
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.registry.entries import RUNTIMES
 from nemoclaw_runtime.runtimes import wiring
+from nemoclaw_runtime.runtimes.docker.containers import check_gpu_runtime, engine_is_local, interrupts_deferred
 from nemoclaw_runtime.runtimes.docker.spec import (
     LABEL_IMAGE_DIGEST,
     LABEL_PORT,
+    LABEL_RUNTIME,
     LABEL_SPEC_HASH,
     url_host,
 )
 from nemoclaw_runtime.runtimes.drivers.contract import (
+    GpuPlacement,
     Plan,
     RuntimeDriver,
     Served,
@@ -42,12 +52,15 @@ if TYPE_CHECKING:
     import httpx
 
     from nemoclaw_runtime.gpu import GpuInventory
-    from nemoclaw_runtime.runtimes.docker.port import DockerPort, PulledImage
+    from nemoclaw_runtime.runtimes.docker.port import ContainerManager, DockerPort, PulledImage
     from nemoclaw_runtime.runtimes.docker.registry_login import PromptSecret
+    from nemoclaw_runtime.runtimes.fit import ModelSource
 
 
 #: Hosts a port may be published on without exposing the server to the network.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: The share of a GPU a managed container without a utilisation label is taken to hold (vLLM's default).
+DEFAULT_UTILIZATION = 0.9
 
 # Kept here for callers of ``pipeline.open_services``: the engine is opened in ``runtimes/wiring.py`` only.
 open_services = wiring.open_services
@@ -73,14 +86,65 @@ def driver_for(runtime: str) -> RuntimeDriver:
 
 
 def plan(request: UpRequest, *, settings: Settings | None = None, inventory: GpuInventory | None = None,
-         events: EventSink = discard) -> Plan:
-    """Everything ``up`` would do, with the preflight checks that need no network and no download."""
+         events: EventSink = discard, model_source: ModelSource | None = None) -> Plan:
+    """Everything ``up`` would do, with the preflight checks that need no download and no engine — and the fit
+    (vLLM), whose facts come from ``model_source`` (default: the hub's config and safetensors headers, cached)."""
     settings = settings if settings is not None else Settings.from_env()
     for message in settings.warnings:
         events(Warning(message))
     _warn_if_exposed(request, events)
     inventory = inventory if inventory is not None else _detect(settings)
-    return driver_for(request.runtime).plan(request, settings, inventory)
+    _check_gpu_indices(request, inventory)
+    driver = driver_for(request.runtime)
+    the_plan = driver.plan(request, settings, inventory)
+    return driver.fit(the_plan, request, settings, inventory, source=_source(settings, model_source), events=events)
+
+
+def _source(settings: Settings, model_source: ModelSource | None) -> ModelSource:
+    if model_source is not None:
+        return model_source
+    from nemoclaw_runtime.runtimes.fit import hub
+
+    return hub.default_model_source(settings)
+
+
+def gpu_placement(containers: ContainerManager, name: str, inventory: GpuInventory) -> GpuPlacement:
+    """What our managed containers hold, from their labels: every other running one's GPUs and utilisation, and
+    those of the container called ``name`` (``up`` replaces or reuses it)."""
+    from nemoclaw_runtime.runtimes.docker.containers import gpu_indices_label, utilization_label
+
+    everyone = tuple(g.index for g in inventory.gpus)
+    held: dict[int, list[tuple[str, float]]] = {}
+    own: tuple[int, ...] = ()
+    own_share: float | None = None
+    for info in containers.list_managed():
+        if info.state.status not in ("running", "restarting", "created"):
+            continue
+        gpus = gpu_indices_label(info.labels)
+        if gpus is None:  # no label: a vLLM of an older version may use any GPU; NIM and Ollama are left to the
+            gpus = everyone if info.labels.get(LABEL_RUNTIME) == "vllm" else ()  # free-memory check of the fit
+        share = utilization_label(info.labels) or DEFAULT_UTILIZATION
+        container = info.name.lstrip("/")
+        if container == name:
+            own, own_share = gpus, share
+            continue
+        for index in gpus:
+            held.setdefault(index, []).append((container, share))
+    return GpuPlacement({i: tuple(h) for i, h in held.items()}, own, own_share)
+
+
+def _check_gpu_indices(request: UpRequest, inventory: GpuInventory) -> None:
+    """``--gpus 0,3``: every index must be a GPU of this host (exit 2 otherwise, before anything starts)."""
+    if request.gpus.mode != "indices" or not inventory.gpus:
+        return  # no GPU at all is the driver's refusal (exit 3), with its own remedy
+    known = sorted(gpu.index for gpu in inventory.gpus)
+    unknown = [index for index in request.gpus.indices if index not in known]
+    if unknown:
+        raise InvalidInput(
+            f"Invalid --gpus {request.gpus}: this host has no GPU {', '.join(map(str, unknown))} (its GPUs are "
+            f"{', '.join(map(str, known))})",
+            remedy="pass indices listed by `nemoclaw-runtime gpus`, or --gpus all",
+            details={"option": "--gpus", "unknown": unknown, "gpus": known})
 
 
 def _warn_if_exposed(request: UpRequest, events: EventSink) -> None:
@@ -122,13 +186,17 @@ def pull(runtime: str, *, settings: Settings | None = None, model: str | None = 
 def up(request: UpRequest, *, settings: Settings | None = None, inventory: GpuInventory | None = None,
        events: EventSink = discard, cancel: CancelToken | None = None, services: Services | None = None,
        prompt_secret: PromptSecret | None = None, docker: DockerPort | None = None, http: httpx.Client | None = None,
-       clock: Clock | None = None) -> UpResult:
+       clock: Clock | None = None, model_source: ModelSource | None = None) -> UpResult:
     """Bring the requested runtime up and return once it answers (and, unless disabled, passed validation).
 
     ``prompt_secret`` (a masked prompt, interactive callers only) asks for a NIM key the environment lacks, and lets
     a registry login ask once more after a rejected key; without it a missing or rejected key is a refusal with the
     remedy. ``services`` (all collaborators), or ``docker`` / ``http`` / ``clock`` one by one, are used as given
     and left open; what is not given is made in ``runtimes/wiring.py`` and closed before returning.
+
+    The fit (vLLM) runs under the name's lock, before any download: it refuses (exit 3) a model that cannot fit,
+    sizes ``--max-model-len auto``, and places the model on GPUs our other managed containers leave room on.
+    ``model_source`` tells the model's facts (default: the hub's config and safetensors headers).
     """
     settings = settings if settings is not None else Settings.from_env()
     cancel = cancel or CancelToken()
@@ -139,6 +207,7 @@ def up(request: UpRequest, *, settings: Settings | None = None, inventory: GpuIn
     driver = driver_for(request.runtime)
     settings = _ask_for_key(request.runtime, settings, prompt_secret)
     inventory = inventory if inventory is not None else _detect(settings)
+    _check_gpu_indices(request, inventory)
     the_plan = driver.plan(request, settings, inventory)
     with contextlib.ExitStack() as stack:
         svc = services or stack.enter_context(wiring.services_session(
@@ -150,6 +219,10 @@ def up(request: UpRequest, *, settings: Settings | None = None, inventory: GpuIn
             result = _adopt(driver, the_plan, svc, events, cancel)
             if result is None:
                 with svc.containers.lock(the_plan.spec.name, events=events):
+                    placement = gpu_placement(svc.containers, the_plan.spec.name, inventory)
+                    the_plan = driver.fit(the_plan, request, settings, inventory, events=events,
+                                          source=_source(settings, model_source), placement=placement)
+                    cancel.raise_if_cancelled()
                     result = _up_locked(driver, the_plan, svc, events, cancel)
             return dataclasses.replace(result, elapsed_s=svc.clock.monotonic() - started)
         except KeyboardInterrupt as exc:
@@ -215,6 +288,8 @@ def _up_locked(driver: RuntimeDriver, the_plan: Plan, svc: Services, events: Eve
     reused = _reuse_if_same(driver, the_plan, svc, events, cancel)
     if reused is not None:
         return reused
+    if the_plan.spec.gpus.mode != "none":  # before any download: an engine that cannot give GPUs is exit 3 now
+        check_gpu_runtime(svc.docker, local_engine=engine_is_local(svc.settings.docker_host))
     revision = driver.prepare(the_plan, svc, events, cancel)
     cancel.raise_if_cancelled()
     events(PhaseChanged("pull", f"Pulling {the_plan.spec.image} (pinned to this platform's digest)"))
@@ -225,11 +300,13 @@ def _up_locked(driver: RuntimeDriver, the_plan: Plan, svc: Services, events: Eve
     try:
         served, validated = _serve(driver, the_plan, svc, events, cancel)
     except RuntimeNotReady:
-        _stop_quietly(svc, spec.name, remove=False)  # keep it so `logs` shows what happened
+        events(Info(f"Stopping {spec.name}; it is kept so `nemoclaw-runtime logs {spec.name}` shows what happened"))
+        with interrupts_deferred(_still_cleaning(events, spec.name)):
+            _stop_quietly(svc, spec.name, remove=False)
         raise
-    except BaseException:
-        if outcome.action != "reused":
-            _stop_quietly(svc, spec.name, remove=True)  # Ctrl-C / cancel: leave nothing half-started
+    except BaseException as exc:
+        if outcome.action != "reused":  # a reused container ran before we came: it is left as it was
+            _clean_up(svc, spec.name, events, exc)  # Ctrl-C / cancel: leave nothing half-started, or say what is left
         raise
     return _result(the_plan, svc, served, events, name=spec.name, image=spec.image, digest=pulled.digest,
                    reused=outcome.action == "reused", container_id=outcome.container.id, revision=revision,
@@ -278,6 +355,56 @@ def _result(the_plan: Plan, svc: Services, served: Served, events: EventSink, *,
         adopted=adopted, container_id=container_id, weights_revision=revision, validated_api=validated)
 
 
+#: How long a clean-up waits for a half-started server to stop before it is killed and removed.
+CLEANUP_STOP_TIMEOUT_S = 3.0
+
+
+def _still_cleaning(events: EventSink, name: str) -> Callable[[], None]:
+    def notice() -> None:
+        events(Warning(f"Still cleaning up {name}; it takes a few seconds more (this Ctrl-C will not interrupt it)"))
+    return notice
+
+
+def _clean_up(svc: Services, name: str, events: EventSink, exc: BaseException) -> None:
+    """Stop and remove the container ``up`` started, saying so while it waits; a second Ctrl-C cannot cut it
+    short. After Ctrl-C or a cancel, raise :class:`Cancelled` stating exactly what was done or what was left."""
+    interrupted = isinstance(exc, (KeyboardInterrupt, Cancelled))
+    why = "Cancelled" if interrupted else "The start failed"
+    events(Info(f"{why}: stopping and removing container {name} so nothing half-started is left (a few seconds; "
+                "a second Ctrl-C will not interrupt it)"))
+    with interrupts_deferred(_still_cleaning(events, name)):
+        problem = _remove_now(svc, name)
+    if problem is None:
+        events(Info(f"Removed container {name}"))
+        if interrupted:
+            raise Cancelled(f"Cancelled; the container {name} was stopped and removed, nothing half-started was left "
+                            "behind", remedy="run the command again") from exc
+        return
+    remedy = f"remove it with `nemoclaw-runtime stop {name}` (or `docker rm -f {name}`)"
+    if interrupted:
+        raise Cancelled(f"Cancelled; the container {name} could not be removed and is still there ({problem})",
+                        remedy=remedy, details={"left_behind": [name]}) from exc
+    events(Warning(f"The container {name} could not be removed ({problem}): {remedy}"))
+
+
+def _remove_now(svc: Services, name: str) -> str | None:
+    """Stop (briefly) and force-remove our container ``name``; None when it is gone, else why not."""
+    try:
+        info = svc.containers.get(name)
+        if info is None:
+            return None
+        with contextlib.suppress(NemoclawError):
+            svc.docker.stop_container(info.id, timeout=CLEANUP_STOP_TIMEOUT_S)
+        svc.docker.remove_container(info.id, force=True)
+        return None if svc.containers.get(name) is None else "the engine still lists it"
+    except NoSuchContainer:
+        return None
+    except NemoclawError as error:
+        return error.message
+    except Exception as error:  # noqa: BLE001 - report what is left rather than mask the original error
+        return type(error).__name__
+
+
 def _stop_quietly(svc: Services, name: str, *, remove: bool) -> None:
     try:
         svc.containers.stop(name, remove=remove)
@@ -292,4 +419,7 @@ def _detect(settings: Settings) -> GpuInventory:
     return detect_gpus(settings)
 
 
-__all__ = ["Services", "driver_for", "make_request", "open_services", "plan", "pull", "stop", "up"]
+__all__ = [
+    "DEFAULT_UTILIZATION", "Services", "driver_for", "gpu_placement", "make_request", "open_services", "plan", "pull",
+    "stop", "up",
+]

@@ -22,3 +22,21 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
     monkeypatch.setenv("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
+
+
+@pytest.fixture(autouse=True)
+def fit_facts_stay_local(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fit reads model facts from the hub by default (`up`, `up --dry-run`, `fit`, `models`, `options`): in tests
+    it may ask only a hub on 127.0.0.1 (HF_ENDPOINT set to a fake); otherwise it reads the HF cache alone, so no
+    test ever reaches huggingface.co. Tests that want facts inject a model source (DirectoryModelSource)."""
+    from nemoclaw_runtime.runtimes.fit import hub
+
+    real = hub.default_model_source
+
+    def local_only(settings, **kwargs):  # type: ignore[no-untyped-def]
+        endpoint = (settings.hf_endpoint or "").lower()
+        if endpoint.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
+            return real(settings, **kwargs)
+        return hub.HubModelSource(settings, offline=True, **kwargs)
+
+    monkeypatch.setattr(hub, "default_model_source", local_only)

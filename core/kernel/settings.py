@@ -22,11 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from nemoclaw_runtime.kernel import checks
 from nemoclaw_runtime.kernel.errors import InvalidSetting
 from nemoclaw_runtime.kernel.names import APIS, HF_TOKEN_VARIABLES, NGC_KEY_VARIABLES, PROVIDERS
-from nemoclaw_runtime.kernel.secret import Secret
+from nemoclaw_runtime.kernel.secret import Secret, redact
+from nemoclaw_runtime.kernel.text import has_unsafe, json_depth, one_line
 
-_PORT_RE = re.compile(r"^\d+$")
+_PORT_RE = re.compile(r"[0-9]{1,5}")  # ASCII digits only, matched whole (\d and int() take any script's digits)
+_SECRET_RE = re.compile(r"[!-~]{1,4096}")  # one word of printable ASCII: it goes into HTTP headers and env values
+_SECONDS_RE = re.compile(r"[+]?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(?:[eE][+-]?[0-9]{1,3})?")  # ASCII
+MAX_CONTEXT_WINDOW = 4_194_304  # the largest max_model_len accepted anywhere (server/probes.py agrees)
+MAX_JSON_SETTING_BYTES = 64 * 1024
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 _T = TypeVar("_T")
@@ -45,14 +51,71 @@ class Setting:
     lenient: bool = False  # bad value -> default + warning instead of exit 2
 
 
+def _quoted(raw: str) -> str:
+    """A bad raw value as messages quote it: one line, credentials redacted, bounded."""
+    text = one_line(redact(raw))
+    return text if len(text) <= 80 else text[:80] + "…"
+
+
 def _text(variable: str, raw: str) -> str | None:
+    """Plain one-line text: control characters and invisible marks are refused (exit 2)."""
     value = raw.strip()
-    return value or None
+    return checks.check_plain_text(value, variable, variable=variable) if value else None
+
+
+def _json_text(variable: str, raw: str) -> str | None:
+    """JSON text (line breaks allowed), bounded in size and nesting; the reader of the setting parses it."""
+    value = raw.strip()
+    if not value:
+        return None
+    problem = None
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_JSON_SETTING_BYTES:
+        problem = f"it is larger than {MAX_JSON_SETTING_BYTES} bytes"
+    elif json_depth(value) > 8:
+        problem = "it is nested more than 8 levels deep"
+    if problem:
+        example = """'["--max-num-seqs", "8"]'"""
+        raise InvalidSetting(f"Invalid {variable}: {problem}",
+                             remedy=f"set {variable} to a short JSON array of strings, e.g. {example}",
+                             details={"variable": variable})
+    return value
+
+
+def _image(variable: str, raw: str) -> str | None:
+    value = raw.strip()
+    return checks.check_image_reference(value, variable, variable=variable) if value else None
+
+
+def _url(variable: str, raw: str) -> str | None:
+    value = raw.strip()
+    return checks.check_http_url(value, variable, variable=variable) if value else None
+
+
+def _docker_host(variable: str, raw: str) -> str | None:
+    value = raw.strip()
+    return checks.check_docker_host(value, variable) if value else None
 
 
 def _secret(variable: str, raw: str) -> Secret | None:
     value = raw.strip()  # whitespace-only tokens are ignored, as NemoClaw does
+    if value and not _SECRET_RE.fullmatch(value):
+        raise InvalidSetting(  # never quote the value: it is a credential
+            f"Invalid {variable} (its value is not shown): a key is one word of printable ASCII characters (no "
+            "spaces, line breaks or control characters, at most 4096)",
+            remedy=f"export {variable} again, copied exactly, or unset it", details={"variable": variable})
     return Secret(value) if value else None
+
+
+def _context_window(variable: str, raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if not re.fullmatch(r"[0-9]{1,8}", value) or not 0 < int(value) <= MAX_CONTEXT_WINDOW:
+        raise InvalidSetting(
+            f'Invalid {variable}="{_quoted(raw)}" — must be a whole number of tokens between 1 and '
+            f"{MAX_CONTEXT_WINDOW}",
+            remedy=f"set {variable} to a token count such as 32768, or unset it", details={"variable": variable})
+    return str(int(value))
 
 
 def _flag(variable: str, raw: str) -> bool:
@@ -62,7 +125,7 @@ def _flag(variable: str, raw: str) -> bool:
     if value in _FALSE:
         return False
     raise InvalidSetting(
-        f'Invalid {variable}="{raw}" — must be 1/0, true/false, yes/no or on/off',
+        f'Invalid {variable}="{_quoted(raw)}" — must be 1/0, true/false, yes/no or on/off',
         remedy=f"set {variable}=1 to enable it or unset it",
         details={"variable": variable},
     )
@@ -70,9 +133,9 @@ def _flag(variable: str, raw: str) -> bool:
 
 def _port(variable: str, raw: str) -> int:
     value = raw.strip()
-    if not _PORT_RE.match(value) or not 1024 <= int(value) <= 65535:
+    if not _PORT_RE.fullmatch(value) or not 1024 <= int(value) <= 65535:
         raise InvalidSetting(
-            f'Invalid port: {variable}="{raw}" — must be an integer between 1024 and 65535',
+            f'Invalid port: {variable}="{_quoted(raw)}" — must be an integer between 1024 and 65535',
             remedy=f"set {variable} to a free port such as 8000, or unset it",
             details={"variable": variable},
         )
@@ -80,22 +143,36 @@ def _port(variable: str, raw: str) -> int:
 
 
 def _seconds(variable: str, raw: str) -> float:
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
+    value = raw.strip()
+    number = float(value) if _SECONDS_RE.fullmatch(value) else math.nan  # float() takes any script's digits
+    if not math.isfinite(number) or number <= 0 or number > checks.MAX_SECONDS:
         raise InvalidSetting(
-            f'Invalid {variable}="{raw}" — must be a positive number of seconds',
+            f'Invalid {variable}="{_quoted(raw)}" — must be a positive number of seconds, at most '
+            f"{checks.MAX_SECONDS:.0f} (30 days)",
             remedy=f"set {variable} to a number of seconds such as 600, or unset it",
             details={"variable": variable},
         )
-    return value
+    return number
 
 
 def _path(variable: str, raw: str) -> Path | None:
     value = raw.strip()
+    if value and ("\x00" in value or has_unsafe(value)):
+        raise InvalidSetting(f'Invalid {variable}="{_quoted(raw)}" — a path must not hold control characters',
+                             remedy=f"set {variable} to a plain path, or unset it", details={"variable": variable})
     return Path(value).expanduser() if value else None
+
+
+def _directory(variable: str, raw: str) -> Path | None:
+    """A directory, or a path where one will be created: a file, device or FIFO there is refused (exit 2)."""
+    path = _path(variable, raw)
+    return checks.check_directory(path, variable, variable=variable) if path is not None else None
+
+
+def _file(variable: str, raw: str) -> Path | None:
+    """A regular file to read: directories, devices (/dev/zero), FIFOs and sockets are refused unopened."""
+    path = _path(variable, raw)
+    return checks.check_regular_file(path, variable, variable=variable) if path is not None else None
 
 
 def _provider(variable: str, raw: str) -> str | None:
@@ -125,6 +202,22 @@ def _api(variable: str, raw: str) -> str | None:
     return value
 
 
+def _context(variable: str, raw: str) -> str | None:
+    """A ``--max-model-len`` for vLLM: ``auto`` (the largest context that fits), or a positive token count."""
+    value = raw.strip().lower()
+    if not value:
+        return None
+    if value == "auto":
+        return value
+    if value.isascii() and value.isdigit() and 0 < int(value) <= 16_777_216:  # ASCII: isdigit takes any script
+        return str(int(value))
+    raise InvalidSetting(
+        f'Invalid {variable}="{raw}" — must be auto or a positive number of tokens',
+        remedy=f"set {variable}=auto (the largest context that fits) or a token count such as 32768, or unset it",
+        details={"variable": variable},
+    )
+
+
 _SETTING = "nemoclaw_runtime.setting"  # the dataclass field metadata key that marks a setting
 
 
@@ -146,21 +239,23 @@ class Settings:
     # --- general -------------------------------------------------------------------------------------------------
     debug: bool = _setting("NEMOCLAW_DEBUG", False, "show tracebacks for errors", _flag)
     gpu_snapshot: Path | None = _setting("NEMOCLAW_GPU_SNAPSHOT", None,
-                                         "replay a `gpus --json` snapshot file instead of reading NVML", _path)
+                                         "replay a `gpus --json` snapshot file instead of reading NVML", _file)
     experimental: bool = _setting("NEMOCLAW_EXPERIMENTAL", False,
                                   "offer experimental options (managed vLLM on generic Linux, local NIM)", _flag)
     provider: str | None = _setting("NEMOCLAW_PROVIDER", None,
                                     f"non-interactive provider choice: {', '.join(PROVIDERS)}", _provider)
     model: str | None = _setting("NEMOCLAW_MODEL", None, "model for NIM / Ollama (and the wizard)", _text)
     context_window: str | None = _setting("NEMOCLAW_CONTEXT_WINDOW", None,
-                                          "context window to report instead of the server's max_model_len", _text)
+                                          "context window to report instead of the server's max_model_len",
+                                          _context_window)
     preferred_api: str | None = _setting("NEMOCLAW_PREFERRED_API", None,
                                          f"{APIS[0]} (default) or {APIS[1]} for validation", _api)
     local_inference_timeout: float = _setting(
         "NEMOCLAW_LOCAL_INFERENCE_TIMEOUT", 180.0, "validation probe budget in seconds (bad value: default + warning)",
         _seconds, lenient=True)
     state_dir_override: Path | None = _setting(
-        "NEMOCLAW_STATE_DIR", None, "state directory for locks (default $XDG_STATE_HOME/nemoclaw-runtime)", _path)
+        "NEMOCLAW_STATE_DIR", None, "state directory for locks (default $XDG_STATE_HOME/nemoclaw-runtime)",
+        _directory)
     # --- image pulls ---------------------------------------------------------------------------------------------
     pull_stall_timeout: float = _setting(
         "NEMOCLAW_PULL_STALL_TIMEOUT", 120.0,
@@ -174,19 +269,23 @@ class Settings:
     vllm_model: str | None = _setting("NEMOCLAW_VLLM_MODEL", None, "vLLM model slug or Hugging Face id", _text)
     vllm_port: int = _setting("NEMOCLAW_VLLM_PORT", 8000, "host port for vLLM and NIM", _port)
     vllm_image: str | None = _setting("NEMOCLAW_VLLM_IMAGE", None, "override the vLLM image (mirror / air-gapped)",
-                                      _text)
+                                      _image)
     vllm_extra_args_json: str | None = _setting("NEMOCLAW_VLLM_EXTRA_ARGS_JSON", None,
-                                                "JSON array of extra `vllm serve` arguments", _text)
+                                                "JSON array of extra `vllm serve` arguments", _json_text)
+    vllm_max_model_len: str | None = _setting(
+        "NEMOCLAW_VLLM_MAX_MODEL_LEN", None,
+        "vLLM context length: auto (the largest that fits this host) or a token count; default the registry's",
+        _context)
     vllm_ready_timeout: float = _setting("NEMOCLAW_VLLM_READY_TIMEOUT", 1800.0, "seconds to wait for vLLM readiness",
                                          _seconds)
     # --- NIM -----------------------------------------------------------------------------------------------------
-    nim_image: str | None = _setting("NEMOCLAW_NIM_IMAGE", None, "override the NIM image", _text)
+    nim_image: str | None = _setting("NEMOCLAW_NIM_IMAGE", None, "override the NIM image", _image)
     nim_ready_timeout: float = _setting("NEMOCLAW_NIM_READY_TIMEOUT", 1200.0, "seconds to wait for NIM readiness",
                                         _seconds)
     # --- Ollama --------------------------------------------------------------------------------------------------
     ollama_port: int = _setting("NEMOCLAW_OLLAMA_PORT", 11434, "host port of Ollama", _port)
     ollama_proxy_port: int = _setting("NEMOCLAW_OLLAMA_PROXY_PORT", 11435, "port of NemoClaw's Ollama proxy", _port)
-    ollama_image: str | None = _setting("NEMOCLAW_OLLAMA_IMAGE", None, "override the Ollama image", _text)
+    ollama_image: str | None = _setting("NEMOCLAW_OLLAMA_IMAGE", None, "override the Ollama image", _image)
     ollama_pull_timeout: float = _setting(
         "NEMOCLAW_OLLAMA_PULL_TIMEOUT", 1800.0,
         "overall cap on an Ollama model pull in seconds (bad value: default + warning)", _seconds, lenient=True)
@@ -194,9 +293,9 @@ class Settings:
     hf_token: Secret | None = _setting("HF_TOKEN", None, "Hugging Face token (gated models)", _secret, secret=True)
     hugging_face_hub_token: Secret | None = _setting("HUGGING_FACE_HUB_TOKEN", None, "legacy name of HF_TOKEN",
                                                      _secret, secret=True)
-    hf_endpoint: str | None = _setting("HF_ENDPOINT", None, "Hugging Face endpoint (mirrors, tests)", _text)
+    hf_endpoint: str | None = _setting("HF_ENDPOINT", None, "Hugging Face endpoint (mirrors, tests)", _url)
     hf_home_override: Path | None = _setting("HF_HOME", None,
-                                             "Hugging Face cache root (default ~/.cache/huggingface)", _path)
+                                             "Hugging Face cache root (default ~/.cache/huggingface)", _directory)
     ngc_api_key: Secret | None = _setting("NGC_API_KEY", None, "NGC key for nvcr.io and NIM", _secret, secret=True)
     nvidia_inference_api_key: Secret | None = _setting("NVIDIA_INFERENCE_API_KEY", None, "fallback NGC key",
                                                        _secret, secret=True)
@@ -204,13 +303,13 @@ class Settings:
                                              secret=True)
     # --- engine --------------------------------------------------------------------------------------------------
     docker_host: str | None = _setting("DOCKER_HOST", None, "Docker engine address (default the local socket)",
-                                       _text)
+                                       _docker_host)
     docker_config_dir: Path | None = _setting("DOCKER_CONFIG", None, "Docker config directory (default ~/.docker)",
-                                              _path)
+                                              _directory)
     # --- locations -----------------------------------------------------------------------------------------------
-    home_override: Path | None = _setting("HOME", None, "home directory", _path)
-    xdg_state_home: Path | None = _setting("XDG_STATE_HOME", None, "XDG state root", _path)
-    xdg_cache_home: Path | None = _setting("XDG_CACHE_HOME", None, "XDG cache root", _path)
+    home_override: Path | None = _setting("HOME", None, "home directory", _directory)
+    xdg_state_home: Path | None = _setting("XDG_STATE_HOME", None, "XDG state root", _directory)
+    xdg_cache_home: Path | None = _setting("XDG_CACHE_HOME", None, "XDG cache root", _directory)
     # --- not settings: what they were read from, and the lenient variables' complaints ---------------------------
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     warnings: tuple[str, ...] = ()

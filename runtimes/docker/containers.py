@@ -13,20 +13,35 @@ answer is :class:`NameTaken` (exit 3) naming it; when an ops command names it, :
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, suppress
+import shutil
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from nemoclaw_runtime._version import __version__
+from nemoclaw_runtime.kernel.checks import check_container_name, check_int
 from nemoclaw_runtime.kernel.clock import Clock, SystemClock
-from nemoclaw_runtime.kernel.errors import ContainerExited, InvalidInput, NameTaken, NemoclawError, NoSuchContainer
+from nemoclaw_runtime.kernel.errors import (
+    Cancelled,
+    ContainerExited,
+    InvalidInput,
+    NameTaken,
+    NemoclawError,
+    NoSuchContainer,
+    NoSuitableGpu,
+)
 from nemoclaw_runtime.kernel.events import EventSink, Info, PhaseChanged, Warning, discard
 from nemoclaw_runtime.kernel.secret import Secret
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes.docker.locks import DEFAULT_WAIT_S, name_lock
 from nemoclaw_runtime.runtimes.docker.port import ContainerInfo, ContainerState, DockerPort, RunOutcome
 from nemoclaw_runtime.runtimes.docker.spec import (
+    LABEL_GPU_MEMORY_UTILIZATION,
+    LABEL_GPUS,
     LABEL_HOST,
     LABEL_IMAGE,
     LABEL_IMAGE_DIGEST,
@@ -43,6 +58,7 @@ from nemoclaw_runtime.runtimes.docker.spec import (
 )
 
 STOP_TIMEOUT_S = 10.0
+MAX_LOG_TAIL = 1_000_000  # `logs --tail`: more lines than this is a typo, and would be held in memory
 #: Labels only this module may set; a driver that tries is a bug (exit 2), not something to overwrite silently.
 RESERVED_LABELS = frozenset({LABEL_MANAGED, LABEL_SPEC_HASH, LABEL_VERSION})
 #: States a stopped container with the right spec can simply be started from; others are replaced.
@@ -53,6 +69,90 @@ Action = Literal["started", "reused", "replaced", "restarted"]
 
 def is_managed(info: ContainerInfo) -> bool:
     return info.labels.get(LABEL_MANAGED) == "true"
+
+
+# --- clean-up that a second Ctrl-C cannot cut short ------------------------------------------------------------
+
+
+@contextmanager
+def interrupts_deferred(notice: Callable[[], None] | None = None) -> Iterator[list[int]]:
+    """Run the block with Ctrl-C (SIGINT) held back: a signal that arrives is recorded (the yielded list) and
+    ``notice`` is called, and the block — a clean-up — runs to its end. Off the main thread (where Python delivers
+    signals) it does nothing. The previous handler is restored afterwards."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def hold(signum: int, frame: object) -> None:
+        received.append(signum)
+        if notice is not None:
+            with suppress(Exception):
+                notice()
+
+    try:
+        previous = signal.signal(signal.SIGINT, hold)
+    except (ValueError, OSError):  # no signals here (an embedded interpreter): nothing to defer
+        yield received
+        return
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _left_behind(name: str, why: str) -> Cancelled:
+    """Cancelled, saying exactly what was left and how to remove it."""
+    return Cancelled(f"Cancelled; the container {name} could not be removed and is still there ({why})",
+                     remedy=f"remove it with `nemoclaw-runtime stop {name}` (or `docker rm -f {name}`)",
+                     details={"left_behind": [name]})
+
+
+# --- the GPU runtime -------------------------------------------------------------------------------------------
+
+#: Where the NVIDIA container toolkit writes its CDI specs (``nvidia-ctk cdi generate``), unless docker info says.
+CDI_SPEC_DIRS = ("/etc/cdi", "/var/run/cdi")
+GPU_RUNTIME_REMEDY = ("install the NVIDIA container toolkit (nvidia-container-toolkit), run `sudo nvidia-ctk runtime "
+                      "configure --runtime=docker` and restart Docker (`sudo systemctl restart docker`); or pass "
+                      "--gpus none to start without GPUs")
+
+
+def gpu_runtime_missing(info: Mapping[str, Any], *, local_engine: bool = True) -> bool:
+    """True when ``docker info`` shows an engine that cannot give containers GPUs: no ``nvidia`` runtime, no NVIDIA
+    CDI device, and (for an engine on this machine) no NVIDIA CDI spec and no ``nvidia-container-runtime-hook``.
+    An answer without ``Runtimes`` (an engine we cannot read) is not judged: False."""
+    runtimes = info.get("Runtimes")
+    if not isinstance(runtimes, Mapping):
+        return False
+    if any("nvidia" in str(name).lower() for name in runtimes):
+        return False
+    devices = info.get("DiscoveredDevices") or []
+    if any("nvidia.com/gpu" in str((d or {}).get("ID", "")) for d in devices if isinstance(d, Mapping)):
+        return False
+    if not local_engine:
+        return bool(not info.get("CDISpecDirs"))
+    spec_dirs = info.get("CDISpecDirs") or CDI_SPEC_DIRS
+    for directory in spec_dirs:
+        with suppress(OSError):
+            if any(p.name.startswith("nvidia") for p in Path(str(directory)).iterdir()):
+                return False
+    return shutil.which("nvidia-container-runtime-hook") is None
+
+
+def check_gpu_runtime(docker: DockerPort, *, local_engine: bool = True) -> None:
+    """Refuse (exit 3, before any pull) a GPU request on an engine without the NVIDIA container toolkit."""
+    if gpu_runtime_missing(docker.engine_info(), local_engine=local_engine):
+        raise NoSuitableGpu(
+            "The Docker engine cannot give containers GPUs: the NVIDIA container toolkit is not installed or not "
+            "configured (docker info lists no nvidia runtime and no NVIDIA CDI device)",
+            remedy=GPU_RUNTIME_REMEDY, cause="gpu-runtime-missing")
+
+
+def engine_is_local(docker_host: str | None) -> bool:
+    """True when ``DOCKER_HOST`` names an engine on this machine (unset, a unix socket, or loopback)."""
+    host = (docker_host or "").strip().lower()
+    return not host or host.startswith(("unix://", "fd://", "npipe://")) or any(
+        f"://{loopback}" in host for loopback in ("127.0.0.1", "localhost", "[::1]"))
 
 
 # --- labels ----------------------------------------------------------------------------------------------------
@@ -157,12 +257,31 @@ class DockerContainerManager:
             if holder is not None:
                 self._refuse_foreign(holder, spec.name)
             raise
+        except BaseException as exc:  # Ctrl-C mid-create: the engine may have made it though we never got its id
+            left = self._discard_created(spec.name, dict(stamped.labels).get(LABEL_SPEC_HASH))
+            if left is not None and isinstance(exc, KeyboardInterrupt):
+                raise _left_behind(spec.name, left) from exc
+            raise
         try:
             self.docker.start_container(container_id)
             return self._inspect_started(container_id, spec.name)
-        except BaseException:
-            self._discard(container_id)  # nothing half-started is left behind (Ctrl-C included)
+        except BaseException as exc:
+            left = self._discard(container_id)  # nothing half-started is left behind (Ctrl-C included)
+            if left is not None and isinstance(exc, KeyboardInterrupt):
+                raise _left_behind(spec.name, left) from exc
             raise
+
+    def _discard_created(self, name: str, spec_hash: str | None) -> str | None:
+        """After an interrupted or failed create: remove the container of that name when it is the one we were
+        creating (ours, same spec hash). None when nothing is left, else why it could not be removed."""
+        with interrupts_deferred():
+            try:
+                info = self._by_name(name)
+            except NemoclawError as exc:
+                return exc.message
+            if info is None or not is_managed(info) or info.labels.get(LABEL_SPEC_HASH) != spec_hash:
+                return None
+        return self._discard(info.id)
 
     def _by_name(self, name: str) -> ContainerInfo | None:
         """The container called exactly ``name``: the engine also resolves id prefixes, which hold no name."""
@@ -180,9 +299,17 @@ class DockerContainerManager:
                                   remedy="check `docker events` for who removed it, then run the command again")
         return info
 
-    def _discard(self, container_id: str) -> None:
-        with suppress(NemoclawError):
-            self.docker.remove_container(container_id, force=True)
+    def _discard(self, container_id: str) -> str | None:
+        """Force-remove a container we just created, a second Ctrl-C deferred until it is done. None when it is
+        gone, else why it could not be removed."""
+        with interrupts_deferred():
+            try:
+                self.docker.remove_container(container_id, force=True)
+            except NoSuchContainer:
+                return None
+            except NemoclawError as exc:
+                return exc.message
+        return None
 
     def _stop_and_remove(self, info: ContainerInfo) -> None:
         with suppress(NoSuchContainer):  # already gone is what we wanted
@@ -210,8 +337,9 @@ class DockerContainerManager:
         return info
 
     def require_managed(self, name: str, *, runtime: str | None = None) -> ContainerInfo:
-        """Our container ``name`` (or id); ``NoSuchContainer`` when absent, foreign, or of another runtime."""
-        info = self.docker.inspect_container(name)
+        """Our container called exactly ``name`` (never an id or an id prefix, which the engine would also
+        resolve); ``NoSuchContainer`` when absent, foreign, or of another runtime."""
+        info = self._by_name(check_container_name(name, "NAME"))
         if info is not None and not is_managed(info):
             raise _no_such([], [name], runtime)
         if info is None or (runtime and info.labels.get(LABEL_RUNTIME) != runtime):
@@ -277,6 +405,8 @@ class ManagedContainerView:
     image_digest: str | None
     created: str | None
     version: str | None
+    gpus: tuple[int, ...] | None = None  # the GPU indices it computes on; None when its labels do not say
+    gpu_memory_utilization: float | None = None
 
     @classmethod
     def from_info(cls, info: ContainerInfo) -> ManagedContainerView:
@@ -287,10 +417,31 @@ class ManagedContainerView:
                    health=info.state.health, restart_count=info.state.restart_count,
                    base_url=base_url(labels.get(LABEL_RUNTIME), labels.get(LABEL_HOST), labels.get(LABEL_PORT)),
                    image=labels.get(LABEL_IMAGE) or info.image, image_digest=labels.get(LABEL_IMAGE_DIGEST),
-                   created=info.created, version=labels.get(LABEL_VERSION))
+                   created=info.created, version=labels.get(LABEL_VERSION), gpus=gpu_indices_label(labels),
+                   gpu_memory_utilization=utilization_label(labels))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def gpu_indices_label(labels: Mapping[str, str]) -> tuple[int, ...] | None:
+    """The GPU indices ``LABEL_GPUS`` records (``"0,3"``; ``""`` for none); ``None`` when absent or unreadable."""
+    raw = labels.get(LABEL_GPUS)
+    if raw is None:
+        return None
+    parts = [p.strip() for p in raw.split(",") if p.strip()]
+    if not all(p.isdigit() and len(p) <= 4 for p in parts):
+        return None
+    return tuple(sorted({int(p) for p in parts}))
+
+
+def utilization_label(labels: Mapping[str, str]) -> float | None:
+    """``LABEL_GPU_MEMORY_UTILIZATION`` as a fraction in (0, 1], or ``None`` when absent or unreadable."""
+    try:
+        value = float(labels.get(LABEL_GPU_MEMORY_UTILIZATION, ""))
+    except ValueError:
+        return None
+    return value if 0 < value <= 1 else None
 
 
 def base_url(runtime: str | None, host: str | None, port: str | None) -> str | None:
@@ -337,7 +488,7 @@ def _resolve_all(manager: DockerContainerManager, names: Sequence[str], runtime:
     missing: list[str] = []
     foreign: list[str] = []
     for name in names:
-        info = manager.docker.inspect_container(name)
+        info = manager._by_name(check_container_name(name, "NAME"))  # exact names only: never an id prefix
         if info is not None and not is_managed(info):
             foreign.append(name)
         elif info is None or (runtime and info.labels.get(LABEL_RUNTIME) != runtime):
@@ -362,13 +513,13 @@ def managed_logs(settings: Settings, name: str, *, docker: DockerPort, tail: int
                  follow: bool = False) -> Iterator[str]:
     """The last ``tail`` log lines (stdout and stderr) of our container ``name``; with ``follow``, then every new
     line until the container stops. Checks ownership before returning (``NoSuchContainer`` otherwise)."""
-    if tail < 0:
-        raise InvalidInput(f"Invalid tail {tail}: must be 0 or more", remedy="pass --tail 80, for example")
+    tail = check_int(tail, "--tail", low=0, high=MAX_LOG_TAIL, remedy="pass --tail 80, for example")
     info = DockerContainerManager(docker, settings).require_managed(name)
     return docker.follow_logs(info.id, tail=tail) if follow else iter(docker.container_logs(info.id, tail=tail))
 
 
 __all__ = [
-    "DockerContainerManager", "ManagedContainerView", "base_url", "is_managed", "list_managed", "managed_labels",
-    "managed_logs", "stop_managed",
+    "DockerContainerManager", "ManagedContainerView", "base_url", "check_gpu_runtime", "engine_is_local",
+    "gpu_indices_label", "gpu_runtime_missing", "interrupts_deferred", "is_managed", "list_managed",
+    "managed_labels", "managed_logs", "stop_managed", "utilization_label",
 ]

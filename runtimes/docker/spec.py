@@ -16,9 +16,10 @@ from typing import Any, Literal, TypeAlias
 from nemoclaw_runtime.kernel.secret import REDACTED, Secret
 
 __all__ = [
-    "CONTAINER_NAME_RE", "ContainerSpec", "GpuRequest", "LABEL_HOST", "LABEL_IMAGE", "LABEL_IMAGE_DIGEST",
-    "LABEL_MANAGED", "LABEL_MODEL", "LABEL_PORT", "LABEL_RUNTIME", "LABEL_SERVED_MODEL", "LABEL_SPEC_HASH",
-    "LABEL_VERSION", "Mount", "PortBinding", "image_repository", "split_reference", "url_host",
+    "CONTAINER_NAME_RE", "ContainerSpec", "GpuRequest", "LABEL_GPUS", "LABEL_GPU_MEMORY_UTILIZATION", "LABEL_HOST",
+    "LABEL_IMAGE", "LABEL_IMAGE_DIGEST", "LABEL_MANAGED", "LABEL_MODEL", "LABEL_PORT", "LABEL_RUNTIME",
+    "LABEL_SERVED_MODEL", "LABEL_SPEC_HASH", "LABEL_VERSION", "Mount", "PortBinding", "image_repository",
+    "split_reference", "url_host",
 ]
 
 #: Every label we set lives under this prefix; ownership is decided by ``LABEL_MANAGED`` alone.
@@ -33,12 +34,16 @@ LABEL_SPEC_HASH = f"{LABEL_PREFIX}.spec-hash"
 LABEL_VERSION = f"{LABEL_PREFIX}.version"
 LABEL_PORT = f"{LABEL_PREFIX}.port"
 LABEL_HOST = f"{LABEL_PREFIX}.host"
+#: The GPU indices a managed container computes on (``0,3``; empty for none) and the share of each GPU's memory
+#: it may take (vLLM's ``--gpu-memory-utilization``): how ``up`` places a second model beside the first.
+LABEL_GPUS = f"{LABEL_PREFIX}.gpus"
+LABEL_GPU_MEMORY_UTILIZATION = f"{LABEL_PREFIX}.gpu-memory-utilization"
 
 EnvValue: TypeAlias = "str | Secret"
 
 #: Docker's own rule for container names (two characters at least); it also keeps lock file names inside their
 #: folder.
-CONTAINER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,254}$")
+CONTAINER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,254}\Z")  # \Z: `$` lets a trailing newline through
 
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
@@ -93,7 +98,8 @@ class GpuRequest:
         if value == "none":
             return cls("none")
         parts = [p.strip() for p in value.split(",")]
-        if not parts or not all(p.isdigit() for p in parts):
+        # ASCII digits only (isdigit alone takes superscripts and other scripts' digits), four at most
+        if not parts or not all(p.isascii() and p.isdigit() and len(p) <= 4 for p in parts):
             raise InvalidInput(
                 f"Invalid --gpus value {text!r}: expected all, none, or GPU indices such as 0,1",
                 remedy="pass --gpus all, --gpus none, or comma-separated indices from `nemoclaw-runtime gpus`",

@@ -9,15 +9,18 @@ it hands each driver hook the :class:`Services` (engine, images, containers, HTT
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from nemoclaw_runtime.kernel import checks
 from nemoclaw_runtime.kernel.clock import CancelToken, Clock
 from nemoclaw_runtime.kernel.errors import InvalidInput
 from nemoclaw_runtime.kernel.events import EventSink
+from nemoclaw_runtime.kernel.secret import redact_argv, redact_data
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.registry.entries import RUNTIMES
-from nemoclaw_runtime.runtimes.docker.spec import CONTAINER_NAME_RE, ContainerSpec, GpuRequest
+from nemoclaw_runtime.runtimes.docker.spec import ContainerSpec, GpuRequest
 
 if TYPE_CHECKING:
     import httpx
@@ -25,12 +28,36 @@ if TYPE_CHECKING:
     from nemoclaw_runtime.gpu import GpuInventory
     from nemoclaw_runtime.registry import Registry
     from nemoclaw_runtime.runtimes.docker.port import ContainerManager, DockerPort, ImageStore, PulledImage
+    from nemoclaw_runtime.runtimes.fit import FitResult, ModelSource
     from nemoclaw_runtime.runtimes.server.probes import HttpProbe
     from nemoclaw_runtime.runtimes.server.readiness import ReadyResult
 
 __all__ = [
-    "Check", "DriverBase", "Plan", "RuntimeDriver", "Served", "Services", "UpRequest", "UpResult", "make_request",
+    "MAX_CONTEXT", "MAX_SHARED_UTILIZATION", "Check", "DriverBase", "GpuPlacement", "Plan", "RuntimeDriver", "Served",
+    "Services", "UpRequest", "UpResult", "make_request", "parse_max_model_len",
 ]
+
+#: Two managed servers share a GPU only while their ``--gpu-memory-utilization`` sum stays at or below this.
+MAX_SHARED_UTILIZATION = 0.95
+
+
+@dataclass(frozen=True)
+class GpuPlacement:
+    """What our managed containers hold, read from their labels before ``up`` places a new one.
+
+    ``held`` maps a GPU index to ``(container name, gpu-memory-utilization)`` of every *other* managed container
+    on it; ``own`` are the GPUs our container of the requested name holds now (``up`` replaces or reuses it, so its
+    memory counts as free and its GPUs are preferred) with its utilisation ``own_utilization``."""
+
+    held: Mapping[int, tuple[tuple[str, float], ...]] = field(default_factory=dict)
+    own: tuple[int, ...] = ()
+    own_utilization: float | None = None
+
+    def used(self, index: int) -> float:
+        return sum(share for _, share in self.held.get(index, ()))
+
+    def holders(self, index: int) -> str:
+        return ", ".join(f"{name} ({share:g})" for name, share in self.held.get(index, ()))
 
 
 
@@ -49,24 +76,63 @@ class UpRequest:
     timeout_s: float | None = None
     validate: bool = True
     allow_no_tools: bool = False
+    max_model_len: int | None = None  # vLLM: serve at this context instead of the registry's
+    auto_context: bool = False  # vLLM: serve at the largest context that fits (``--max-model-len auto``)
+    fit_check: bool = True  # vLLM: refuse (exit 3) before any download when the model cannot fit
 
 
 def make_request(runtime: str, *, model: str | None = None, port: int | None = None, gpus: str | GpuRequest = "all",
                  image: str | None = None, name: str | None = None, host: str = "127.0.0.1", prefetch: bool = True,
-                 timeout_s: float | None = None, validate: bool = True, allow_no_tools: bool = False) -> UpRequest:
-    """Validate the caller's options into an :class:`UpRequest` (bad values → ``InvalidInput``, exit 2)."""
+                 timeout_s: float | None = None, validate: bool = True, allow_no_tools: bool = False,
+                 max_model_len: int | str | None = None, fit_check: bool = True) -> UpRequest:
+    """Validate the caller's options into an :class:`UpRequest` (bad values → ``InvalidInput``, exit 2).
+
+    ``max_model_len`` is a token count or ``"auto"`` (vLLM only)."""
     if runtime not in RUNTIMES:
         raise InvalidInput(f"Unknown runtime {runtime!r}", remedy=f"use one of: {', '.join(RUNTIMES)}")
-    if port is not None and not 1 <= port <= 65535:
-        raise InvalidInput(f"Invalid --port {port}: must be between 1 and 65535", remedy="pass a port such as 8000")
-    if timeout_s is not None and timeout_s <= 0:
-        raise InvalidInput(f"Invalid --timeout {timeout_s:g}: must be positive", remedy="pass seconds, e.g. 1800")
-    if name is not None and not CONTAINER_NAME_RE.match(name):
-        raise InvalidInput(f"Invalid --name {name!r}: two or more letters, digits, '.', '_' or '-' (a letter or "
-                           "digit first)", remedy="pass a name such as my-vllm")
+    # Every option is checked here, at the library's edge, before any engine, network or disk (kernel/checks.py).
+    model = checks.check_plain_text(model, "--model") if model is not None else None
+    port = checks.check_port(port) if port is not None else None
+    timeout_s = checks.check_seconds(timeout_s) if timeout_s is not None else None
+    name = checks.check_container_name(name) if name is not None else None
+    image = checks.check_image_reference(image) if image is not None else None
+    host = checks.check_host_address(host)
+    for flag, value in (("--no-prefetch", prefetch), ("--no-validate", validate),
+                        ("--allow-no-tools", allow_no_tools), ("fit_check", fit_check)):
+        if not isinstance(value, bool):
+            raise InvalidInput(f"Invalid {flag} value {value!r}: must be true or false", remedy="pass a bool")
+    if not isinstance(gpus, (str, GpuRequest)):
+        raise InvalidInput(f"Invalid --gpus {gpus!r}: expected all, none, or GPU indices such as 0,1",
+                           remedy="pass --gpus all, --gpus none, or indices from `nemoclaw-runtime gpus`")
     gpu_request = gpus if isinstance(gpus, GpuRequest) else GpuRequest.parse(gpus)
+    context, auto = parse_max_model_len(max_model_len)
+    if (context is not None or auto) and runtime != "vllm":
+        raise InvalidInput(f"--max-model-len is for vLLM only, not {runtime}",
+                           remedy="drop --max-model-len (NIM and Ollama choose their own context)")
     return UpRequest(runtime=runtime, model=model, port=port, gpus=gpu_request, image=image, name=name, host=host,
-                     prefetch=prefetch, timeout_s=timeout_s, validate=validate, allow_no_tools=allow_no_tools)
+                     prefetch=prefetch, timeout_s=timeout_s, validate=validate, allow_no_tools=allow_no_tools,
+                     max_model_len=context, auto_context=auto, fit_check=fit_check)
+
+
+#: The longest context a request may name (vLLM's own ceiling is far below; this only stops absurd values).
+MAX_CONTEXT = 16_777_216
+
+
+def parse_max_model_len(value: int | str | None, *, source: str = "--max-model-len") -> tuple[int | None, bool]:
+    """``(tokens, auto)`` from ``auto``, a positive integer (``32768``, ``"32k"``) or ``None``; else exit 2."""
+    if value is None:
+        return None, False
+    text = str(value).strip().lower()
+    if text == "auto":
+        return None, True
+    scale = 1024 if text.endswith("k") else 1
+    digits = text[:-1] if scale > 1 else text
+    ascii_digits = digits.isascii() and digits.isdigit()  # isdigit alone takes any script's digits
+    if isinstance(value, bool) or not ascii_digits or not 0 < int(digits) * scale <= MAX_CONTEXT:
+        raise InvalidInput(f"Invalid {source} {value!r}: must be auto or a positive number of tokens",
+                           remedy=f"pass {source} auto (the largest that fits) or a token count such as 32768",
+                           details={"option": source})
+    return int(digits) * scale, False
 
 
 @dataclass
@@ -120,6 +186,7 @@ class Plan:
     validate: bool = True
     checks: tuple[Check, ...] = ()
     notes: tuple[str, ...] = ()
+    fit: FitResult | None = None  # vLLM: will it fit, and where (None: not judged, e.g. --gpus none)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -131,8 +198,10 @@ class Plan:
             "served_model_id": self.served_model_id,
             "base_url": self.base_url,
             "image": self.spec.image,
-            "argv": list(self.spec.command),
-            "container": self.spec.to_dict(),
+            # The display form: the value after a secret-like flag (--api-key in extra args) and URL user
+            # information (HF_ENDPOINT) are ***, as secret env values already are.
+            "argv": redact_argv(self.spec.command),
+            "container": redact_data(self.spec.to_dict()),
             "ready_timeout_s": self.ready_timeout_s,
             "gated": self.gated,
             "token_variable": self.token_variable,
@@ -140,6 +209,7 @@ class Plan:
             "validate": self.validate,
             "checks": [c.to_dict() for c in self.checks],
             "notes": list(self.notes),
+            "fit": self.fit.to_dict() if self.fit is not None else None,
         }
 
 
@@ -205,6 +275,12 @@ class DriverBase:
         """The spec to run: the plan's, pinned to the digest that was pulled."""
         return dataclasses.replace(plan.spec, image_digest=pulled.digest)
 
+    def fit(self, plan: Plan, request: UpRequest, settings: Settings, inventory: GpuInventory, *,
+            source: ModelSource, events: EventSink, placement: GpuPlacement | None = None) -> Plan:
+        """Judge whether the plan's model fits (and apply what the judgement implies); runtimes whose memory
+        nemoclaw-runtime does not model return the plan as it is."""
+        return plan
+
 
 class RuntimeDriver(Protocol):
     """One per runtime. A driver never creates a Docker client, an HTTP client or a clock: the pipeline hands it
@@ -222,6 +298,13 @@ class RuntimeDriver(Protocol):
 
     def bind_image(self, plan: Plan, pulled: PulledImage) -> ContainerSpec:
         """The spec to run once the image is pulled (pinned to its digest)."""
+        ...
+
+    def fit(self, plan: Plan, request: UpRequest, settings: Settings, inventory: GpuInventory, *,
+            source: ModelSource, events: EventSink, placement: GpuPlacement | None = None) -> Plan:
+        """Before any download: will the model fit, and where? Returns the plan the judgement implies (context,
+        tensor parallelism, GPUs) or raises the refusal (exit 3). ``source`` tells the model's facts (the only
+        I/O); ``placement`` is what our other managed containers hold (``up`` only)."""
         ...
 
     def adopt(self, plan: Plan, svc: Services, events: EventSink, cancel: CancelToken) -> Served | None:

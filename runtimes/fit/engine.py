@@ -59,18 +59,13 @@ DECISION_DOES_NOT_FIT = "does-not-fit"
 DECISION_REFUSED = "refused"
 DECISION_UNKNOWN = "unknown"
 
-#: Known minimum compute capabilities of registry models (NemoClaw's minComputeCapability), until the registry
-#: carries them itself: FP8 checkpoints 8.9, the NVFP4 35B 12.1, DeepSeek-V4-Flash 10.0.
-KNOWN_MIN_COMPUTE_CAPABILITY: dict[str, tuple[int, int]] = {
-    "qwen/qwen3.6-27b-fp8": (8, 9),
-    "nvidia/nvidia-nemotron-3-nano-4b-fp8": (8, 9),
-    "nvidia/qwen3.6-35b-a3b-nvfp4": (12, 1),
-    "deepseek-ai/deepseek-v4-flash": (10, 0),
-}
-
-
 def min_compute_capability_for(model_id: str) -> tuple[int, int] | None:
-    return KNOWN_MIN_COMPUTE_CAPABILITY.get(model_id.lower())
+    """The minimum compute capability the registry records for ``model_id`` (its HF id or slug), else ``None``.
+    One source: ``min_compute_capability`` in registry/data/vllm.toml."""
+    from nemoclaw_runtime.registry import load_registry
+
+    found = load_registry().find_vllm_model(model_id)
+    return found.min_compute_capability if found is not None else None
 
 
 # --- GPUs and their budgets ----------------------------------------------------------------------------------
@@ -201,6 +196,7 @@ class FitResult:
     refused_gpus: tuple[int, ...] = ()
     alternatives: tuple[Mapping[str, Any], ...] = ()
     gpu_budgets: tuple[GpuBudget, ...] = field(default=(), repr=False)
+    auto_context: bool = False  # --max-model-len auto: a reduced context is the answer, not a refusal
 
     def to_dict(self) -> dict[str, Any]:
         cc = self.min_compute_capability
@@ -230,6 +226,7 @@ class FitResult:
             "refused_gpus": list(self.refused_gpus),
             "alternatives": [dict(a) for a in self.alternatives],
             "gpu_budgets": [b.to_dict() for b in self.gpu_budgets],
+            "auto_context": self.auto_context,
         }
 
     def serve_flags(self) -> tuple[str, ...]:
@@ -311,7 +308,7 @@ def plan_fit(
         max_model_len: the context asked for; default the flags' ``--max-model-len``, else the config's maximum.
         gpus: restrict the placement to these GPU indices (an unknown index is :class:`InvalidInput`).
         tensor_parallel_size: a requested size (default the flags' ``--tensor-parallel-size``); respected as is.
-        min_compute_capability: the model's minimum, e.g. ``(8, 9)``; default the known registry minimum.
+        min_compute_capability: the model's minimum, e.g. ``(8, 9)``; default the registry's ``min_compute_capability``.
         min_context: the shortest reduced context worth proposing (decision 2).
         overhead_bytes: the per-GPU non-KV overhead, instead of :func:`estimate_overhead`.
     """
@@ -330,7 +327,7 @@ def plan_fit(
         gpu_memory_utilization=opts.gpu_memory_utilization, kv_cache_dtype=opts.kv_cache_dtype,
         revision=facts.revision, weights_source=facts.weights.source if facts.weights else None,
         architecture=arch.describe() if arch else None, min_compute_capability=min_cc,
-        gpu_budgets=tuple(budgets),
+        gpu_budgets=tuple(budgets), auto_context=opts.max_model_len_auto,
     )
     _note_assumptions(assumptions, opts, arch, facts, overhead_bytes)
 
@@ -607,6 +604,6 @@ def _gib(n: int) -> str:
 
 __all__ = [
     "DECISION_DOES_NOT_FIT", "DECISION_FITS", "DECISION_REDUCE_CONTEXT", "DECISION_REFUSED", "DECISION_TENSOR_PARALLEL",
-    "DECISION_UNKNOWN", "FitResult", "GpuBudget", "KNOWN_MIN_COMPUTE_CAPABILITY", "estimate_overhead", "gpu_budgets",
-    "min_compute_capability_for", "plan_fit", "refusal",
+    "DECISION_UNKNOWN", "FitResult", "GpuBudget", "estimate_overhead", "gpu_budgets", "min_compute_capability_for",
+    "plan_fit", "refusal",
 ]

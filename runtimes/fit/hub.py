@@ -326,6 +326,12 @@ class HubModelSource:
         return raw.strip().lower() in _TRUE
 
 
+def default_model_source(settings: Settings, *, timeout_s: float = HEADER_TIMEOUT_S) -> HubModelSource:
+    """The source ``plan``, ``up``, ``fit``, ``models`` and ``options`` use when the caller gives none: the hub the
+    settings name (``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HOME``, ``HF_HUB_OFFLINE``), headers only, cached."""
+    return HubModelSource(settings, timeout_s=timeout_s)
+
+
 class _Missing(Exception):
     """An optional file is absent from the repository."""
 
@@ -365,4 +371,4 @@ def _load_json(path: Path) -> dict[str, Any]:
     return data
 
 
-__all__ = ["HubModelSource"]
+__all__ = ["HubModelSource", "default_model_source"]

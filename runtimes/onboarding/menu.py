@@ -59,6 +59,7 @@ class ModelChoice:
     installed: bool | None = None  # Ollama: already pulled; None where it does not apply
     fits: bool | None = None  # fits the host's memory; None when unknown or not applicable
     detail: str | None = None  # the HF id, NIM image or memory need
+    fit_reason: str | None = None  # vLLM: the fit engine's one line (why it fits, does not, or is unknown)
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "token_variables": list(self.token_variables)}

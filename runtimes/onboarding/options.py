@@ -61,6 +61,8 @@ if TYPE_CHECKING:
     from nemoclaw_runtime.gpu import GpuInventory
     from nemoclaw_runtime.registry import NimModel, Registry, VllmModel, VllmProfile
     from nemoclaw_runtime.runtimes.docker.port import DockerPort
+    from nemoclaw_runtime.runtimes.fit import ModelSource
+    from nemoclaw_runtime.runtimes.fit.verdicts import FitVerdict
     from nemoclaw_runtime.runtimes.server.probes import ExistingServer
 
 #: ``local_options(docker=AUTO)`` connects to the engine named by the settings; ``None`` means unreachable.
@@ -83,6 +85,7 @@ class _Probe:
     engine: DockerPort | None
     which: WhichFunction
     notes: list[str] = dataclasses.field(default_factory=list)
+    model_source: ModelSource | None = None
 
     def collect(self, event: Event) -> None:
         """An event sink that keeps warnings as notes (library code never prints)."""
@@ -100,13 +103,16 @@ class _Probe:
 
 def local_options(settings: Settings | None = None, *, inventory: GpuInventory | None = None,
                   http: httpx.Client | None = None, docker: DockerPort | str | None = AUTO,
-                  which: WhichFunction = shutil.which, registry: Registry | None = None) -> LocalOptions:
+                  which: WhichFunction = shutil.which, registry: Registry | None = None,
+                  model_source: ModelSource | None = None) -> LocalOptions:
     """The local inference options of this host, suggested first by NemoClaw's rules, and why others are absent.
 
     Every probe is injectable: ``inventory`` (else :func:`~nemoclaw_runtime.gpu.detect_gpus`), ``http`` (an
     ``httpx.Client``; else one is made and closed), ``docker`` (a ``DockerPort``; ``None`` when the engine is
     unreachable; :data:`AUTO` connects from the settings), ``which`` (finds the ``ollama`` binary; it is never run).
     An unreachable engine leaves the vLLM and NIM entries listed with ``image_present`` unknown and a note.
+    Managed-vLLM models carry ``fits`` from the fit engine (facts from ``model_source``, else the HF cache, then
+    the hub within a few seconds; null with ``fit_reason`` when unknown).
     """
     settings = settings if settings is not None else Settings.from_env()
     if registry is None:
@@ -118,7 +124,8 @@ def local_options(settings: Settings | None = None, *, inventory: GpuInventory |
 
         inventory = detect_gpus(settings)
     with http_session(http) as client, _engine(docker, settings) as (engine, engine_error):
-        probe = _Probe(settings, inventory, registry, client, engine, which, notes=list(settings.warnings))
+        probe = _Probe(settings, inventory, registry, client, engine, which, notes=list(settings.warnings),
+                       model_source=model_source)
         options: list[LocalOption] = []
         absent: list[AbsentOption] = []
         for build in (_vllm_entries, _nim_entries, _ollama_entries):
@@ -313,14 +320,30 @@ def _vllm_models(probe: _Probe, profile: VllmProfile, default: VllmModel) -> tup
     models = list(probe.registry.vllm_picker_order(profile))
     if default in models:
         models.remove(default)
-    return tuple(_vllm_choice(m, m is default) for m in (default, *models))
+    chosen = (default, *models)
+    verdicts = _fits(probe, chosen)
+    return tuple(_vllm_choice(m, m is default, verdicts.get(m.slug)) for m in chosen)
 
 
-def _vllm_choice(model: VllmModel, default: bool) -> ModelChoice:
+def _fits(probe: _Probe, models: tuple[VllmModel, ...]) -> dict[str, FitVerdict]:
+    """The fit engine's verdict per model (bounded; never raises: an unknown is null with its reason)."""
+    from nemoclaw_runtime.registry import parse_extra_args
+    from nemoclaw_runtime.runtimes.fit.verdicts import judge_models
+
+    try:
+        extra = parse_extra_args(probe.settings.vllm_extra_args_json)
+    except NemoclawError as exc:
+        probe.notes.append(f"fit not judged: {exc.message}")
+        return {}
+    return judge_models(models, probe.inventory, probe.settings, extra=extra, source=probe.model_source)
+
+
+def _vllm_choice(model: VllmModel, default: bool, verdict: FitVerdict | None = None) -> ModelChoice:
     notes = [n for n, on in (("recommended, default", default), ("gated; requires HF token", model.gated)) if on]
     label = model.slug + (f" ({'; '.join(notes)})" if notes else "")
     return ModelChoice(model.slug, label, default=default, gated=model.gated, token_variables=model.token_variables,
-                       context_window=model.max_model_len, detail=model.hf_id)
+                       context_window=model.max_model_len, detail=model.hf_id,
+                       fits=verdict.fits if verdict else None, fit_reason=verdict.reason if verdict else None)
 
 
 # --- NIM -------------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 
 from nemoclaw_runtime.gpu import GpuInventory
 from nemoclaw_runtime.kernel.clock import CancelToken, SystemClock
+from nemoclaw_runtime.kernel.errors import InvalidSetting
 from nemoclaw_runtime.kernel.events import Event, Info, Warning
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes import pipeline
@@ -67,7 +68,13 @@ def test_a_tag_pulled_container_is_reused_without_a_second_pull(tmp_path: Path) 
                                                ("4194305", None), ("abc", None)])
 def test_configured_context_window_is_validated_never_crashes(raw: str, expected: int | None) -> None:
     events: list[Event] = []
-    settings = Settings.from_env({"NEMOCLAW_CONTEXT_WINDOW": raw})
+    if expected is None:  # checked where it enters: exit 2 naming the variable (issue 12), never silently ignored
+        with pytest.raises(InvalidSetting) as caught:
+            Settings.from_env({"NEMOCLAW_CONTEXT_WINDOW": raw})
+        assert caught.value.exit_code == 2 and caught.value.details["variable"] == "NEMOCLAW_CONTEXT_WINDOW"
+        settings = Settings(context_window=raw)  # a library caller's own Settings: still never crashes
+    else:
+        settings = Settings.from_env({"NEMOCLAW_CONTEXT_WINDOW": raw})
     assert effective_context_window(settings, 1000, events.append) == (expected or 1000)
     kinds = {type(e) for e in events}
     assert kinds == ({Info} if expected else {Warning})
