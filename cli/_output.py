@@ -26,6 +26,8 @@ from nemoclaw_runtime.kernel.events import (
     Warning,
     event_to_dict,
 )
+from nemoclaw_runtime.kernel.secret import redact, redact_data
+from nemoclaw_runtime.kernel.text import sanitize, tidy
 from nemoclaw_runtime.kernel.units import format_bytes
 
 json_option = click.option("--json", "json_mode", is_flag=True, help="Print one JSON document instead of text.")
@@ -46,10 +48,10 @@ class Output:
         """Print the command's result: ``data`` as JSON, or the lines ``human()`` yields."""
         self.close_progress()
         if self.json_mode:
-            self.out.write(json.dumps(data, indent=2, default=str) + "\n")
+            self.out.write(json.dumps(redact_data(data), indent=2, default=str) + "\n")
         elif human is not None:
             for line in human():
-                self.out.write(line + "\n")
+                self.out.write(safe_line(line) + "\n")
         self.out.flush()
 
     def warn(self, message: str) -> None:
@@ -75,13 +77,14 @@ class _EventRenderer:
 
     def __call__(self, event: Event) -> None:
         if self.output.json_mode:
-            self._write(json.dumps(event_to_dict(event), default=str))
+            self._write(json.dumps(redact_data(event_to_dict(event)), default=str))
         elif isinstance(event, Progress):
             self._render_progress(event)
         else:
             self._write(_plain(event))
 
     def _write(self, line: str) -> None:
+        line = safe_line(line)
         if self._progress is not None:
             self._progress.console.print(line, markup=False, highlight=False)
         else:
@@ -134,6 +137,16 @@ class _EventRenderer:
             self._tasks.clear()
 
 
+def safe_line(line: str) -> str:
+    """One output line made safe for a terminal: credentials redacted (``kernel/secret.py``), no escapes, control
+    or bidi characters, and no line break a value from outside could slip in (``kernel/text.py``)."""
+    safe = sanitize(redact(line)).replace("\n", " ")
+    if "Errno" in safe or "Connection" in safe or "MaxRetry" in safe:  # a connection library's nested repr
+        body = safe.lstrip(" ")
+        safe = safe[:len(safe) - len(body)] + tidy(body)
+    return safe
+
+
 def _unit(event: Progress) -> str:
     return {"image": "layers", "weights": "files", "model": "blobs"}.get(event.task, "parts")
 
@@ -160,4 +173,4 @@ def _plain(event: Event) -> str:
     return str(event)
 
 
-__all__ = ["Output", "json_option"]
+__all__ = ["Output", "json_option", "safe_line"]

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "models": "nemoclaw_runtime.cli.models:models",
     "pull": "nemoclaw_runtime.cli.pull:pull",
     "up": "nemoclaw_runtime.cli.up:up",
+    "fit": "nemoclaw_runtime.cli.fit:fit",
     "ps": "nemoclaw_runtime.cli.ops:ps",
     "stop": "nemoclaw_runtime.cli.ops:stop",
     "logs": "nemoclaw_runtime.cli.ops:logs",
@@ -67,24 +68,22 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(args: list[str]) -> int:
     """Run the CLI with ``args`` and return the exit code (tests call this directly)."""
-    from nemoclaw_runtime.cli._errors import render_error  # light: no heavy imports
+    from nemoclaw_runtime.cli._errors import render_error, render_usage_error, safe_log_records  # light imports
+    from nemoclaw_runtime.kernel.errors import Cancelled
 
-    json_mode = "--json" in args
+    json_mode = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
     debug = os.environ.get("NEMOCLAW_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
     try:
-        result: Any = cli.main(args=args, prog_name="nemoclaw-runtime", standalone_mode=False)
+        with safe_log_records():  # a library's log line reaches the terminal redacted and one line too
+            result: Any = cli.main(args=args, prog_name="nemoclaw-runtime", standalone_mode=False)
         return int(result) if isinstance(result, int) else 0
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("Cancelled.", err=True)
-        return 130
-    except click.ClickException as exc:
-        exc.show()
-        return int(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("Cancelled.", err=True)
-        return 130
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        return render_error(Cancelled("Cancelled by Ctrl-C", remedy="run the command again"), json_mode=json_mode,
+                            debug=False)
+    except click.ClickException as exc:  # usage errors: exit 2, one line and the fix; JSON with --json
+        return render_usage_error(exc, json_mode=json_mode)
     except BaseException as exc:  # noqa: BLE001 - the one place every error becomes an exit code
         if isinstance(exc, SystemExit):
             raise

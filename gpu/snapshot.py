@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from nemoclaw_runtime.gpu.facts import GpuInfo, HostFacts, MachineInfo, MigDevice, normalise_pci_device_id
+from nemoclaw_runtime.kernel.checks import read_regular_file
 from nemoclaw_runtime.kernel.errors import InvalidSetting
+from nemoclaw_runtime.kernel.text import JsonTooDeep, loads_json
 
 __all__ = ["SCHEMA_VERSION", "SnapshotError", "facts_from_dict", "facts_to_dict", "gpu_to_dict", "load_snapshot_file"]
 
@@ -103,19 +105,29 @@ def facts_from_dict(data: Any) -> HostFacts:
 
 
 def load_snapshot_file(path: Path) -> HostFacts:
-    """Read ``NEMOCLAW_GPU_SNAPSHOT``; any problem is :class:`InvalidSetting` naming the variable (exit 2)."""
+    """Read ``NEMOCLAW_GPU_SNAPSHOT``; any problem is :class:`InvalidSetting` naming the variable (exit 2).
+
+    Only a regular file is read, and at most :data:`MAX_SNAPSHOT_BYTES` of it: a directory, a device such as
+    ``/dev/zero``, a FIFO or a socket is refused without blocking (the file is opened non-blocking and checked
+    before any read), and JSON nested deeper than the schema could ever be is refused before parsing.
+    """
     try:
-        if path.stat().st_size > MAX_SNAPSHOT_BYTES:
-            raise SnapshotError(f"the file is larger than {MAX_SNAPSHOT_BYTES} bytes")
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_json(_read_bounded(path).decode("utf-8"))
         return facts_from_dict(data)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, SnapshotError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, JsonTooDeep, SnapshotError) as exc:
         problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise InvalidSetting(
             f'Invalid {SNAPSHOT_VARIABLE}="{path}" — {problem}',
             remedy=f"point {SNAPSHOT_VARIABLE} at the output of `nemoclaw-runtime gpus --json`, or unset it",
             details={"variable": SNAPSHOT_VARIABLE, "path": str(path)},
         ) from exc
+
+
+def _read_bounded(path: Path) -> bytes:
+    try:
+        return read_regular_file(path, MAX_SNAPSHOT_BYTES)
+    except ValueError as exc:  # not a regular file, or too large
+        raise SnapshotError(str(exc)) from None
 
 
 def _machine(data: Mapping[str, Any]) -> MachineInfo:

@@ -212,7 +212,7 @@ class Cancelled(NemoclawError):
     """Raised when the user (Ctrl-C) or the caller's cancel token stops an operation."""
 
     exit_code = 130
-    default_remedy = "run the command again; nothing half-started was left behind"
+    default_remedy = "run the command again"  # what was cleaned up (or left) is the message's to say
 
 
 EXIT_CODES: dict[int, str] = {

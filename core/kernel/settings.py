@@ -160,7 +160,14 @@ def _path(variable: str, raw: str) -> Path | None:
     if value and ("\x00" in value or has_unsafe(value)):
         raise InvalidSetting(f'Invalid {variable}="{_quoted(raw)}" — a path must not hold control characters',
                              remedy=f"set {variable} to a plain path, or unset it", details={"variable": variable})
-    return Path(value).expanduser() if value else None
+    if not value:
+        return None
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:  # ~user of a user that does not exist, or no home to expand ~ into
+        raise InvalidSetting(f'Invalid {variable}="{_quoted(raw)}" — its ~ names no known home directory',
+                             remedy=f"set {variable} to an absolute path, or unset it",
+                             details={"variable": variable}) from None
 
 
 def _directory(variable: str, raw: str) -> Path | None:

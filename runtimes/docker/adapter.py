@@ -35,13 +35,16 @@ from nemoclaw_runtime.kernel.errors import (
     DownloadFailed,
     ImageNotFound,
     InvalidInput,
+    InvalidSetting,
     NameTaken,
     NemoclawError,
     NoSuchContainer,
+    NoSuitableGpu,
     RegistryAuthFailed,
 )
-from nemoclaw_runtime.kernel.secret import Secret, redact
+from nemoclaw_runtime.kernel.secret import Secret, redact, redact_url
 from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.kernel.text import one_line, plain_reason
 from nemoclaw_runtime.kernel.translation import Context, Rule, Translation, translate
 from nemoclaw_runtime.runtimes.docker.port import ContainerInfo, ContainerState, StoredLogin
 from nemoclaw_runtime.runtimes.docker.pull_errors import classify_engine_message, pull_error
@@ -82,10 +85,16 @@ def translated(action: str, *, missing: str = "container", subject: str | None =
     except NemoclawError:
         raise
     except Exception as exc:
+        shown_host = redact_url(host) if host else None  # user:password@ in DOCKER_HOST is never shown
+        text = redact(_explanation(exc), secrets)
+        if getattr(exc, "status_code", None) is None and _is_connection_failure(exc):  # "connection refused", not
+            # HTTPConnectionPool(...) / NewConnectionError / [Errno 111]: an engine answer (a status) is kept as is
+            text = plain_reason(text)
         context = {
             "action": action, "missing": missing, "subject": subject or "?", "raw_subject": subject,
-            "image": image or subject or "?", "host": host, "where": host or "the local socket (/var/run/docker.sock)",
-            "text": redact(_explanation(exc), secrets), "status": getattr(exc, "status_code", None),
+            "image": image or subject or "?", "host": shown_host,
+            "where": shown_host or "the local socket (/var/run/docker.sock)",
+            "text": one_line(text), "status": getattr(exc, "status_code", None), "engine_variable": "DOCKER_HOST",
         }
         error = translate(DOCKER_ERRORS, exc, context)
         if error is None:
@@ -137,7 +146,24 @@ def _not_found(exc: BaseException, context: Context) -> Translation:
     return _NO_SUCH_IMAGE if context["missing"] == "image" else _NO_SUCH_CONTAINER
 
 
+#: The engine without the NVIDIA container toolkit, asked for GPUs: 'could not select device driver "" with
+#: capabilities: [[gpu]]' (also on start, for a container created elsewhere).
+_NO_GPU_RUNTIME = Translation(
+    NoSuitableGpu, "The Docker engine cannot give containers GPUs: the NVIDIA container toolkit is not installed or "
+    "not configured (the engine said: {text})",
+    "install the NVIDIA container toolkit (nvidia-container-toolkit), run `sudo nvidia-ctk runtime configure "
+    "--runtime=docker` and restart Docker (`sudo systemctl restart docker`); or pass --gpus none to start without GPUs",
+    cause="gpu-runtime-missing")
+#: docker-py refused the engine address itself (a bad DOCKER_HOST, TLS settings, ssh:// without paramiko).
+_BAD_ENGINE_ADDRESS = Translation(
+    InvalidSetting, "The Docker engine address or TLS settings are not usable: {text}",
+    "fix DOCKER_HOST (unix:///var/run/docker.sock, tcp://HOST:2375), DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, or "
+    "unset them", details={"variable": "engine_variable"})
+
+
 def _api_error(exc: BaseException, context: Context) -> Translation | NemoclawError:
+    if "could not select device driver" in context["text"] and "gpu" in context["text"].lower():
+        return _NO_GPU_RUNTIME
     if context["status"] == 409 and context["action"] == "creating a container":
         return _NAME_TAKEN
     if context["action"].startswith(("pulling", "logging in")):  # the registry's answer: pull_errors reads it
@@ -152,7 +178,11 @@ def _unavailable(exc: BaseException, context: Context) -> Translation:
 
 def _docker_exception(exc: BaseException, context: Context) -> Translation:
     # from_env() wraps "no socket / connection refused" in a bare DockerException
-    return _unavailable(exc, context) if _is_connection_failure(exc) else _DOCKER_ERROR
+    if _is_connection_failure(exc):
+        return _unavailable(exc, context)
+    if context["action"] == "connecting to the Docker engine":  # docker-py refused the address before any I/O
+        return _BAD_ENGINE_ADDRESS
+    return _DOCKER_ERROR
 
 
 #: docker-py / requests exception type → our error; the most specific type of an exception picks its row.

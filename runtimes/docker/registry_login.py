@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from nemoclaw_runtime.kernel.checks import read_regular_file
 from nemoclaw_runtime.kernel.errors import AccessDenied, MissingToken, RegistryAuthFailed
 from nemoclaw_runtime.kernel.events import EventSink, Info, Warning, discard
 from nemoclaw_runtime.kernel.names import NGC_KEY_VARIABLES
@@ -36,6 +37,7 @@ NGC_USERNAME = "$oauthtoken"
 #: Registries that are always logged in to before a pull (NemoClaw's behaviour for nvcr.io).
 LOGIN_REQUIRED = frozenset({NGC_REGISTRY})
 PROMPT_ATTEMPTS = 2  # the first try and one retry
+MAX_CONFIG_BYTES = 4 * 1024 * 1024  # the docker config we add a login to: read at most this much
 
 PromptSecret = Callable[[str], str]
 
@@ -145,8 +147,8 @@ def _maybe_saved(credentials: RegistryCredentials, settings: Settings, save_logi
 
 def _config_document(path: Path) -> dict[str, Any]:
     """The docker config as a document, to add an entry to it and keep everything else (docker.auth only reads)."""
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+    try:  # a regular file only, and bounded: a FIFO or a device there must not hang or grow without end
+        document = json.loads(read_regular_file(path, MAX_CONFIG_BYTES).decode("utf-8"))
     except (OSError, ValueError):
         return {}
     return document if isinstance(document, dict) else {}

@@ -34,8 +34,9 @@ from nemoclaw_runtime.kernel.errors import (
 )
 from nemoclaw_runtime.kernel.events import EventSink, Progress, Warning
 from nemoclaw_runtime.kernel.names import HF_TOKEN_VARIABLES
-from nemoclaw_runtime.kernel.secret import Secret, redact
+from nemoclaw_runtime.kernel.secret import Secret, redact, redact_url
 from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.kernel.text import plain_reason
 from nemoclaw_runtime.kernel.translation import Context, Rule, Translation, translate
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -75,9 +76,14 @@ def endpoint_of(settings: Settings) -> str:
     return (settings.hf_endpoint or DEFAULT_ENDPOINT).rstrip("/")
 
 
+def shown_endpoint(settings: Settings) -> str:
+    """The endpoint as messages show it: ``user:password@`` in HF_ENDPOINT is ``***@``."""
+    return redact_url(endpoint_of(settings))
+
+
 def licence_url(model_id: str, settings: Settings) -> str:
-    """Where to read the model card and accept its licence."""
-    return f"{endpoint_of(settings)}/{model_id}"
+    """Where to read the model card and accept its licence (a display value: URL user information redacted)."""
+    return f"{shown_endpoint(settings)}/{model_id}"
 
 
 def cache_dir(settings: Settings) -> Path:
@@ -113,7 +119,7 @@ def check_access(model_id: str, token: Secret | None, settings: Settings, *, gat
                                  library_name=_LIBRARY, library_version=__version__)
         except EntryNotFoundError:
             pass  # no config.json (e.g. a GGUF-only repo), but the repository itself answered: access is fine
-    return AccessResult(model_id, endpoint, bool(token), licence_url(model_id, settings))
+    return AccessResult(model_id, redact_url(endpoint), bool(token), licence_url(model_id, settings))
 
 
 def missing_token(model_id: str, settings: Settings) -> MissingToken:
@@ -236,7 +242,7 @@ def _from_cache_only(model_id: str, settings: Settings, events: EventSink, revis
     except Exception:  # noqa: BLE001 - any cache miss means "no usable snapshot": report the network failure
         raise original from None
     path = Path(folder)
-    events(Warning(f"{endpoint_of(settings)} is unreachable; using the cached snapshot {path.name[:12]} of "
+    events(Warning(f"{shown_endpoint(settings)} is unreachable; using the cached snapshot {path.name[:12]} of "
                    f"{model_id}"))
     count = sum(1 for p in path.rglob("*") if p.is_file())
     return PrefetchResult(model_id, path.name, path, count, None, 0, from_cache_only=True)
@@ -501,12 +507,13 @@ def translate_hf_error(exc: BaseException, *, model_id: str, token: Secret | Non
     """Map a huggingface_hub / HTTP / OS error to our tree by :func:`hf_errors`. The only place that knows their
     types; the message is redacted (``_clean``) before it reaches any template."""
     url = licence_url(model_id, settings)
-    endpoint = endpoint_of(settings)
+    endpoint = shown_endpoint(settings)  # never user:password@ in a message or in --json
     status = getattr(getattr(exc, "response", None), "status_code", None)
     details: dict[str, Any] = {"model": model_id, "endpoint": endpoint, "licence_url": url}
     if status is not None:
         details["status"] = status
-    context = {"model": model_id, "action": action, "endpoint": endpoint, "url": url, "text": _clean(str(exc), token),
+    text = plain_reason(_clean(str(exc), token))  # "connection refused", not a connection pool's nested repr
+    context = {"model": model_id, "action": action, "endpoint": endpoint, "url": url, "text": text,
                "status": status, "refused_status": status or 403, "token": bool(token), "type": type(exc).__name__,
                "hf_home": settings.hf_home, "cache": cache_dir(settings), "settings": settings}
     error = translate(hf_errors(), exc, context, default=_FAILED, extra_details=details)
@@ -523,4 +530,4 @@ def _clean(text: str, token: Secret | None) -> str:
 
 
 __all__ = ["cache_dir", "check_access", "endpoint_of", "estimate_repo_bytes", "missing_token", "prefetch",
-           "translate_hf_error"]
+           "shown_endpoint", "translate_hf_error"]
