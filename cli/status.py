@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from nemoclaw_runtime import api
-from nemoclaw_runtime.cli._output import Output, json_option
+from nemoclaw_runtime.cli._output import Output, json_option, safe_line
 from nemoclaw_runtime.cli._params import runtime_option
+from nemoclaw_runtime.kernel.secret import redact_data
 from nemoclaw_runtime.kernel.settings import Settings
 
 if TYPE_CHECKING:
@@ -76,7 +77,8 @@ def status(names: tuple[str, ...], runtime: str | None, watch_s: float | None, c
 
 def _watch_json(output: Output, samples: Iterator[StatusReport]) -> None:
     for report in samples:
-        output.out.write(json.dumps(report.to_dict(), separators=(",", ":"), default=str) + "\n")
+        # The one output path's redaction: what servers report (ids, log lines) comes from outside.
+        output.out.write(json.dumps(redact_data(report.to_dict()), separators=(",", ":"), default=str) + "\n")
         output.out.flush()
 
 
@@ -84,7 +86,7 @@ def _watch_plain(output: Output, samples: Iterator[StatusReport]) -> None:
     for report in samples:
         output.out.write(f"--- sample {report.sample} at {report.sampled_at} ---\n")
         for line in report_lines(report):
-            output.out.write(line + "\n")
+            output.out.write(safe_line(line) + "\n")
         output.out.flush()
 
 
@@ -110,10 +112,10 @@ def _rich(report: StatusReport) -> Any:
     styles = {"healthy": "green", "starting": "yellow", "unhealthy": "red", "unresponsive": "red",
               "stopped": "dim", "restarting": "red"}
     for server in report.servers:  # Text cells: a model name with [brackets] is not rich markup
-        cells = [Text(cell) for cell in server_row(server)]
+        cells = [Text(safe_line(cell)) for cell in server_row(server)]
         cells[4].stylize(styles.get(server.health, ""))
         table.add_row(*cells)
-    details = Text("\n".join(detail_lines(report)))
+    details = Text("\n".join(safe_line(line) for line in detail_lines(report)))
     return Group(table, details) if details.plain else table
 
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -53,6 +55,10 @@ SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 HEADER_TIMEOUT_S = 15.0
+#: How long the one reachability probe may take before the hub counts as unreachable for this source.
+REACH_TIMEOUT_S = 2.0
+#: Proxy variables that route hub traffic elsewhere: a direct connection probe would then say nothing.
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 MAX_SHARDS = 4096
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 _TRUE = {"1", "true", "yes", "on"}
@@ -85,6 +91,8 @@ class HubModelSource:
     timeout_s: float = HEADER_TIMEOUT_S
     facts_cache: Path | None = None
     use_facts_cache: bool = True
+    _unreachable: str | None = None  # why the hub could not be reached, once probed (then: the cache only)
+    _probed: bool = False
 
     def __post_init__(self) -> None:
         if self.facts_cache is None and self.use_facts_cache:
@@ -94,7 +102,7 @@ class HubModelSource:
     # --- the protocol ------------------------------------------------------------------------------------
     def facts(self, model_id: str, *, revision: str | None = None) -> ModelFacts:
         token = self._token()
-        offline = self._offline()
+        offline = self._offline() or self._hub_unreachable() is not None
         reasons: list[str] = []
         assumptions: list[str] = []
         from_cache = False
@@ -106,7 +114,8 @@ class HubModelSource:
             sha = _snapshot_sha(path) or sha
             if cached_only:
                 from_cache = True
-                assumptions.append(f"config.json from the HF cache ({'offline' if offline else 'hub unreachable'})")
+                why = self._unreachable or ("offline" if self._offline() else "hub unreachable")
+                assumptions.append(f"config.json from the HF cache ({why})")
         except _Unavailable as exc:
             reasons.append(f"config.json unknown: {exc.reason}")
         weights: WeightsFacts | None = None
@@ -129,7 +138,7 @@ class HubModelSource:
             self._keep_summary(model_id, revision, local)
             return local, None
         if offline:
-            raise _Unavailable("offline (HF_HUB_OFFLINE=1) and no header summary or weight file is cached")
+            raise _Unavailable(f"{self._cache_only_reason()} and no header summary or weight file is cached")
         try:
             shards = self._shards(model_id, revision, token)
             counts = self._read_headers(model_id, revision, token, shards)
@@ -293,7 +302,7 @@ class HubModelSource:
         except Exception:  # noqa: BLE001 - any cache miss
             if online_reason:
                 raise _Unavailable(online_reason) from None
-            raise _Unavailable(f"offline (HF_HUB_OFFLINE=1) and {filename} is not in the HF cache "
+            raise _Unavailable(f"{self._cache_only_reason()} and {filename} is not in the HF cache "
                                f"({transfer.cache_dir(self.settings)})") from None
         return Path(str(path)), True
 
@@ -318,6 +327,33 @@ class HubModelSource:
     def _token(self) -> Secret | None:
         found = self.settings.hf_token_value()
         return found[1] if found else None
+
+    def _hub_unreachable(self) -> str | None:
+        """Why the endpoint does not answer a TCP connection within :data:`REACH_TIMEOUT_S`, or None.
+
+        Probed once per source: without it an unreachable hub costs huggingface_hub's whole retry ladder (tens of
+        seconds) per file, for every model of a listing. Behind a proxy the probe is skipped (it would prove
+        nothing) and huggingface_hub's own timeouts apply."""
+        if self._probed:
+            return self._unreachable
+        self._probed = True
+        if self._offline() or any(self.settings.environ.get(name) for name in _PROXY_VARIABLES):
+            return None
+        url = urllib.parse.urlsplit(transfer.endpoint_of(self.settings))
+        try:
+            port = url.port or (443 if url.scheme == "https" else 80)
+        except ValueError:
+            return None  # the settings layer rejects malformed endpoints; nothing to add here
+        try:
+            with socket.create_connection((url.hostname or "", port), timeout=min(REACH_TIMEOUT_S, self.timeout_s)):
+                pass
+        except OSError as exc:
+            self._unreachable = (f"{transfer.shown_endpoint(self.settings)} unreachable "
+                                 f"({exc.strerror or type(exc).__name__})")
+        return self._unreachable
+
+    def _cache_only_reason(self) -> str:
+        return self._unreachable or "offline (HF_HUB_OFFLINE=1)"
 
     def _offline(self) -> bool:
         if self.offline is not None:

@@ -157,3 +157,29 @@ def test_defaults_and_auto_context() -> None:
 def test_bad_flag_values_are_invalid_input(argv: list[str]) -> None:
     with pytest.raises(InvalidInput):
         ServeOptions.from_argv(argv)
+
+
+def test_an_unreachable_hub_is_probed_once_and_never_retried(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A closed port makes every fact unknown with the reason, without huggingface_hub's retry ladder."""
+    import huggingface_hub
+
+    from nemoclaw_runtime.kernel.settings import Settings
+    from nemoclaw_runtime.runtimes.fit.hub import HubModelSource
+    from tests.helpers.docker_env import free_port
+
+    online_calls: list[str] = []
+
+    def no_network(repo_id: str, filename: str, **kwargs: object) -> str:
+        if not kwargs.get("local_files_only"):
+            online_calls.append(filename)
+        raise FileNotFoundError(filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
+    settings = Settings.from_env({"HF_ENDPOINT": f"http://127.0.0.1:{free_port()}", "HOME": str(tmp_path)})
+    source = HubModelSource(settings)
+    for model in ("acme/one", "acme/two"):
+        facts = source.facts(model)
+        assert facts.config is None and facts.weights is None
+        assert all("unreachable" in reason for reason in facts.reasons), facts.reasons
+    assert online_calls == []
