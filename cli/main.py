@@ -10,7 +10,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -56,7 +60,8 @@ def cli() -> None:
 
     \b
     Exit codes: 0 ok · 1 internal error · 2 invalid input · 3 preflight refused ·
-    4 download failed · 5 runtime not ready · 6 no such managed container · 130 cancelled.
+    4 download failed · 5 runtime not ready · 6 no such managed container · 130 cancelled ·
+    143 terminated (SIGTERM).
     Set NEMOCLAW_DEBUG=1 to see tracebacks.
     """
 
@@ -66,32 +71,69 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(run(args))
 
 
+class TerminatedBySignal(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C is: every ``except KeyboardInterrupt`` clean-up path runs
+    (the container ``up`` started is removed, locks are released); :func:`run` then exits 143."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[list[int]]:
+    """While the block runs, SIGTERM (systemd, Kubernetes, ``timeout``) raises :class:`TerminatedBySignal` in the
+    main thread; the yielded list records that it came. The previous handler is restored afterwards. Off the main
+    thread, or where signals cannot be set, nothing changes."""
+    received: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) == 1:  # the first starts the clean-up; a second must not cut it short
+            raise TerminatedBySignal()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):
+        yield received
+        return
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(args: list[str]) -> int:
     """Run the CLI with ``args`` and return the exit code (tests call this directly)."""
     from nemoclaw_runtime.cli._errors import render_error, render_usage_error, safe_log_records  # light imports
-    from nemoclaw_runtime.kernel.errors import Cancelled
+    from nemoclaw_runtime.kernel.errors import Cancelled, Terminated
 
     json_mode = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
     debug = os.environ.get("NEMOCLAW_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
-    try:
-        with safe_log_records():  # a library's log line reaches the terminal redacted and one line too
-            result: Any = cli.main(args=args, prog_name="nemoclaw-runtime", standalone_mode=False)
-        return int(result) if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        return render_error(Cancelled("Cancelled by Ctrl-C", remedy="run the command again"), json_mode=json_mode,
-                            debug=False)
-    except click.ClickException as exc:  # usage errors: exit 2, one line and the fix; JSON with --json
-        return render_usage_error(exc, json_mode=json_mode)
-    except BaseException as exc:  # noqa: BLE001 - the one place every error becomes an exit code
-        if isinstance(exc, SystemExit):
-            raise
-        return render_error(exc, json_mode=json_mode, debug=debug)
+    with sigterm_as_interrupt() as sigterm:
+        try:
+            with safe_log_records():  # a library's log line reaches the terminal redacted and one line too
+                result: Any = cli.main(args=args, prog_name="nemoclaw-runtime", standalone_mode=False)
+            return int(result) if isinstance(result, int) else 0
+        except click.exceptions.Exit as exc:
+            return int(exc.exit_code)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            stopped: Cancelled = (Terminated("Terminated by SIGTERM", remedy="run the command again") if sigterm
+                                  else Cancelled("Cancelled by Ctrl-C", remedy="run the command again"))
+            return render_error(stopped, json_mode=json_mode, debug=False)
+        except click.ClickException as exc:  # usage errors: exit 2, one line and the fix; JSON with --json
+            return render_usage_error(exc, json_mode=json_mode)
+        except BaseException as exc:  # noqa: BLE001 - the one place every error becomes an exit code
+            if isinstance(exc, SystemExit):
+                raise
+            if sigterm and isinstance(exc, Cancelled) and not isinstance(exc, Terminated):
+                # the clean-up paths said what they removed (or left) as Ctrl-C would; the exit code is SIGTERM's
+                exc = Terminated(f"Terminated by SIGTERM: {exc.message}", remedy=exc.remedy, cause=exc.cause,
+                                 log_tail=exc.log_tail, details=exc.details)
+            return render_error(exc, json_mode=json_mode, debug=debug)
 
 
 if __name__ == "__main__":  # pragma: no cover
     main()
 
 
-__all__ = ["LazyGroup", "cli", "main", "run"]
+__all__ = ["LazyGroup", "TerminatedBySignal", "cli", "main", "run", "sigterm_as_interrupt"]

@@ -188,6 +188,7 @@ class NimModel:
     image: str
     min_vram_mib: int
     served_id: str
+    aliases: tuple[str, ...] = ()  # the short names of earlier releases (``nemotron-3-nano-30b-a3b``)
 
     def fits(self, budget_mib: int | None) -> bool | None:
         """Whether the entry fits ``budget_mib``; ``None`` when the budget is unknown."""
@@ -197,7 +198,8 @@ class NimModel:
 
     def matches(self, text: str) -> bool:
         wanted = text.lower()
-        return wanted in (self.name.lower(), self.served_id.lower(), self.image.lower())
+        return wanted in (self.name.lower(), self.served_id.lower(), self.image.lower(),
+                          *(alias.lower() for alias in self.aliases))
 
     @property
     def token_variables(self) -> tuple[str, ...]:
@@ -210,6 +212,7 @@ class NimModel:
             "image": self.image,
             "min_vram_mib": self.min_vram_mib,
             "served_id": self.served_id,
+            "aliases": list(self.aliases),
             "token_variables": list(self.token_variables),
         }
 

@@ -300,6 +300,7 @@ def build_nim_model(reader: EntryReader) -> NimModel:
         image=reader.text("image", _IMAGE_RE, "an image reference 'registry/repo:tag'"),
         min_vram_mib=reader.positive_int("min_vram_mib"),
         served_id=served_id,
+        aliases=reader.text_list("aliases", non_empty=False) if "aliases" in reader.raw else (),
     )
 
 
@@ -308,6 +309,7 @@ def load_nim(path: Path) -> tuple[NimModel, ...]:
     check_top_level(path, document, {"schema", "model"})
     models: tuple[NimModel, ...] = read_entries(path, document, "model", "name", build_nim_model)
     check_unique(path, "model", [m.name.lower() for m in models], "name")
+    check_unique(path, "model", [n.lower() for m in models for n in (m.name, *m.aliases)], "aliases")
     return models
 
 

@@ -29,6 +29,7 @@ translated into these in one place each; nothing else raises them raw at a user.
     │   └── ValidationFailed
     ├── NoSuchContainer (LookupError)      exit 6  no managed container by that name
     └── Cancelled                          exit 130  the user or the caller cancelled
+        └── Terminated                     exit 143  SIGTERM (systemd, Kubernetes, timeout): cleaned up like Ctrl-C
 
 Messages never contain secret values: build them from names, never from token strings.
 """
@@ -42,7 +43,7 @@ __all__ = [
     "AccessDenied", "Cancelled", "ContainerExited", "DockerUnavailable", "DownloadFailed", "EXIT_CODES",
     "ImageNotFound", "InsufficientResources", "InvalidInput", "InvalidSetting", "MissingToken", "NameTaken",
     "NemoclawError", "NoSuchContainer", "NoSuitableGpu", "PortInUse", "PreflightRefused", "PullStalled", "PullTimedOut",
-    "ReadinessTimeout", "RegistryAuthFailed", "RuntimeNotReady", "UnknownModel", "UnsupportedRuntime",
+    "ReadinessTimeout", "RegistryAuthFailed", "RuntimeNotReady", "Terminated", "UnknownModel", "UnsupportedRuntime",
     "ValidationFailed",
 ]
 
@@ -134,7 +135,8 @@ class NoSuitableGpu(PreflightRefused):
 class DockerUnavailable(PreflightRefused, ConnectionError):
     """Raised when the Docker engine cannot be reached or refuses us (no socket, permission denied, hung)."""
 
-    default_remedy = "start the engine (sudo systemctl start docker, or scripts/ensure-docker.sh) and check DOCKER_HOST"
+    default_remedy = ("start Docker (sudo systemctl start docker) and check that DOCKER_HOST names a running engine "
+                      "(unset it for the local socket unix:///var/run/docker.sock)")
 
 
 class PortInUse(PreflightRefused):
@@ -215,6 +217,13 @@ class Cancelled(NemoclawError):
     default_remedy = "run the command again"  # what was cleaned up (or left) is the message's to say
 
 
+class Terminated(Cancelled):
+    """The command received SIGTERM: the same clean-up as Ctrl-C ran (nothing half-started, locks released);
+    the exit code is 143 (128 + SIGTERM), as a shell and a supervisor expect."""
+
+    exit_code = 143
+
+
 EXIT_CODES: dict[int, str] = {
     0: "ok",
     1: "internal error",
@@ -225,4 +234,5 @@ EXIT_CODES: dict[int, str] = {
     5: "runtime did not become ready (exited, timed out, failed validation)",
     6: "no such managed container",
     130: "cancelled (Ctrl-C)",
+    143: "terminated (SIGTERM): cleaned up as after Ctrl-C",
 }

@@ -25,6 +25,7 @@ from typing import Any
 
 import docker
 import docker.auth
+import docker.constants
 import docker.errors
 import requests.exceptions
 from docker.types import DeviceRequest
@@ -51,12 +52,22 @@ from nemoclaw_runtime.runtimes.docker.pull_errors import classify_engine_message
 from nemoclaw_runtime.runtimes.docker.spec import ContainerSpec, split_reference
 
 LOG_LINE_LIMIT = 100_000  # follow_logs: a line longer than this is cut, so a runaway writer cannot exhaust memory
+#: The first contact (docker-py's API-version request), ping and info: an engine that accepts connections but never
+#: answers fails every command within this, not docker-py's 60 s default.
+ENGINE_CONTACT_TIMEOUT_S = 5
+#: Every other engine call keeps docker-py's per-call default (pulls and log follows set their own).
+ENGINE_CALL_TIMEOUT_S: int = docker.constants.DEFAULT_TIMEOUT_SECONDS
 
 
 def connect(settings: Settings) -> DockerEngine:
-    """Connect to the engine named by ``settings`` (DOCKER_HOST, DOCKER_TLS_VERIFY, ... from ``settings.environ``)."""
+    """Connect to the engine named by ``settings`` (DOCKER_HOST, DOCKER_TLS_VERIFY, ... from ``settings.environ``).
+
+    The client is built with the short contact timeout (its construction asks the engine for its API version), then
+    set back to the per-call default for everything else.
+    """
     with translated("connecting to the Docker engine", host=settings.docker_host):
-        client = docker.from_env(environment=dict(settings.environ))
+        client = docker.from_env(environment=dict(settings.environ), timeout=ENGINE_CONTACT_TIMEOUT_S)
+    client.api.timeout = ENGINE_CALL_TIMEOUT_S
     return DockerEngine(client, docker_config_path=settings.docker_config_path, host=settings.docker_host)
 
 
@@ -315,11 +326,16 @@ class DockerEngine:
 
     def ping(self) -> None:
         with self._t("pinging the Docker engine"):
-            self._api.ping()
+            self._quick_get("/_ping")
 
     def engine_info(self) -> Mapping[str, Any]:
         with self._t("reading the engine's info"):
-            return dict(self._api.info())
+            return dict(self._quick_get("/info", json=True))
+
+    def _quick_get(self, path: str, *, json: bool = False) -> Any:
+        """GET with the short contact timeout (docker-py's ping()/info() take no timeout of their own)."""
+        api: Any = self._api  # the request helpers are undeclared in docker-py's stubs
+        return api._result(api._get(api._url(path), timeout=ENGINE_CONTACT_TIMEOUT_S), json)
 
     def close(self) -> None:
         self._client.close()

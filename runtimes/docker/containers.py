@@ -76,9 +76,11 @@ def is_managed(info: ContainerInfo) -> bool:
 
 @contextmanager
 def interrupts_deferred(notice: Callable[[], None] | None = None) -> Iterator[list[int]]:
-    """Run the block with Ctrl-C (SIGINT) held back: a signal that arrives is recorded (the yielded list) and
-    ``notice`` is called, and the block — a clean-up — runs to its end. Off the main thread (where Python delivers
-    signals) it does nothing. The previous handler is restored afterwards."""
+    """Run the block with Ctrl-C (SIGINT) and SIGTERM held back: a signal that arrives is recorded (the yielded list)
+    and ``notice`` is called, and the block — a clean-up — runs to its end. Off the main thread (where Python delivers
+    signals) it does nothing. The previous handlers are restored afterwards; a SIGTERM held back is then raised again
+    for the previous SIGTERM handler (the CLI's raises, so the command still ends with 143 once the clean-up is done).
+    """
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield received
@@ -95,10 +97,14 @@ def interrupts_deferred(notice: Callable[[], None] | None = None) -> Iterator[li
     except (ValueError, OSError):  # no signals here (an embedded interpreter): nothing to defer
         yield received
         return
+    previous_term = signal.signal(signal.SIGTERM, hold)
     try:
         yield received
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+    if signal.SIGTERM in received:
+        signal.raise_signal(signal.SIGTERM)  # delivered late, to whatever handled it before (default: the process ends)
 
 
 def _left_behind(name: str, why: str) -> Cancelled:

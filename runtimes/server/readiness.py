@@ -42,7 +42,8 @@ from nemoclaw_runtime.runtimes.server.probes import (
 
 __all__ = ["ManagedContainerTarget", "ReadyResult", "is_probe_access_line", "wait_ready"]
 
-_RESTART_LOOP_RESTARTS = 2
+#: NemoClaw's limit: a container that restarts this many times before it is ready ends the wait at once.
+_RESTART_LOOP_RESTARTS = 3
 _HEARTBEAT_LOG_LINES = 20
 #: Once the server answers "not ready yet" over HTTP (NIM's 503 during its download), each probe becomes an access
 #: line in its own log: poll it at this pace, not 10 times a second, so its log stays readable.
@@ -204,7 +205,7 @@ def _check_container(watch: _Watch) -> ContainerState:
     if restarts >= _RESTART_LOOP_RESTARTS:
         raise _exited(watch, state, f"is restart-looping ({restarts} restarts while waiting)")
     if restarts > watch.diagnosed_restarts:
-        # One crash is allowed by the restart policy, but a known fatal cause will not go away on restart:
+        # Fewer crashes are allowed by the restart policy, but a known fatal cause will not go away on restart:
         # read the tail once per crash and stop right there when it names one.
         watch.diagnosed_restarts = restarts
         tail = _safe_tail(watch.target)

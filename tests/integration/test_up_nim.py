@@ -32,7 +32,7 @@ pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
 H100_X8 = ROOT / "fixtures" / "gpu" / "h100_x8.json"  # x86_64, 8×80 GB: every catalog entry fits
-DEFAULT_MODEL = "nemotron-3-super-120b-a12b"  # the first catalog entry that fits 8×H100
+DEFAULT_MODEL = "nvidia/nemotron-3-super-120b-a12b"  # the first catalog entry that fits 8×H100
 DEFAULT_SERVED = "nvidia/nemotron-3-super-120b-a12b"
 FAIL_FAST_BOUND_S = 60.0  # generous: the readiness timeout in these tests is 600 s
 

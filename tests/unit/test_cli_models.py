@@ -54,8 +54,8 @@ def _json(
         (
             "dgx_station",
             "dgx-station",
-            "deepseek-v4-flash",
-            ["deepseek-v4-flash", "qwen3.6-27b", "deepseek-r1-distill-70b", "nemotron-3-nano-4b"],
+            "qwen3.6-27b",
+            ["qwen3.6-27b", "deepseek-r1-distill-70b", "nemotron-3-nano-4b", "deepseek-v4-flash"],
         ),
         (
             "h100_x8",
@@ -124,14 +124,14 @@ def test_nim_fit_against_budget(capsys: pytest.CaptureFixture[str], monkeypatch:
     doc = _json(capsys, monkeypatch, None, "--runtime", "nim")
     names = [e["name"] for e in doc["nim"]["entries"]]
     assert names == [
-        "nemotron-3-nano-30b-a3b",
-        "llama-3.3-nemotron-super-49b-v1",
+        "nvidia/nemotron-3-nano-30b-a3b",
+        "nvidia/llama-3.3-nemotron-super-49b-v1",
         "meta/llama-3.1-8b-instruct",
     ]
     assert all(e["fits"] is True for e in doc["nim"]["entries"])
     assert doc["nim"]["entries"][0]["default"] is True
     every = _json(capsys, monkeypatch, None, "--runtime", "nim", "--all")["nim"]["entries"]
-    assert {e["name"]: e["fits"] for e in every}["llama-3.1-nemotron-70b-instruct"] is False
+    assert {e["name"]: e["fits"] for e in every}["nvidia/llama-3.1-nemotron-70b-instruct"] is False
     for entry in every:
         assert {"slug", "image", "min_vram_mib", "fits", "gated", "default"} <= set(entry)
 
@@ -184,7 +184,7 @@ def test_human_marks_default_and_gated(
     code, out, _ = _run(capsys, monkeypatch, "dgx_station", "--runtime", "vllm")
     assert code == 0
     lines = out.splitlines()
-    default_line = next(line for line in lines if "deepseek-v4-flash" in line)
+    default_line = next(line for line in lines if "qwen3.6-27b" in line)
     assert default_line.lstrip().startswith("*") and "default" in default_line
     gated_line = next(line for line in lines if "deepseek-r1-distill-70b" in line)
     assert "gated: needs HF_TOKEN" in gated_line and "https://huggingface.co/" in gated_line

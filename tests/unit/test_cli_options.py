@@ -152,7 +152,7 @@ def test_select_json(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Mon
     code, out, err = invoke(capsys, monkeypatch, "dgx_station", "--select", "--json")
     assert code == 0, err
     data = json.loads(out)
-    assert (data["key"], data["model"], data["source"]) == ("install-vllm", "deepseek-v4-flash", "suggested")
+    assert (data["key"], data["model"], data["source"]) == ("install-vllm", "qwen3.6-27b", "suggested")
 
 
 def test_select_human(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,

@@ -92,7 +92,7 @@ def test_nim_dry_run_needs_the_ngc_key(capsys: pytest.CaptureFixture[str], monke
     code, plan = _dry(capsys, monkeypatch, "h100_x8.json", "nim", NGC_API_KEY="nvapi-secret-value")
     assert code == 0 and plan["container"]["name"] == "nemoclaw-nim-nemoclaw"
     assert plan["container"]["env"] == {"NGC_API_KEY": "***", "NIM_NGC_API_KEY": "***"}
-    assert plan["container"]["shm_size"] == "16g" and plan["model"] == "nemotron-3-super-120b-a12b"
+    assert plan["container"]["shm_size"] == "16g" and plan["model"] == "nvidia/nemotron-3-super-120b-a12b"
 
 
 def test_a_one_letter_name_is_refused_as_docker_would(capsys: pytest.CaptureFixture[str],

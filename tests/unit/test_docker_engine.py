@@ -136,7 +136,9 @@ def test_engine_down_and_socket_permission_are_docker_unavailable() -> None:
     denied = raised_by(requests.exceptions.ConnectionError("('Connection aborted.', PermissionError(13, "
                                                            "'Permission denied'))"))
 
-    assert isinstance(down, DockerUnavailable) and down.exit_code == 3 and "ensure-docker" in (down.remedy or "")
+    assert isinstance(down, DockerUnavailable) and down.exit_code == 3
+    assert "systemctl start docker" in (down.remedy or "") and "DOCKER_HOST" in (down.remedy or "")
+    assert "scripts/" not in (down.remedy or "")
     assert isinstance(denied, DockerUnavailable) and "docker group" in (denied.remedy or "")
 
 
@@ -309,3 +311,86 @@ def test_stored_credentials_say_logged_in_like_nemoclaw(tmp_path: Path, document
 
     assert (found is not None) is logged_in
     assert (found is not None and found.readable) is readable
+
+
+# --- a hung engine: accepts connections, never answers -----------------------------------------------------------
+
+
+@pytest.fixture
+def hung_engine() -> Iterator[str]:
+    """``tcp://127.0.0.1:PORT`` of a listener that accepts every connection and never sends a byte."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not done.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        done.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+@pytest.mark.parametrize("args", [["ps"], ["stop", "--all"], ["ps", "--json"]])
+def test_a_hung_engine_fails_every_command_fast_naming_docker_host(
+        hung_engine: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        args: list[str]) -> None:
+    """Issue 11: not docker-py's 60 s default: exit 3 (DockerUnavailable) well within 30 s, remedy names DOCKER_HOST."""
+    from nemoclaw_runtime.cli import main as cli_main
+
+    for name in ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONTEXT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DOCKER_HOST", hung_engine)
+    started = time.monotonic()
+    code = cli_main.run(args)
+    elapsed = time.monotonic() - started
+    captured = capsys.readouterr()
+    assert code == 3, captured
+    assert elapsed < 30
+    shown = captured.out + captured.err
+    assert "DOCKER_HOST" in shown and hung_engine in shown
+    assert "ensure-docker" not in shown and "scripts/" not in shown
+
+
+def test_connect_uses_the_short_timeout_only_for_first_contact(hung_engine: str) -> None:
+    from nemoclaw_runtime.kernel.settings import Settings
+    from nemoclaw_runtime.runtimes.docker.adapter import (
+        ENGINE_CALL_TIMEOUT_S,
+        ENGINE_CONTACT_TIMEOUT_S,
+        connect,
+    )
+
+    assert ENGINE_CONTACT_TIMEOUT_S < 10 and ENGINE_CALL_TIMEOUT_S == 60
+    started = time.monotonic()
+    with pytest.raises(DockerUnavailable) as caught:
+        connect(Settings.from_env({"DOCKER_HOST": hung_engine}))
+    assert time.monotonic() - started < 30
+    assert caught.value.exit_code == 3 and "DOCKER_HOST" in (caught.value.remedy or "")
+
+
+def test_connect_sets_the_per_call_default_back_for_long_operations(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nemoclaw_runtime.kernel.settings import Settings
+    from nemoclaw_runtime.runtimes.docker import adapter
+
+    seen: dict[str, Any] = {}
+
+    def from_env(**kwargs: Any) -> Any:
+        seen.update(kwargs)
+        return SimpleNamespace(api=SimpleNamespace(timeout=kwargs["timeout"]))
+
+    monkeypatch.setattr(adapter.docker, "from_env", from_env)
+    engine = adapter.connect(Settings.from_env({}))
+    assert seen["timeout"] == adapter.ENGINE_CONTACT_TIMEOUT_S  # the API-version request at construction
+    assert engine._api.timeout == adapter.ENGINE_CALL_TIMEOUT_S == 60  # every later call: docker-py's default

@@ -94,7 +94,9 @@ def test_nim_runs_the_catalog_image_of_the_chosen_model() -> None:
     assert _image("nim", "h100_x8") == catalog[first] == "nvcr.io/nim/nvidia/nemotron-3-super-120b-a12b:latest"
     assert _image("nim", "h100_x8", model="meta/llama-3.1-8b-instruct") == \
         catalog["meta/llama-3.1-8b-instruct"] == "nvcr.io/nim/meta/llama-3.1-8b-instruct:latest"
-    assert _image("nim", "h100_x8", model="nemotron-3-nano-30b-a3b") == catalog["nemotron-3-nano-30b-a3b"]
+    nano = "nvidia/nemotron-3-nano-30b-a3b"
+    assert _image("nim", "h100_x8", model=nano) == _image("nim", "h100_x8", model="nemotron-3-nano-30b-a3b") \
+        == catalog[nano]
 
 
 def test_ollama_runs_the_pinned_release() -> None:
@@ -124,7 +126,7 @@ def test_the_plan_runs_the_registry_image() -> None:
 
 def test_nim_model_too_big_for_the_host_is_refused_before_any_pull() -> None:
     with pytest.raises(InsufficientResources):
-        _image("nim", "h100_x8", gpus="0", model="llama-3.1-nemotron-70b-instruct")
+        _image("nim", "h100_x8", gpus="0", model="nvidia/llama-3.1-nemotron-70b-instruct")
 
 
 def test_pull_asks_the_driver_and_needs_no_model_token(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,7 +22,7 @@ from nemoclaw_runtime.runtimes.server.probes import NimReadyProbe, NotYet, Ready
 
 GPU_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
 KEY = "nvapi-unit-" + "k" * 24
-SUPER, NANO = "nemotron-3-super-120b-a12b", "nemotron-3-nano-30b-a3b"
+SUPER, NANO = "nvidia/nemotron-3-super-120b-a12b", "nvidia/nemotron-3-nano-30b-a3b"
 
 
 def small_gpu_snapshot(total_mib: int = 12282, name: str = "NVIDIA GeForce RTX 4070") -> dict[str, Any]:
@@ -75,7 +75,8 @@ def test_spark_uses_the_unified_memory_budget() -> None:
     spark = fixture("dgx_spark")
     assert spark.memory_budget_mib == 121000  # GB10 reports no VRAM of its own
     assert plan(spark).model == SUPER
-    assert plan(spark, model="llama-3.1-nemotron-70b-instruct").model == "llama-3.1-nemotron-70b-instruct"
+    big = "nvidia/llama-3.1-nemotron-70b-instruct"
+    assert plan(spark, model=big).model == plan(spark, model="llama-3.1-nemotron-70b-instruct").model == big
 
 
 def test_a_small_gpu_gets_the_first_entry_that_fits() -> None:
@@ -129,7 +130,7 @@ def test_no_gpu_is_refused_and_no_budget_chooses_nothing() -> None:
 
 def test_the_budget_is_that_of_the_requested_gpus() -> None:
     with pytest.raises(InsufficientResources):  # 81920 MiB on one 81559 MiB H100
-        plan(fixture("h100_x8"), gpus="0", model="llama-3.1-nemotron-70b-instruct")
+        plan(fixture("h100_x8"), gpus="0", model="nvidia/llama-3.1-nemotron-70b-instruct")
 
 
 # --- the key, the name, the overrides --------------------------------------------------------------------------
@@ -250,8 +251,8 @@ def test_models_nim_json_shows_fit_and_minimum_vram(tmp_path: Path, monkeypatch:
     assert fits == {
         SUPER: (False, 40960, False),
         NANO: (True, 8192, True),
-        "llama-3.1-nemotron-70b-instruct": (False, 81920, False),
-        "llama-3.3-nemotron-super-49b-v1": (False, 24576, False),
+        "nvidia/llama-3.1-nemotron-70b-instruct": (False, 81920, False),
+        "nvidia/llama-3.3-nemotron-super-49b-v1": (False, 24576, False),
         "meta/llama-3.1-8b-instruct": (False, 16384, False),
     }
     monkeypatch.setenv("NEMOCLAW_GPU_SNAPSHOT", str(GPU_FIXTURES / "dgx_spark.json"))
@@ -264,7 +265,7 @@ def test_up_nim_refuses_a_model_too_big_before_touching_docker(tmp_path: Path, m
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("NEMOCLAW_GPU_SNAPSHOT", str(GPU_FIXTURES / "jetson_orin.json"))
     monkeypatch.setenv("NGC_API_KEY", KEY)
-    monkeypatch.setenv("NEMOCLAW_MODEL", "llama-3.1-nemotron-70b-instruct")
+    monkeypatch.setenv("NEMOCLAW_MODEL", "nvidia/llama-3.1-nemotron-70b-instruct")
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")  # any engine call would fail differently
 
     code, doc, err = cli_json(["up", "nim"], capsys)

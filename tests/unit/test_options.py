@@ -93,7 +93,7 @@ def test_entries_and_absences_per_snapshot(http: httpx.Client, snapshot: str, ex
 
 @pytest.mark.parametrize(("snapshot", "profile", "default"), [
     ("dgx_spark", "DGX Spark", "qwen3.6-35b-a3b-nvfp4"),
-    ("dgx_station", "DGX Station", "deepseek-v4-flash"),
+    ("dgx_station", "DGX Station", "qwen3.6-27b"),
     ("h100_x8", "Linux + NVIDIA GPU", "nemotron-3-nano-4b"),
 ])
 def test_install_entry_names_the_profile_and_its_models(http: httpx.Client, snapshot: str, profile: str,

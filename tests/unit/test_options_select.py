@@ -84,7 +84,7 @@ def test_only_nim_offered_is_chosen_as_the_only_option(http: httpx.Client) -> No
     menu, settings = menu_and_settings("h100_x8", http, {"NEMOCLAW_EXPERIMENTAL": "1", "NGC_API_KEY": "nvapi-x"})
     only_nim = dataclasses.replace(menu, options=tuple(o for o in menu.options if o.key == "nim"))
     choice = select_option(only_nim, settings)
-    assert (choice.key, choice.source, choice.model) == ("nim", "only", "nemotron-3-super-120b-a12b")
+    assert (choice.key, choice.source, choice.model) == ("nim", "only", "nvidia/nemotron-3-super-120b-a12b")
 
 
 # --- NEMOCLAW_PROVIDER=vllm ----------------------------------------------------------------------------------------
@@ -200,9 +200,18 @@ def test_nim_model_from_env(http: httpx.Client) -> None:
     assert (choice.key, choice.model, choice.model_source) == ("nim", "meta/llama-3.1-8b-instruct", "NEMOCLAW_MODEL")
 
 
+@pytest.mark.parametrize("wanted", ["nvidia/nemotron-3-nano-30b-a3b", "nemotron-3-nano-30b-a3b"])
+def test_nim_full_catalog_name_from_env(http: httpx.Client, wanted: str) -> None:
+    """Issue 11: NemoClaw's catalog name was refused with exit 2; the short name stays an alias."""
+    env = {"NEMOCLAW_PROVIDER": "nim", "NEMOCLAW_EXPERIMENTAL": "1", "NGC_API_KEY": "nvapi-x",
+           "NEMOCLAW_MODEL": wanted}
+    choice = select("h100_x8", http, env)
+    assert (choice.key, choice.model) == ("nim", "nvidia/nemotron-3-nano-30b-a3b")
+
+
 def test_nim_model_too_big_exit_3(http: httpx.Client) -> None:
     env = {"NEMOCLAW_PROVIDER": "nim", "NEMOCLAW_EXPERIMENTAL": "1", "NGC_API_KEY": "nvapi-x",
-           "NEMOCLAW_MODEL": "llama-3.1-nemotron-70b-instruct"}
+           "NEMOCLAW_MODEL": "nvidia/llama-3.1-nemotron-70b-instruct"}
     with pytest.raises(InsufficientResources) as caught:
         select("jetson_orin", http, env)
     assert caught.value.exit_code == 3
@@ -296,5 +305,5 @@ def test_up_request_refuses_a_served_model_the_registry_does_not_know(http: http
 
 def test_selection_serialises(http: httpx.Client) -> None:
     data = json.loads(json.dumps(select("dgx_station", http).to_dict()))
-    assert data["key"] == "install-vllm" and data["model"] == "deepseek-v4-flash"
+    assert data["key"] == "install-vllm" and data["model"] == "qwen3.6-27b"
     assert data["option"]["label"] == "Install vLLM (DGX Station)"

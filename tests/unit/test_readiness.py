@@ -242,7 +242,7 @@ def test_vanished_container_fails_fast() -> None:
 
 def test_restart_loop_fails_fast_on_restart_count() -> None:
     clock = FakeClock()
-    # Restarts every 2 s with nothing classifiable in its log: the second restart ends the wait.
+    # Restarts every 2 s with nothing classifiable in its log: the third restart (NemoClaw's limit) ends the wait.
 
     def states(t: float) -> ContainerState:
         return ContainerState(status="running", restart_count=3 + int(t // 2), exit_code=1)
@@ -251,10 +251,11 @@ def test_restart_loop_fails_fast_on_restart_count() -> None:
 
     error, _ = run_failing(target, server(clock, ready_at=10_000, body={}))
 
-    assert isinstance(error, ContainerExited)
-    assert "restart-looping" in error.message
-    assert 4.0 <= error.details["elapsed_s"] <= 4.3
-    assert error.details["restart_count"] == 5
+    assert isinstance(error, ContainerExited) and error.exit_code == 5
+    assert "restart-looping (3 restarts while waiting)" in error.message
+    assert 6.0 <= error.details["elapsed_s"] <= 6.3
+    assert error.details["restart_count"] == 6
+    assert error.cause and error.log_tail == ("fake crash",)
 
 
 def test_restart_loop_fails_fast_on_repeated_restarting_status() -> None:
@@ -267,8 +268,8 @@ def test_restart_loop_fails_fast_on_repeated_restarting_status() -> None:
 
     error, _ = run_failing(target, server(clock, ready_at=10_000, body={}))
 
-    assert isinstance(error, ContainerExited) and "restart-looping" in error.message
-    assert error.details["elapsed_s"] <= 3.3
+    assert isinstance(error, ContainerExited) and "restart-looping (3 restarts" in error.message
+    assert 5.0 <= error.details["elapsed_s"] <= 5.3  # restarting at 1 s, 3 s and 5 s
 
 
 def test_one_restart_with_a_known_fatal_cause_fails_at_the_first_crash() -> None:
@@ -296,6 +297,30 @@ def test_one_unexplained_restart_is_tolerated() -> None:
     result, _ = run(target, server(clock, ready_at=10.0, body=models_body({"id": MODEL})))
 
     assert result.served_id == MODEL
+
+
+def test_two_unexplained_restarts_are_tolerated_the_third_fails_at_once() -> None:
+    """Issue 11: exactly 3 restarts before ready end the wait (exit 5, cause, log tail); 2 do not."""
+    clock = FakeClock()
+
+    def two(t: float) -> ContainerState:
+        return ContainerState("running", restart_count=min(2, int(t // 2)))
+
+    result, _ = run(FakeTarget(clock, states=two, lines=lambda t: ["crash"]),
+                    server(clock, ready_at=8.0, body=models_body({"id": MODEL})))
+    assert result.served_id == MODEL
+
+    clock = FakeClock()
+
+    def three(t: float) -> ContainerState:
+        return ContainerState("running", restart_count=min(3, int(t // 2)), exit_code=1)
+
+    error, _ = run_failing(FakeTarget(clock, states=three, lines=lambda t: ["INFO", "worker died"]),
+                           server(clock, ready_at=8.0, body=models_body({"id": MODEL})))
+    assert isinstance(error, ContainerExited) and error.exit_code == 5
+    assert "(3 restarts while waiting)" in error.message
+    assert 6.0 <= error.details["elapsed_s"] <= 6.3  # at once: before the server would have answered at 8 s
+    assert error.cause and "worker died" in error.log_tail
 
 
 def test_server_that_dies_right_after_answering_is_not_ready() -> None:

@@ -171,7 +171,7 @@ def test_serve_argv_has_no_shell_or_pip(registry: Registry) -> None:
     ("gpu_profile", "name", "image", "default"),
     [
         ("dgx-spark", "DGX Spark", "nvcr.io/nvidia/vllm:26.05.post1-py3", "qwen3.6-35b-a3b-nvfp4"),
-        ("dgx-station", "DGX Station", "nvcr.io/nvidia/vllm:26.05.post1-py3", "deepseek-v4-flash"),
+        ("dgx-station", "DGX Station", "nvcr.io/nvidia/vllm:26.05.post1-py3", "qwen3.6-27b"),
         ("linux-nvidia", "Linux + NVIDIA GPU", "nvcr.io/nvidia/vllm:26.03.post1-py3", "nemotron-3-nano-4b"),
     ],
 )
@@ -260,6 +260,9 @@ def test_every_entry_resolves_by_both_names(registry: Registry, slug: str, hf_id
 def test_env_value_bypasses_platform_filter(registry: Registry) -> None:
     linux = registry.vllm_profiles["linux-nvidia"]
     assert registry.resolve_vllm_model("deepseek-v4-flash", profile=linux).slug == "deepseek-v4-flash"
+    station = registry.vllm_profile_for("dgx-station")
+    assert registry.resolve_vllm_model(None, profile=station).slug == "qwen3.6-27b"  # the specification's default
+    assert registry.resolve_vllm_model("deepseek-v4-flash", profile=station).slug == "deepseek-v4-flash"
 
 
 def test_unknown_slug_message_lists_all_five(registry: Registry) -> None:

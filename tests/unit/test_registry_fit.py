@@ -20,25 +20,25 @@ def test_nim_catalog_exact(registry: Registry) -> None:
     rows = [(m.name, m.image, m.min_vram_mib, m.served_id) for m in registry.nim_models]
     assert rows == [
         (
-            "nemotron-3-super-120b-a12b",
+            "nvidia/nemotron-3-super-120b-a12b",
             "nvcr.io/nim/nvidia/nemotron-3-super-120b-a12b:latest",
             40960,
             "nvidia/nemotron-3-super-120b-a12b",
         ),
         (
-            "nemotron-3-nano-30b-a3b",
+            "nvidia/nemotron-3-nano-30b-a3b",
             "nvcr.io/nim/nvidia/nemotron-3-nano:latest",
             8192,
             "nvidia/nemotron-3-nano",
         ),
         (
-            "llama-3.1-nemotron-70b-instruct",
+            "nvidia/llama-3.1-nemotron-70b-instruct",
             "nvcr.io/nim/nvidia/llama-3.1-nemotron-70b-instruct:latest",
             81920,
             "nvidia/llama-3.1-nemotron-70b-instruct",
         ),
         (
-            "llama-3.3-nemotron-super-49b-v1",
+            "nvidia/llama-3.3-nemotron-super-49b-v1",
             "nvcr.io/nim/nvidia/llama-3.3-nemotron-super-49b-v1:latest",
             24576,
             "nvidia/llama-3.3-nemotron-super-49b-v1",
@@ -58,35 +58,36 @@ def test_nim_catalog_exact(registry: Registry) -> None:
         (None, []),
         (0, []),
         (8191, []),
-        (8192, ["nemotron-3-nano-30b-a3b"]),
-        (16383, ["nemotron-3-nano-30b-a3b"]),
-        (16384, ["nemotron-3-nano-30b-a3b", "meta/llama-3.1-8b-instruct"]),
-        (24576, ["nemotron-3-nano-30b-a3b", "llama-3.3-nemotron-super-49b-v1", "meta/llama-3.1-8b-instruct"]),
+        (8192, ["nvidia/nemotron-3-nano-30b-a3b"]),
+        (16383, ["nvidia/nemotron-3-nano-30b-a3b"]),
+        (16384, ["nvidia/nemotron-3-nano-30b-a3b", "meta/llama-3.1-8b-instruct"]),
+        (24576, ["nvidia/nemotron-3-nano-30b-a3b", "nvidia/llama-3.3-nemotron-super-49b-v1",
+                 "meta/llama-3.1-8b-instruct"]),
         (
             40960,
             [
-                "nemotron-3-super-120b-a12b",
-                "nemotron-3-nano-30b-a3b",
-                "llama-3.3-nemotron-super-49b-v1",
+                "nvidia/nemotron-3-super-120b-a12b",
+                "nvidia/nemotron-3-nano-30b-a3b",
+                "nvidia/llama-3.3-nemotron-super-49b-v1",
                 "meta/llama-3.1-8b-instruct",
             ],
         ),
         (
             81919,
             [
-                "nemotron-3-super-120b-a12b",
-                "nemotron-3-nano-30b-a3b",
-                "llama-3.3-nemotron-super-49b-v1",
+                "nvidia/nemotron-3-super-120b-a12b",
+                "nvidia/nemotron-3-nano-30b-a3b",
+                "nvidia/llama-3.3-nemotron-super-49b-v1",
                 "meta/llama-3.1-8b-instruct",
             ],
         ),
         (
             81920,
             [
-                "nemotron-3-super-120b-a12b",
-                "nemotron-3-nano-30b-a3b",
-                "llama-3.1-nemotron-70b-instruct",
-                "llama-3.3-nemotron-super-49b-v1",
+                "nvidia/nemotron-3-super-120b-a12b",
+                "nvidia/nemotron-3-nano-30b-a3b",
+                "nvidia/llama-3.1-nemotron-70b-instruct",
+                "nvidia/llama-3.3-nemotron-super-49b-v1",
                 "meta/llama-3.1-8b-instruct",
             ],
         ),
@@ -97,8 +98,8 @@ def test_nim_filter_thresholds(registry: Registry, budget: int | None, expected:
 
 
 def test_nim_default_is_first_fitting(registry: Registry) -> None:
-    assert registry.resolve_nim_model(None, budget_mib=30000).name == "nemotron-3-nano-30b-a3b"
-    assert registry.resolve_nim_model("  ", budget_mib=90000).name == "nemotron-3-super-120b-a12b"
+    assert registry.resolve_nim_model(None, budget_mib=30000).name == "nvidia/nemotron-3-nano-30b-a3b"
+    assert registry.resolve_nim_model("  ", budget_mib=90000).name == "nvidia/nemotron-3-super-120b-a12b"
 
 
 @pytest.mark.parametrize("budget", [None, 4096])
@@ -110,17 +111,28 @@ def test_nim_default_without_fit(registry: Registry, budget: int | None) -> None
 
 @pytest.mark.parametrize(
     "text",
-    ["nemotron-3-nano-30b-a3b", "NVIDIA/Nemotron-3-Nano", " nvcr.io/nim/nvidia/nemotron-3-nano:latest "],
+    ["nvidia/nemotron-3-nano-30b-a3b", "nemotron-3-nano-30b-a3b", "NVIDIA/Nemotron-3-Nano",
+     " nvcr.io/nim/nvidia/nemotron-3-nano:latest "],
 )
 def test_nim_lookup(registry: Registry, text: str) -> None:
     assert registry.resolve_nim_model(text, budget_mib=None).served_id == "nvidia/nemotron-3-nano"
+
+
+@pytest.mark.parametrize(
+    "short", ["nemotron-3-super-120b-a12b", "nemotron-3-nano-30b-a3b", "llama-3.1-nemotron-70b-instruct",
+              "llama-3.3-nemotron-super-49b-v1"])
+def test_nim_short_names_are_aliases(registry: Registry, short: str) -> None:
+    """Issue 11: the names are NemoClaw's ``nvidia/...``; the short names of earlier releases still resolve."""
+    model = registry.resolve_nim_model(short, budget_mib=None)
+    assert model.name == f"nvidia/{short}" and short in model.aliases
+    assert registry.resolve_nim_model(f"nvidia/{short}", budget_mib=None) is model
 
 
 def test_nim_unknown_and_too_big(registry: Registry) -> None:
     with pytest.raises(UnknownModel, match=r"^Unsupported NEMOCLAW_MODEL='x' for NIM\. Recognised values: "):
         registry.resolve_nim_model("x", budget_mib=100000)
     with pytest.raises(InsufficientResources, match="needs at least 80.0 GiB"):
-        registry.resolve_nim_model("llama-3.1-nemotron-70b-instruct", budget_mib=40960)
+        registry.resolve_nim_model("nvidia/llama-3.1-nemotron-70b-instruct", budget_mib=40960)
 
 
 # --- Ollama -------------------------------------------------------------------------------------------------
