@@ -23,6 +23,7 @@ import tenacity
 from nemoclaw_runtime.kernel.clock import Clock, SystemClock
 from nemoclaw_runtime.kernel.errors import DownloadFailed, ImageNotFound, RegistryAuthFailed
 from nemoclaw_runtime.kernel.secret import Secret
+from nemoclaw_runtime.kernel.text import loads_json, plain_reason
 from nemoclaw_runtime.runtimes.docker.spec import image_repository, split_reference
 from nemoclaw_runtime.runtimes.net import http_client
 
@@ -34,7 +35,12 @@ MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json",
                   "application/vnd.docker.distribution.manifest.v2+json")
 ACCEPT = ", ".join(INDEX_TYPES + MANIFEST_TYPES)
 
-RETRY_ATTEMPTS = 3
+#: Transient failures (5xx, a reset) are retried like the engine's pull: bounded in count and in time, with a
+#: backoff from 0.25 s doubling to 2 s (ten attempts ride out a registry answering 503 eight times, ~12 s).
+RETRY_ATTEMPTS = 10
+RETRY_BUDGET_S = 30.0
+#: HTTP statuses by which a registry says it cannot serve the index / manifest media types we ask for.
+NO_INDEX_STATUSES = (406, 415)
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 _ARCH_ALIASES = {"x86_64": "amd64", "amd64": "amd64", "x64": "amd64", "aarch64": "arm64", "arm64": "arm64",
@@ -114,6 +120,8 @@ class ManifestResolution:
     digest: str  # sha256:… of the platform manifest (or the single manifest)
     platform: str | None  # linux/amd64
     from_index: bool  # True when picked out of an index / manifest list
+    #: The compressed size of the platform image (config + layers) from its manifest; None when unknown.
+    size_bytes: int | None = None
 
 
 def select_platform_manifest(index: Mapping[str, Any], arch: str, os_name: str = "linux") -> Mapping[str, Any] | None:
@@ -169,16 +177,24 @@ class RegistryClient:
     def get(self, url: str, accept: str) -> httpx.Response:
         """GET ``url``, answering one auth challenge; transient failures retried (bounded)."""
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(RETRY_ATTEMPTS),
-            wait=tenacity.wait_exponential(multiplier=0.5, max=4),
+            stop=tenacity.stop_after_attempt(RETRY_ATTEMPTS) | _StopAfterBudget(self.clock, RETRY_BUDGET_S),
+            wait=tenacity.wait_exponential(multiplier=0.25, max=2),
             retry=tenacity.retry_if_exception(_is_transient),
             sleep=self.clock.sleep,
             reraise=True,
         )
         try:
             return retrying(self._get_once, url, accept)
-        except (httpx.TransportError, _TransientStatus) as exc:
-            raise DownloadFailed(f"Cannot reach the registry {self.ref.registry}: {type(exc).__name__}: {exc}",
+        except _TransientStatus as exc:
+            raise DownloadFailed(f"The registry {self.ref.registry} kept answering HTTP {exc.status} for "
+                                 f"{self.ref.original} (gave up after {RETRY_ATTEMPTS} tries or "
+                                 f"{RETRY_BUDGET_S:.0f} s)",
+                                 remedy="the registry is failing or overloaded: run the command again later",
+                                 details={"registry": self.ref.registry, "transient": True,
+                                          "status": exc.status}) from None
+        except httpx.TransportError as exc:
+            reason = plain_reason(str(exc)) or "the connection failed"
+            raise DownloadFailed(f"Cannot reach the registry {self.ref.registry}: {reason}",
                                  remedy="check the network (and HTTPS_PROXY) and the registry address",
                                  details={"registry": self.ref.registry, "transient": True}) from None
 
@@ -227,6 +243,18 @@ class RegistryClient:
         return str(token) if token else None
 
 
+class _StopAfterBudget(tenacity.stop.stop_base):
+    """A tenacity stop condition on ``clock`` (the fake clock in tests): no new attempt past ``budget_s``."""
+
+    def __init__(self, clock: Clock, budget_s: float) -> None:
+        self.clock = clock
+        self.budget_s = budget_s
+        self.started = clock.monotonic()
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self.clock.monotonic() - self.started >= self.budget_s
+
+
 class _TransientStatus(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(f"HTTP {status}")
@@ -267,10 +295,36 @@ def resolve_platform_manifest(ref: ImageRef, *, arch: str, credentials: BasicCre
             if entry is None:
                 return None
             plat = entry.get("platform") or {}
-            return ManifestResolution(str(entry["digest"]), _platform_text(plat), from_index=True)
+            return ManifestResolution(str(entry["digest"]), _platform_text(plat), from_index=True,
+                                      size_bytes=_platform_size(client, ref, str(entry["digest"])))
+        if media_type and media_type not in MANIFEST_TYPES and "layers" not in document:
+            raise DownloadFailed(f"The registry {ref.registry} serves {ref.original} as {media_type}, neither an "
+                                 "image index nor an OCI / Docker v2 manifest",
+                                 remedy="push the image again with a current client (docker push, buildx)",
+                                 details={"registry": ref.registry, "no_index": True, "transient": False})
         digest = response.headers.get("docker-content-digest") or "sha256:" + hashlib.sha256(
             response.content).hexdigest()
-        return ManifestResolution(digest, _single_platform(client, ref, document), from_index=False)
+        return ManifestResolution(digest, _single_platform(client, ref, document), from_index=False,
+                                  size_bytes=image_size(document))
+
+
+def image_size(manifest: Mapping[str, Any]) -> int | None:
+    """The compressed size of an image manifest's config and layers; None when a size is missing."""
+    parts = [manifest.get("config") or {}, *(manifest.get("layers") or [])]
+    sizes = [part.get("size") for part in parts if isinstance(part, Mapping)]
+    counted = [size for size in sizes if isinstance(size, int) and not isinstance(size, bool) and size >= 0]
+    if not sizes or len(counted) != len(sizes):
+        return None
+    return sum(counted)
+
+
+def _platform_size(client: RegistryClient, ref: ImageRef, digest: str) -> int | None:
+    """The size of the platform manifest ``digest`` of an index (best effort: None when it cannot be read)."""
+    try:
+        response = client.get(ref.manifest_url(digest), ", ".join(MANIFEST_TYPES))
+    except DownloadFailed:
+        return None
+    return image_size(_json(response)) if response.status_code == 200 else None
 
 
 def _single_platform(client: RegistryClient, ref: ImageRef, manifest: Mapping[str, Any]) -> str | None:
@@ -282,7 +336,7 @@ def _single_platform(client: RegistryClient, ref: ImageRef, manifest: Mapping[st
         response = client.get(ref.blob_url(str(config_digest)), "*/*")
         if response.status_code != 200:
             return None
-        config = response.json()
+        config = loads_json(response.text)
     except (DownloadFailed, ValueError):
         return None
     return _platform_text(config) if isinstance(config, Mapping) else None
@@ -298,8 +352,8 @@ def _platform_text(plat: Mapping[str, Any]) -> str | None:
 
 def _json(response: httpx.Response) -> Mapping[str, Any]:
     try:
-        document = response.json()
-    except ValueError:
+        document = loads_json(response.text)
+    except ValueError:  # JSONDecodeError, JsonTooDeep, or a body that does not decode
         return {}
     return document if isinstance(document, Mapping) else {}
 
@@ -315,6 +369,12 @@ def _raise_for_status(ref: ImageRef, response: httpx.Response, *, anonymous: boo
         raise ImageNotFound(f"Image {ref.original} was not found in {ref.registry}",
                             remedy="check the image name and tag (or the NEMOCLAW_*_IMAGE override)",
                             details={"image": ref.original})
+    if status in NO_INDEX_STATUSES:
+        raise DownloadFailed(f"The registry {ref.registry} serves no image index for {ref.original} "
+                             f"(HTTP {status}: the media types are not supported)",
+                             remedy="use a registry that speaks the OCI distribution API",
+                             details={"registry": ref.registry, "status": status, "no_index": True,
+                                      "transient": False})
     if status >= 400:
         raise DownloadFailed(f"The registry {ref.registry} answered HTTP {status} for {ref.original}",
                              remedy="check the image reference and the registry",
@@ -322,6 +382,7 @@ def _raise_for_status(ref: ImageRef, response: httpx.Response, *, anonymous: boo
 
 
 __all__ = [
-    "BasicCredentials", "ImageRef", "ManifestResolution", "RegistryClient", "host_arch", "is_loopback_registry",
-    "parse_image_ref", "resolve_platform_manifest", "select_platform_manifest",
+    "NO_INDEX_STATUSES", "RETRY_ATTEMPTS", "RETRY_BUDGET_S", "BasicCredentials", "ImageRef", "ManifestResolution",
+    "RegistryClient", "host_arch", "image_size", "is_loopback_registry", "parse_image_ref", "resolve_platform_manifest",
+    "select_platform_manifest",
 ]

@@ -4,11 +4,14 @@
 
 1. credentials: the docker config as it is; for nvcr.io (always) or a registry that refuses anonymous access, the
    NGC key variables or a prompt (:mod:`runtimes.registry_auth`), checked with the engine before the pull;
-2. the host platform's manifest digest from the registry's index (:mod:`runtimes.manifests`); none → pull by tag,
-   said in one line;
-3. already present with that digest → no pull; else ``pull repo@sha256:…`` watched by :class:`PullWatchdog`, with
-   ``Progress`` events, then tag it back to ``ref``. A stalled pull is aborted (its socket shut down) and
-   nothing is tagged.
+2. the host platform's manifest digest from the registry's index (:mod:`runtimes.manifests`, transient failures
+   retried bounded); no entry for this platform, or a registry with no index at all → pull by tag, said in one
+   line; a registry still failing after the retries → DownloadFailed (the pin is never dropped silently);
+3. already present with that digest → no pull; else the layer sizes are checked against the free space of the
+   engine's data root (local engines; exit 3 when they do not fit), then ``pull repo@sha256:…`` watched by
+   :class:`PullWatchdog`, with ``Progress`` events, then tag it back to ``ref``. A stalled pull is aborted (its
+   socket shut down) and nothing is tagged. An engine that goes away mid-pull (a restart) is waited for, bounded
+   (ENGINE_RETURN_WAIT_S), and the pull re-issued: the engine skips the layers it already holds.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ import tenacity
 from nemoclaw_runtime.kernel.clock import CancelToken, Clock, SystemClock
 from nemoclaw_runtime.kernel.errors import (
     Cancelled,
+    DockerUnavailable,
     DownloadFailed,
     ImageNotFound,
+    InsufficientResources,
     InvalidInput,
     PullStalled,
     PullTimedOut,
@@ -32,6 +37,7 @@ from nemoclaw_runtime.kernel.errors import (
 )
 from nemoclaw_runtime.kernel.events import EventSink, Info, Progress, Warning, discard
 from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.kernel.units import format_bytes
 from nemoclaw_runtime.runtimes.docker.manifests import (
     ImageRef,
     ManifestResolution,
@@ -55,6 +61,9 @@ PROGRESS_EVERY_S = 0.25  # a few Progress events per second at most
 MONITOR_TICK_S = 0.25  # how often the watchdog thread looks (cancellation latency, stall latency)
 PULL_ATTEMPTS = 3  # transient failures before any byte arrived are retried, bounded
 READ_TIMEOUT_MARGIN_S = 5.0  # the socket read timeout backstop, beyond the longest window
+ENGINE_RETURN_WAIT_S = 60.0  # an engine that went away mid-pull (a restart) is waited for this long, then exit 3
+ENGINE_POLL_S = 1.0  # how often it is pinged meanwhile
+ENGINE_RETURNS = 3  # at most this many engine restarts are ridden out in one pull
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,7 @@ class DockerImageStore:
         self.prompt_secret = prompt_secret
         self.save_login = save_login
         self._resolve_manifest = resolve
+        self._pull_started = False  # a pull stream was opened by the current _pull (an engine loss is then mid-pull)
 
     # --- ImageStore ----------------------------------------------------------------------------------------------
 
@@ -103,6 +113,7 @@ class DockerImageStore:
             self._tag_back(plan)
             events(Info(f"Image {ref} is present with the pinned digest {digest[:19]}…; no pull needed."))
             return self._outcome(plan, pulled=False)
+        self.check_disk(plan, events)
         events(Info(f"Pulling {ref} pinned to {plan.resolution.platform or 'its'} manifest {digest[:19]}…"))
         self._pull(plan, digest, plan.resolution.platform, events, cancel)
         self._tag_back(plan)
@@ -145,9 +156,36 @@ class DockerImageStore:
         except (RegistryAuthFailed, ImageNotFound):
             raise
         except DownloadFailed as exc:
-            # the manifest API is unreachable: the engine may still pull (its mirrors, its proxy); by tag, said so
-            events(Warning(f"Could not read the manifest list of {parsed.original}: {exc.message}"))
+            if not exc.details.get("no_index"):
+                raise  # a failing registry (after the bounded retries) is no reason to drop the digest pin
+            # the registry has no index for it: only a tag pull is possible, and that is said plainly
+            events(Warning(f"{exc.message}; pulling {parsed.original} by tag, without a pinned digest."))
             return None
+
+    # --- the engine's disk -----------------------------------------------------------------------------------------
+
+    def check_disk(self, plan: PullPlan, events: EventSink = discard) -> None:
+        """Refuse (InsufficientResources, exit 3) when the image's layers exceed the free space of the engine's data
+        root. Only for a local engine (a unix socket): a remote engine's disk is not ours to read (said so)."""
+        needed = plan.resolution.size_bytes if plan.resolution else None
+        if needed is None:
+            return
+        host = (self.settings.docker_host or "").strip().lower()
+        if host and not host.startswith("unix://"):
+            events(Info(f"Not checking free disk space for {plan.ref.original}: the engine (DOCKER_HOST) is remote"))
+            return
+        root = str(self.port.engine_info().get("DockerRootDir") or "")
+        free = data_root_free_bytes(root) if root else None
+        if free is None:
+            events(Info(f"Not checking free disk space for {plan.ref.original}: the engine's data root "
+                        f"{root or '(unknown)'} cannot be read here"))
+            return
+        if needed > free:
+            raise InsufficientResources(
+                f"Not enough disk space to pull {plan.ref.original}: its layers take {format_bytes(needed)}, the "
+                f"engine's data root {root} has {format_bytes(free)} free",
+                remedy="free disk space (docker image prune, docker system prune) or move the engine's data-root",
+                details={"image": plan.ref.original, "needed_bytes": needed, "free_bytes": free, "data_root": root})
 
     # --- local state ---------------------------------------------------------------------------------------------
 
@@ -189,8 +227,16 @@ class DockerImageStore:
             sleep=lambda seconds: cancel.wait(seconds, self.clock),
             reraise=True,
         )
+        self._pull_started = False
         try:
-            retrying(self._pull_once, plan, reference, platform, auth, events, cancel)
+            for returned in range(ENGINE_RETURNS + 1):  # bounded: each round is one engine restart ridden out
+                try:
+                    retrying(self._pull_once, plan, reference, platform, auth, events, cancel)
+                    break
+                except DockerUnavailable:
+                    if not self._pull_started or returned == ENGINE_RETURNS:
+                        raise  # an engine that was never there is preflight's business: exit 3 at once
+                    self._await_engine(plan.ref.original, events, cancel)
         except RegistryAuthFailed as exc:
             if plan.credentials is None:
                 raise RegistryAuthFailed(f"{exc.message}", remedy=missing_login_hint(plan.ref.registry),
@@ -200,10 +246,54 @@ class DockerImageStore:
     def _pull_once(self, plan: PullPlan, reference: str, platform: str | None, auth: Mapping[str, str] | None,
                    events: EventSink, cancel: CancelToken) -> None:
         stream = self.port.pull_stream(plan.ref.engine_repository, reference, auth=auth, platform=platform)
+        self._pull_started = True
         watchdog = PullWatchdog(self.clock, stall_timeout=self.settings.pull_stall_timeout,
                                 quiet_timeout=self.settings.pull_quiet_timeout,
                                 max_timeout=self.settings.pull_max_timeout)
-        WatchedPull(stream, watchdog, plan.ref.original, events, cancel, self.clock).run()
+        try:
+            WatchedPull(stream, watchdog, plan.ref.original, events, cancel, self.clock).run()
+        except DownloadFailed as exc:
+            if exc.details.get("transient") and not self._engine_answers():
+                raise self._engine_gone(plan.ref.original) from None  # the stream broke because the engine went
+            raise
+        pulled = f"{plan.ref.engine_repository}@{reference}" if reference.startswith("sha256:") \
+            else f"{plan.ref.engine_repository}:{reference}"
+        if self.port.image_inspect(pulled) is None:  # DockerUnavailable here: the engine went as the stream ended
+            raise DownloadFailed(f"The pull of {plan.ref.original} ended before the image was complete",
+                                 remedy="run the command again: the engine keeps finished layers",
+                                 details={"image": plan.ref.original, "transient": True})
+
+    def _engine_answers(self) -> bool:
+        try:
+            self.port.ping()
+        except DockerUnavailable:
+            return False
+        return True
+
+    @staticmethod
+    def _engine_gone(subject: str) -> DockerUnavailable:
+        return DockerUnavailable(f"The Docker engine went away while pulling {subject}",
+                                 details={"image": subject, "mid_pull": True})
+
+    def _await_engine(self, subject: str, events: EventSink, cancel: CancelToken) -> None:
+        """Wait (bounded: ENGINE_RETURN_WAIT_S) for an engine that went away mid-pull; the pull is then re-issued
+        and the engine skips the layers it already holds. Still gone → DockerUnavailable (exit 3)."""
+        events(Warning(f"The Docker engine stopped answering while pulling {subject}; waiting up to "
+                       f"{ENGINE_RETURN_WAIT_S:.0f} s for it to come back (finished layers are kept)."))
+        deadline = self.clock.monotonic() + ENGINE_RETURN_WAIT_S
+        for _ in range(int(ENGINE_RETURN_WAIT_S / ENGINE_POLL_S) + 1):  # bounded in count and in time
+            cancel.raise_if_cancelled()
+            if self._engine_answers():
+                events(Info(f"The Docker engine is back; resuming the pull of {subject}."))
+                return
+            left = deadline - self.clock.monotonic()
+            if left <= 0:
+                break
+            cancel.wait(min(ENGINE_POLL_S, left), self.clock)
+        cancel.raise_if_cancelled()
+        raise DockerUnavailable(f"The Docker engine went away while pulling {subject} and did not come back within "
+                                f"{ENGINE_RETURN_WAIT_S:.0f} s; nothing was tagged",
+                                details={"image": subject, "waited_s": ENGINE_RETURN_WAIT_S})
 
 
 class WatchedPull:
@@ -354,6 +444,16 @@ def _refused(parsed: ImageRef, credentials: RegistryCredentials | None) -> Regis
                               details={"registry": parsed.registry, "source": source})
 
 
+def data_root_free_bytes(path: str) -> int | None:
+    """Free bytes on the file system holding ``path`` (the engine's data root); None when it cannot be read here."""
+    import psutil
+
+    try:
+        return int(psutil.disk_usage(path).free)
+    except OSError:
+        return None
+
+
 def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, DownloadFailed) and bool(exc.details.get("transient")) \
         and not isinstance(exc, (PullStalled, PullTimedOut))
@@ -382,4 +482,4 @@ def pull_image(ref: str, settings: Settings, *, port: DockerPort, events: EventS
     return store.ensure_image(ref, events=events, cancel=cancel)
 
 
-__all__ = ["DockerImageStore", "PullPlan", "WatchedPull", "pull_image"]
+__all__ = ["DockerImageStore", "PullPlan", "WatchedPull", "data_root_free_bytes", "pull_image"]

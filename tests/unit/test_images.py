@@ -19,7 +19,7 @@ from nemoclaw_runtime.kernel.errors import (
     PullStalled,
     RegistryAuthFailed,
 )
-from nemoclaw_runtime.kernel.events import Event, Info, Progress
+from nemoclaw_runtime.kernel.events import Event, Info, Progress, Warning
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes.docker.manifests import BasicCredentials, ImageRef, ManifestResolution
 from nemoclaw_runtime.runtimes.docker.port import StoredLogin
@@ -117,12 +117,28 @@ def test_no_platform_manifest_pulls_by_tag_and_says_so(tmp_path: Path) -> None:
     assert ("pull_stream", f"{REPO}:1.0") in fake.calls
 
 
-def test_unreachable_manifest_api_falls_back_to_the_tag(tmp_path: Path) -> None:
+def test_a_failing_manifest_api_is_an_error_not_a_silent_tag_pull(tmp_path: Path) -> None:
     fake = FakeDocker()
     fake.script_pull(REPO, "1.0", PULL_EVENTS)
-    down = DownloadFailed("Cannot reach the registry", details={"transient": True})
+    down = DownloadFailed("The registry kept answering HTTP 503", details={"transient": True})
 
-    assert store(fake, tmp_path, Resolver(down)).ensure_image(REF).digest is None
+    with pytest.raises(DownloadFailed) as caught:
+        store(fake, tmp_path, Resolver(down)).ensure_image(REF)
+
+    assert caught.value is down and caught.value.exit_code == 4
+    assert not [c for c in fake.calls if c[0] == "pull_stream"]
+
+
+def test_a_registry_without_an_index_falls_back_to_the_tag_and_says_so(tmp_path: Path) -> None:
+    fake = FakeDocker()
+    fake.script_pull(REPO, "1.0", PULL_EVENTS)
+    no_index = DownloadFailed("The registry serves no image index for it (HTTP 415)", details={"no_index": True})
+    events: list[Event] = []
+
+    assert store(fake, tmp_path, Resolver(no_index)).ensure_image(REF, events=events.append).digest is None
+    warnings = [e for e in events if isinstance(e, Warning)]
+    assert len(warnings) == 1 and "by tag, without a pinned digest" in warnings[0].message
+    assert "_" not in warnings[0].message.split(";")[0]  # no internal class names
 
 
 def test_unknown_image_is_image_not_found_before_any_pull(tmp_path: Path) -> None:

@@ -14,6 +14,8 @@ import pytest
 from nemoclaw_runtime.kernel.errors import DownloadFailed, ImageNotFound, RegistryAuthFailed
 from nemoclaw_runtime.kernel.secret import Secret
 from nemoclaw_runtime.runtimes.docker.manifests import (
+    RETRY_ATTEMPTS,
+    RETRY_BUDGET_S,
     BasicCredentials,
     ImageRef,
     RegistryClient,
@@ -196,17 +198,38 @@ def test_missing_tag_is_image_not_found() -> None:
 
 
 def test_transient_5xx_is_retried_with_backoff_then_succeeds() -> None:
-    answers = iter([httpx.Response(503), httpx.Response(502), httpx.Response(200, json=index_doc())])
+    platform_manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": {"size": 100},
+                         "layers": [{"size": 1000}, {"size": 24}]}
+    answers = iter([httpx.Response(503)] * 8 + [httpx.Response(200, json=index_doc()),
+                                                 httpx.Response(200, json=platform_manifest)])
     clock = FakeClock(0.0)
 
     resolved = resolve_platform_manifest(parse_image_ref("127.0.0.1:5000/a:1"), arch="amd64", clock=clock,
                                          client_factory=factory(lambda request: next(answers)))
 
-    assert resolved is not None and resolved.digest == AMD
-    assert len(clock.sleeps) == 2 and clock.sleeps[0] <= clock.sleeps[1] <= 4
+    assert resolved is not None and resolved.digest == AMD and resolved.size_bytes == 1124
+    assert len(clock.sleeps) == 8 and clock.sleeps == sorted(clock.sleeps) and max(clock.sleeps) <= 2
+    assert sum(clock.sleeps) <= RETRY_BUDGET_S
 
 
-def test_persistent_5xx_or_reset_gives_up_after_three_attempts() -> None:
+def test_a_registry_without_index_support_says_so_plainly() -> None:
+    with pytest.raises(DownloadFailed) as caught:
+        resolve_platform_manifest(parse_image_ref("127.0.0.1:5000/a:1"), arch="amd64", clock=FakeClock(0.0),
+                                  client_factory=factory(lambda request: httpx.Response(415)))
+
+    assert caught.value.details["no_index"] is True and "HTTP 415" in caught.value.message
+
+
+def test_persistent_5xx_gives_up_bounded_with_a_plain_message() -> None:
+    with pytest.raises(DownloadFailed) as caught:
+        resolve_platform_manifest(parse_image_ref("127.0.0.1:5000/a:1"), arch="amd64", clock=FakeClock(0.0),
+                                  client_factory=factory(lambda request: httpx.Response(503)))
+
+    assert caught.value.details["transient"] is True and "no_index" not in caught.value.details
+    assert "kept answering HTTP 503" in caught.value.message and "_Transient" not in caught.value.message
+
+
+def test_persistent_5xx_or_reset_gives_up_after_bounded_attempts() -> None:
     calls: list[int] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -217,4 +240,5 @@ def test_persistent_5xx_or_reset_gives_up_after_three_attempts() -> None:
         resolve_platform_manifest(parse_image_ref("127.0.0.1:5000/a:1"), arch="amd64", clock=FakeClock(0.0),
                                   client_factory=factory(handler))
 
-    assert len(calls) == 3 and caught.value.details["transient"] is True
+    assert len(calls) == RETRY_ATTEMPTS and caught.value.details["transient"] is True
+    assert "ReadError" not in caught.value.message
