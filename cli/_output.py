@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import IO, Any
@@ -68,14 +69,22 @@ class Output:
 
 
 class _EventRenderer:
+    """Events may come from several threads at once (``up vllm`` pulls the image while it downloads the weights):
+    one at a time through a lock; each ``Progress`` task/subject has its own bar (rich) or lines (plain)."""
+
     def __init__(self, output: Output) -> None:
         self.output = output
+        self._lock = threading.RLock()
         self._progress: Any = None  # rich.progress.Progress, created on the first byte event on a TTY
         self._tasks: dict[tuple[str, str], Any] = {}
         self._last_plain: dict[tuple[str, str], float] = {}
         self._finished: set[tuple[str, str]] = set()
 
     def __call__(self, event: Event) -> None:
+        with self._lock:
+            self._render(event)
+
+    def _render(self, event: Event) -> None:
         if self.output.json_mode:
             self._write(json.dumps(redact_data(event_to_dict(event)), default=str))
         elif isinstance(event, Progress):
@@ -131,10 +140,11 @@ class _EventRenderer:
         self._progress.update(self._tasks[key], completed=event.done_bytes, total=event.total_bytes, items=items)
 
     def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-            self._tasks.clear()
+        with self._lock:
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None
+                self._tasks.clear()
 
 
 def safe_line(line: str) -> str:

@@ -71,6 +71,21 @@ def whole_number(low: int, high: int) -> click.ParamType:
 PORT = _Checked("port", lambda value, what: checks.check_port(value, what))
 #: A positive, finite number of seconds (at most 30 days), ASCII.
 SECONDS = _Checked("seconds", lambda value, what: checks.check_seconds(value, what))
+
+
+def number_between(low: float, high: float, *, remedy: str, above_low: bool = False) -> click.ParamType:
+    """A finite number in ``low..high`` (``above_low``: ``low`` itself refused) written in ASCII: no ``inf``,
+    ``nan`` or other scripts' digits, which click's ``FloatRange`` accepts."""
+    def check(value: Any, what: str) -> float:
+        number = checks.check_number(value, what, low=low, high=high, remedy=remedy)
+        if above_low and number == low:
+            raise InvalidInput(f"Invalid {what} {value}: must be more than {low:g} and at most {high:g}",
+                               remedy=remedy)
+        return number
+
+    return _Checked("number", check)
+
+
 #: A container name, matched whole (never an id or an id prefix).
 CONTAINER_NAME = _Checked("name", lambda value, what: checks.check_container_name(value, what))
 
@@ -85,4 +100,5 @@ def runtime_argument() -> Callable[[F], F]:
     return click.argument("runtime", type=RuntimeChoice())
 
 
-__all__ = ["CONTAINER_NAME", "PORT", "SECONDS", "runtime_argument", "runtime_option", "whole_number"]
+__all__ = ["CONTAINER_NAME", "PORT", "SECONDS", "number_between", "runtime_argument", "runtime_option",
+           "whole_number"]

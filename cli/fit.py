@@ -15,6 +15,7 @@ import click
 
 from nemoclaw_runtime import api
 from nemoclaw_runtime.cli._output import Output, json_option
+from nemoclaw_runtime.cli._params import number_between
 from nemoclaw_runtime.kernel.errors import InvalidInput
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.kernel.units import format_bytes
@@ -33,7 +34,8 @@ _FITS_DECISIONS = ("fits", "tensor-parallel")
 @click.option("--max-model-len", "max_model_len", metavar="N|auto",
               help="The context to judge (default the registry's, else the model's maximum); auto: the largest "
                    "that fits.")
-@click.option("--gpu-memory-utilization", "gpu_memory_utilization", type=click.FloatRange(0, 1, min_open=True),
+@click.option("--gpu-memory-utilization", "gpu_memory_utilization",
+              type=number_between(0.0, 1.0, above_low=True, remedy="pass a share such as 0.9"),
               help="vLLM's share of each GPU (default the registry's flag, else 0.9).")
 @click.option("--kv-cache-dtype", "kv_cache_dtype", metavar="D", help="auto (the model's dtype), fp8, fp8_e5m2, ….")
 @json_option

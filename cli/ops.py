@@ -14,6 +14,7 @@ import click
 from nemoclaw_runtime import api
 from nemoclaw_runtime.cli._output import Output, json_option, safe_line
 from nemoclaw_runtime.cli._params import CONTAINER_NAME, runtime_option, whole_number
+from nemoclaw_runtime.kernel.checks import MAX_LOG_TAIL
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.kernel.text import one_line
 
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
     from nemoclaw_runtime import ManagedContainerView
 
 DEFAULT_TAIL = 80
-MAX_LOG_TAIL = 1_000_000
 _PS_COLUMNS = ("NAME", "RUNTIME", "MODEL", "STATE", "HEALTH", "GPUS", "BASE URL", "IMAGE", "CREATED")
 
 
@@ -57,7 +57,10 @@ def _ps_row(view: ManagedContainerView) -> tuple[str, ...]:
     state = view.state
     if view.exit_code is not None and view.state in ("exited", "dead"):  # a created container reports 0 too
         state = f"{state} ({view.exit_code})"
-    return (view.name, view.runtime or "-", view.model or "-", state, view.health or "-", _gpus(view),
+    model = view.model or "-"
+    if view.weights_revision:
+        model += f"@{view.weights_revision[:12]}"  # the pinned Hugging Face commit
+    return (view.name, view.runtime or "-", model, state, view.health or "-", _gpus(view),
             view.base_url or "-", view.image or "-", _short_time(view.created))
 
 

@@ -16,15 +16,17 @@ import click
 
 from nemoclaw_runtime import api
 from nemoclaw_runtime.cli._output import Output, json_option, safe_line
-from nemoclaw_runtime.cli._params import runtime_option
+from nemoclaw_runtime.cli._params import CONTAINER_NAME, number_between, runtime_option
 from nemoclaw_runtime.kernel.secret import redact_data
 from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.kernel.units import format_bytes, format_mib
 
 if TYPE_CHECKING:
     from nemoclaw_runtime import ServerStatus, StatusReport
 
 DEFAULT_WATCH_S = 2.0
 MIN_WATCH_S = 0.2
+MAX_WATCH_S = 3600.0  # an hour between samples; `inf` would wait forever
 COLUMNS = ("NAME", "RUNTIME", "STATE", "UPTIME", "HEALTH", "MODEL", "CONTEXT", "GPU MEM", "RUN/WAIT", "KV%",
            "PROMPT t/s", "GEN t/s", "BASE URL")
 
@@ -37,9 +39,10 @@ def _settings(output: Output) -> Settings:
 
 
 @click.command("status")
-@click.argument("names", nargs=-1, metavar="NAME…")
+@click.argument("names", nargs=-1, metavar="NAME…", type=CONTAINER_NAME)
 @runtime_option("Only servers of this runtime.")
-@click.option("--watch", "watch_s", type=click.FloatRange(min=MIN_WATCH_S), is_flag=False,
+@click.option("--watch", "watch_s", is_flag=False,
+              type=number_between(MIN_WATCH_S, MAX_WATCH_S, remedy="pass --watch 2, for example"),
               flag_value=DEFAULT_WATCH_S, default=None, metavar="[SECONDS]",
               help="Sample again every SECONDS (default 2) until Ctrl-C: redrawn in place on a terminal, one JSON "
                    "document per line with --json. Put NAMEs before it, or write --watch=SECONDS.")
@@ -168,8 +171,8 @@ def _ollama_lines(server: ServerStatus) -> Iterator[str]:
         yield f"{server.name}: no model loaded (Ollama {state.version})"
     for model in state.loaded or ():
         until = f", until {model.expires_at}" if model.expires_at else ""
-        yield (f"{server.name}: loaded {model.name}: {_bytes(model.size_vram_bytes)} in VRAM of "
-               f"{_bytes(model.size_bytes)}{until}")
+        yield (f"{server.name}: loaded {model.name}: {format_bytes(model.size_vram_bytes)} in VRAM of "
+               f"{format_bytes(model.size_bytes)}{until}")
 
 
 def server_row(server: ServerStatus) -> tuple[str, ...]:
@@ -206,15 +209,8 @@ def _fixed(value: float | None, digits: int) -> str:
 def _mib(mib: int | None, gpus: Sequence[int]) -> str:
     if mib is None:
         return "?"
-    text = f"{mib / 1024:.1f} GiB" if mib >= 1024 else f"{mib} MiB"
+    text = format_mib(mib)  # kernel/units.py: the one way a size reaches a user
     return f"{text} (GPU {','.join(map(str, gpus))})" if gpus else text
-
-
-def _bytes(value: int | None) -> str:
-    if value is None:
-        return "?"
-    gib = value / 1024**3
-    return f"{gib:.1f} GiB" if gib >= 1 else f"{value / 1024**2:.0f} MiB"
 
 
 def _duration(seconds: float | None) -> str:

@@ -15,6 +15,7 @@ from nemoclaw_runtime import api
 from nemoclaw_runtime.cli._output import Output, json_option
 from nemoclaw_runtime.cli._params import PORT, SECONDS, runtime_argument
 from nemoclaw_runtime.cli._prompt import masked_prompt_if_interactive
+from nemoclaw_runtime.kernel.units import format_bytes
 
 
 @click.command()
@@ -73,7 +74,7 @@ def up(runtime: str, model: str | None, port: int | None, gpus: str, image: str 
 
 def _plan_lines(plan: dict[str, Any]) -> Iterator[str]:
     container = plan["container"]
-    yield f"Plan for {plan['runtime']} (dry run: nothing was downloaded or started)"
+    yield f"Plan for {plan['runtime']} (dry run: no image or weights were downloaded, nothing was started)"
     yield f"  profile:   {plan['profile']}" + (f" ({plan['profile_name']})" if plan["profile_name"] else "")
     yield f"  model:     {plan['model']} → {plan['model_id']} (served as {plan['served_model_id']})"
     yield f"  image:     {plan['image']} (pinned to this platform's digest at pull time)"
@@ -97,11 +98,10 @@ def _plan_lines(plan: dict[str, Any]) -> Iterator[str]:
 
 def _fit_line(fit: dict[str, Any]) -> str:
     """One line: the decision, the bytes against the budget, where, and the context."""
-    gib = 1024**3
     if fit["decision"] == "unknown":
         return "unknown (facts not available: see the warning); up goes on"
     where = ",".join(str(i) for i in fit["gpus"]) or "-"
-    need = f"{fit['needed_bytes'] / gib:.1f} of {fit['budget_bytes'] / gib:.1f} GiB" if fit["needed_bytes"] else ""
+    need = f"{format_bytes(fit['needed_bytes'])} of {format_bytes(fit['budget_bytes'])}" if fit["needed_bytes"] else ""
     context = f"context {fit['max_model_len']} (largest that fits {fit['max_model_len_fit'] or 'none'})"
     parts = [fit["decision"], f"GPU {where}", f"tp {fit['tensor_parallel_size']}", need, context]
     return " · ".join(p for p in parts if p)

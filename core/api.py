@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Generator, Iterable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from typing import TYPE_CHECKING, Any
 
 from nemoclaw_runtime.kernel.clock import CancelToken, Clock
@@ -131,12 +131,25 @@ def fit(model: str | None = None, *, gpus: str = "all", max_model_len: int | str
     is the exit-3 error ``up`` would raise. Bad input → ``InvalidInput`` (exit 2); a gated model without a token →
     ``MissingToken`` (exit 3).
     """
+    from nemoclaw_runtime.kernel import checks
     from nemoclaw_runtime.registry import load_registry, parse_extra_args
     from nemoclaw_runtime.runtimes.docker.spec import GpuRequest
     from nemoclaw_runtime.runtimes.drivers.contract import parse_max_model_len
     from nemoclaw_runtime.runtimes.drivers.vllm import set_flag
     from nemoclaw_runtime.runtimes.fit import ServeOptions, hub, plan_fit
 
+    # Checked at the library's edge as make_request checks up's options, before any GPU, network or disk.
+    if model is not None and model.strip():
+        model = checks.check_plain_text(model, "--model")
+    if kv_cache_dtype is not None:
+        kv_cache_dtype = checks.check_plain_text(kv_cache_dtype, "--kv-cache-dtype")
+    if gpu_memory_utilization is not None:
+        share_remedy = "pass a share of each GPU such as 0.9"
+        gpu_memory_utilization = checks.check_number(gpu_memory_utilization, "--gpu-memory-utilization",
+                                                     low=0.0, high=1.0, remedy=share_remedy)
+        if gpu_memory_utilization == 0:
+            raise InvalidInput("Invalid --gpu-memory-utilization 0: must be more than 0 and at most 1",
+                               remedy=share_remedy)
     settings = _settings(settings)
     inventory = inventory if inventory is not None else detect_gpus(settings)
     registry = load_registry()
@@ -293,17 +306,46 @@ def logs(name: str, *, tail: int = 80, follow: bool = False, settings: Settings 
     except BaseException:
         stack.close()
         raise
-    return _closing(lines, stack)
+    return _ClosingLines(lines, stack)
 
 
-def _closing(lines: Iterator[str], stack: ExitStack) -> Iterator[str]:
-    with stack:
+class _ClosingLines(Iterator[str]):
+    """Log lines that close the engine connected for them when they end, on ``close()``, on leaving a ``with``
+    block, or when dropped: also when the caller never iterates them (a generator never started runs no finally)."""
+
+    def __init__(self, lines: Iterator[str], stack: ExitStack) -> None:
+        self._lines = lines
+        self._stack = stack
+
+    def __iter__(self) -> _ClosingLines:
+        return self
+
+    def __next__(self) -> str:
         try:
-            yield from lines
-        finally:
+            return next(self._lines)
+        except BaseException:  # the end (StopIteration) or a failure: nothing more will be read
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Close the lines and the engine; closing again does nothing."""
+        lines, self._lines = self._lines, iter(())
+        try:
             close = getattr(lines, "close", None)
             if close is not None:
                 close()
+        finally:
+            self._stack.close()
+
+    def __enter__(self) -> _ClosingLines:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with suppress(Exception):
+            self.close()
 
 
 def status(names: Iterable[str] = (), *, runtime: str | None = None, settings: Settings | None = None,

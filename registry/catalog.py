@@ -6,13 +6,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from nemoclaw_runtime.kernel.errors import InsufficientResources, InvalidInput, NoSuitableGpu, UnknownModel
-from nemoclaw_runtime.kernel.names import PROFILE_DGX_SPARK, PROFILE_DGX_STATION, PROFILE_LINUX_NVIDIA, PROFILE_NONE
+from nemoclaw_runtime.kernel.names import PROFILE_NONE
 from nemoclaw_runtime.kernel.units import format_mib
 from nemoclaw_runtime.registry.entries import HF_ID_RE, HF_PREFIX, NimModel, OllamaStarter, VllmModel, VllmProfile
+from nemoclaw_runtime.registry.loader import VLLM_PLATFORMS
 
 NO_GPU_PROFILE = PROFILE_NONE
-#: The GPU profiles a model named by its Hugging Face id alone may run on: every one managed vLLM serves.
-VLLM_HF_PLATFORMS = (PROFILE_DGX_SPARK, PROFILE_DGX_STATION, PROFILE_LINUX_NVIDIA)
+#: The GPU profiles a model named by its Hugging Face id alone may run on: every one managed vLLM serves (the
+#: loader's list of vLLM platforms, the one source).
+VLLM_HF_PLATFORMS = VLLM_PLATFORMS
 LIST_COMMAND = "nemoclaw-runtime models"
 
 

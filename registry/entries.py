@@ -84,7 +84,8 @@ class VllmModel:
     ``min_compute_capability`` is the oldest GPU generation the checkpoint runs on (FP8 8.9, NVFP4 12.1, ...), or
     ``None`` when any GPU vLLM supports will do. An entry made from a bare Hugging Face id (:meth:`from_hf_id`,
     ``--model hf:ORG/NAME``) has no ``max_model_len`` (the fit or the model's own maximum decides), no flags and
-    ``adhoc`` set; whether it is gated is the hub's to say.
+    ``adhoc`` set; whether it is gated is the hub's to say. ``hf_revision`` is the pinned Hugging Face commit the
+    prefetch, the fit's facts and the container serve (``None``: whatever ``main`` points at when resolved).
     """
 
     slug: str
@@ -95,6 +96,7 @@ class VllmModel:
     platforms: tuple[str, ...]
     min_compute_capability: tuple[int, int] | None = None
     adhoc: bool = False
+    hf_revision: str | None = None  # the pinned commit of the weights (NemoClaw pins some); None: the hub's main
 
     @classmethod
     def from_hf_id(cls, hf_id: str, platforms: tuple[str, ...]) -> VllmModel:
@@ -103,9 +105,10 @@ class VllmModel:
                    platforms=platforms, adhoc=True)
 
     def serve_argv(self, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
-        """The container command: ``vllm serve <hf_id> --port 8000 --max-model-len N <flags> <extra>`` (no
-        ``--max-model-len`` when the entry has none)."""
-        context = ("--max-model-len", str(self.max_model_len)) if self.max_model_len else ()
+        """The container command: ``vllm serve <hf_id> --port 8000 --max-model-len N [--revision SHA] <flags>
+        <extra>`` (no ``--max-model-len`` when the entry has none, no ``--revision`` when it pins none)."""
+        context: tuple[str, ...] = ("--max-model-len", str(self.max_model_len)) if self.max_model_len else ()
+        context += ("--revision", self.hf_revision) if self.hf_revision else ()
         return (
             "vllm",
             "serve",

@@ -17,15 +17,14 @@ import json
 import re
 
 from nemoclaw_runtime.kernel.errors import InvalidSetting
-from nemoclaw_runtime.kernel.text import JsonTooDeep, loads_json
+from nemoclaw_runtime.kernel.text import JsonTooDeep, has_unsafe, loads_json
 
-__all__ = ["CONTROL_RE", "EXTRA_ARGS_VARIABLE", "MANAGED_FLAGS", "RESERVED_FLAGS", "parse_extra_args"]
+__all__ = ["EXTRA_ARGS_VARIABLE", "MANAGED_FLAGS", "RESERVED_FLAGS", "parse_extra_args"]
 
 EXTRA_ARGS_VARIABLE = "NEMOCLAW_VLLM_EXTRA_ARGS_JSON"
 MAX_EXTRA_ARGS_BYTES = 64 * 1024
 MAX_EXTRA_ARGS = 512
 
-CONTROL_RE = re.compile(r"[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 #: Where vLLM listens is the serve command's business: on the container port the host port maps onto, on every
 #: interface of the container. Extra args may not move it (they may lower --max-model-len: vLLM takes the last).
 NETWORK_FLAGS = ("--port", "--host", "--uds")
@@ -89,7 +88,7 @@ def _token(variable: str, index: int, item: object) -> str:
     token = item.strip()
     if not token:
         raise _invalid(variable, f"{variable}[{index}] must not be empty.", index)
-    if CONTROL_RE.search(token):
+    if has_unsafe(token):  # kernel/text.py's one rule: controls, escapes, bidi and invisible marks
         raise _invalid(variable, f"{variable}[{index}] must not contain control characters.", index)
     flag = _managed_flag(token)
     if flag is not None:

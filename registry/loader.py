@@ -7,16 +7,18 @@ hand-edited data file is caught at once rather than as a confusing ``vllm serve`
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from nemoclaw_runtime.kernel.checks import CONTAINER_NAME_PATTERN
 from nemoclaw_runtime.kernel.errors import NemoclawError
 from nemoclaw_runtime.kernel.names import PROFILE_DGX_SPARK, PROFILE_DGX_STATION, PROFILE_JETSON, PROFILE_LINUX_NVIDIA
+from nemoclaw_runtime.kernel.text import has_unsafe, loads_json
 from nemoclaw_runtime.registry.entries import (
+    HF_ID_RE,
     NimModel,
     OllamaStarter,
     VllmModel,
@@ -24,7 +26,7 @@ from nemoclaw_runtime.registry.entries import (
     is_safe_model_id,
     parse_compute_capability,
 )
-from nemoclaw_runtime.registry.extra_args import CONTROL_RE, RESERVED_FLAGS
+from nemoclaw_runtime.registry.extra_args import RESERVED_FLAGS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,9 +45,8 @@ VLLM_PLATFORMS = (PROFILE_DGX_SPARK, PROFILE_DGX_STATION, PROFILE_LINUX_NVIDIA)
 PROFILE_ALIASES = (PROFILE_JETSON,)
 
 _SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-_HF_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._:/-]*(:[A-Za-z0-9_][A-Za-z0-9._-]*|@sha256:[a-f0-9]{64})$")
-_CONTAINER_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_CONTAINER_RE = re.compile(rf"^(?:{CONTAINER_NAME_PATTERN.pattern})\Z")  # kernel/checks.py's rule, whole
 _OLLAMA_TAG_RE = re.compile(r"^[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9._-]+$")
 # Flags the serve command sets itself; an entry repeating them would silently fight the runtime.
 
@@ -132,7 +133,7 @@ class EntryReader:
                 field, f"must be a {'non-empty ' if non_empty else ''}list of strings (got {value!r})"
             )
         for position, item in enumerate(value):
-            if not isinstance(item, str) or not item or item != item.strip() or CONTROL_RE.search(item):
+            if not isinstance(item, str) or not item or item != item.strip() or has_unsafe(item):
                 raise self.error(
                     f"{field}[{position}]",
                     f"must be a non-empty string without surrounding "
@@ -178,7 +179,7 @@ def check_top_level(path: Path, document: Mapping[str, Any], allowed: set[str]) 
 
 def build_vllm_model(reader: EntryReader) -> VllmModel:
     slug = reader.text("slug", _SLUG_RE, "lower-case letters, digits, '.', '_' and '-'")
-    hf_id = reader.text("hf_id", _HF_ID_RE, "a Hugging Face id 'org/name'")
+    hf_id = reader.text("hf_id", HF_ID_RE, "a Hugging Face id 'org/name'")
     return VllmModel(
         slug=slug,
         hf_id=hf_id,
@@ -187,7 +188,19 @@ def build_vllm_model(reader: EntryReader) -> VllmModel:
         gated=reader.boolean("gated"),
         platforms=reader.text_list("platforms", allowed=VLLM_PLATFORMS),
         min_compute_capability=compute_capability(reader, "min_compute_capability"),
+        hf_revision=optional_revision(reader, "hf_revision"),
     )
+
+
+_REVISION_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+def optional_revision(reader: EntryReader, field: str) -> str | None:
+    """An optional pinned Hugging Face commit: 40 lower-case hex digits (a branch or tag would move)."""
+    if field not in reader.raw:
+        reader.used.add(field)
+        return None
+    return reader.text(field, _REVISION_RE, "a full 40-hex-digit commit sha")
 
 
 def compute_capability(reader: EntryReader, field: str) -> tuple[int, int] | None:
@@ -219,7 +232,7 @@ def check_flags(reader: EntryReader, flags: tuple[str, ...]) -> tuple[str, ...]:
             )
         if token.startswith(("{", "[")):
             try:
-                json.loads(token)
+                loads_json(token)
             except ValueError:
                 raise reader.error(field, f"looks like JSON but does not parse (got {token!r})") from None
         if name in RESERVED_FLAGS:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from concurrent import futures
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nemoclaw_runtime.kernel.clock import CancelToken, Clock
 from nemoclaw_runtime.kernel.errors import (
@@ -24,7 +26,7 @@ from nemoclaw_runtime.kernel.errors import (
     PortInUse,
     RuntimeNotReady,
 )
-from nemoclaw_runtime.kernel.events import EventSink, Info, PhaseChanged, Warning, discard
+from nemoclaw_runtime.kernel.events import Event, EventSink, Info, PhaseChanged, Warning, discard
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.registry.entries import RUNTIMES
 from nemoclaw_runtime.runtimes import wiring
@@ -126,7 +128,9 @@ def gpu_placement(containers: ContainerManager, name: str, inventory: GpuInvento
         share = utilization_label(info.labels) or DEFAULT_UTILIZATION
         container = info.name.lstrip("/")
         if container == name:
-            own, own_share = gpus, share
+            # its GPUs are preferred either way, but only a running one holds memory that replacing it frees:
+            # a restarting or created one holds nothing, and adding its share back would be a false "fits"
+            own, own_share = gpus, (share if info.state.status == "running" else None)
             continue
         for index in gpus:
             held.setdefault(index, []).append((container, share))
@@ -292,8 +296,8 @@ def _up_locked(driver: RuntimeDriver, the_plan: Plan, svc: Services, events: Eve
         check_gpu_runtime(svc.docker, local_engine=engine_is_local(svc.settings.docker_host))
     revision = driver.prepare(the_plan, svc, events, cancel)
     cancel.raise_if_cancelled()
-    events(PhaseChanged("pull", f"Pulling {the_plan.spec.image} (pinned to this platform's digest)"))
-    pulled = svc.images.ensure_image(the_plan.spec.image, events=events, cancel=cancel)
+    fetched, pulled = _download(driver, the_plan, svc, events, cancel)
+    revision = fetched or revision
     spec = driver.bind_image(the_plan, pulled)
     cancel.raise_if_cancelled()
     outcome = svc.containers.ensure_running(spec, events=events)  # removes what it created if interrupted
@@ -311,6 +315,100 @@ def _up_locked(driver: RuntimeDriver, the_plan: Plan, svc: Services, events: Eve
     return _result(the_plan, svc, served, events, name=spec.name, image=spec.image, digest=pulled.digest,
                    reused=outcome.action == "reused", container_id=outcome.container.id, revision=revision,
                    validated=validated)
+
+
+#: How long a failure, a cancel or Ctrl-C waits for the other download to stop and clean up before ``up`` goes on
+#: without it (it still stops: its cancel token is set).
+DOWNLOAD_STOP_WAIT_S = 30.0
+#: How often the pipeline looks at the caller's cancel token while both downloads run.
+DOWNLOAD_POLL_S = 0.1
+
+_T = TypeVar("_T")
+
+
+def _download(driver: RuntimeDriver, the_plan: Plan, svc: Services, events: EventSink,
+              cancel: CancelToken) -> tuple[str | None, PulledImage]:
+    """The weights (``driver.fetch_weights``) and the image (``svc.images.ensure_image``): from different places
+    and neither needs the other, so they run at the same time, in two threads sharing one derived cancel token.
+
+    The first failure cancels the other download and is the error raised (the other's cancellation is not a second
+    error); the caller's cancel or Ctrl-C cancels both. Either way ``up`` waits (up to ``DOWNLOAD_STOP_WAIT_S``) for
+    both to stop, so each cleans up as it does alone. Events from both threads reach ``events`` one at a time,
+    progress keyed by its task (``weights`` / ``image``). A driver with no weights to fetch: the pull alone, here.
+    """
+    pull_phase = PhaseChanged("pull", f"Pulling {the_plan.spec.image} (pinned to this platform's digest)")
+    if not driver.fetches_weights(the_plan):
+        events(pull_phase)
+        return None, svc.images.ensure_image(the_plan.spec.image, events=events, cancel=cancel)
+    both = CancelToken()
+    sink = _serialised(events)
+
+    def pull() -> PulledImage:
+        sink(pull_phase)
+        return svc.images.ensure_image(the_plan.spec.image, events=sink, cancel=both)
+
+    weights = _in_thread("nemoclaw-weights", lambda: driver.fetch_weights(the_plan, svc, sink, both))
+    image = _in_thread("nemoclaw-pull", pull)
+    pending: set[futures.Future[Any]] = {weights, image}
+    try:
+        while pending:
+            done, pending = futures.wait(pending, timeout=DOWNLOAD_POLL_S, return_when=futures.FIRST_EXCEPTION)
+            failure = _first_failure(done)
+            if failure is not None:
+                raise failure
+            if cancel.cancelled:
+                raise Cancelled("cancelled")
+    except BaseException:
+        both.cancel()
+        _wait_stopped(pending, sink)
+        raise
+    return weights.result(), image.result()
+
+
+def _in_thread(name: str, work: Callable[[], _T]) -> futures.Future[_T]:
+    """``work()`` in a daemon thread (a stuck download never holds the process at exit), as a Future."""
+    future: futures.Future[_T] = futures.Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(work())
+        except BaseException as exc:  # noqa: BLE001 - handed to the pipeline's thread, which raises it
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
+
+
+def _first_failure(done: Iterable[futures.Future[Any]]) -> BaseException | None:
+    """The error of a download that failed (a real failure before a cancellation, when both ended at once)."""
+    failures = [exc for exc in (f.exception() for f in done) if exc is not None]
+    failures.sort(key=lambda exc: isinstance(exc, Cancelled))
+    return failures[0] if failures else None
+
+
+def _wait_stopped(pending: set[futures.Future[Any]], events: EventSink) -> None:
+    """After a cancel: let the other download notice it and clean up (bounded; a second Ctrl-C cannot cut it)."""
+    if not pending:
+        return
+    with interrupts_deferred(lambda: events(Warning("Still stopping the downloads; a few seconds more (this Ctrl-C "
+                                                    "will not interrupt it)"))):
+        _, still = futures.wait(pending, timeout=DOWNLOAD_STOP_WAIT_S)
+    if still:
+        events(Warning(f"A download did not stop within {DOWNLOAD_STOP_WAIT_S:.0f} s of the cancel; it stops in the "
+                       "background"))
+
+
+def _serialised(events: EventSink) -> EventSink:
+    """``events`` called from two threads, one event at a time (sinks need not be thread-safe)."""
+    lock = threading.Lock()
+
+    def sink(event: Event) -> None:
+        with lock:
+            events(event)
+
+    return sink
 
 
 def _reuse_if_same(driver: RuntimeDriver, the_plan: Plan, svc: Services, events: EventSink,

@@ -7,6 +7,11 @@ import os
 
 import pytest
 
+# huggingface_hub gives its logger a StreamHandler bound to sys.stderr *when it is first imported*. Imported here,
+# it binds to pytest's session-long capture stream; first imported inside a test using capsys, it would bind to
+# that test's stream, which is closed afterwards, and every later hub warning would print a "Logging error".
+import huggingface_hub.utils.logging  # noqa: E402,F401  isort: skip
+
 _LEAKY_PREFIXES = ("NEMOCLAW_", "HF_", "HUGGING_FACE_", "NGC_", "NVIDIA_", "XDG_")
 _LEAKY_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy", "NO_PROXY",
                 "no_proxy", "DOCKER_CONFIG")

@@ -24,18 +24,29 @@ from nemoclaw_runtime.kernel.secret import redact_url
 from nemoclaw_runtime.kernel.text import has_unsafe, shown
 
 __all__ = [
-    "CONTAINER_NAME_PATTERN", "MAX_SECONDS", "check_container_name", "check_directory", "check_docker_host",
-    "check_host_address", "check_http_url", "check_image_reference", "check_int", "check_plain_text",
+    "CONTAINER_NAME_PATTERN", "MAX_CONTEXT_LENGTH", "MAX_LOG_TAIL", "MAX_SECONDS", "check_container_name",
+    "check_context_length", "check_directory", "check_docker_host", "check_host_address", "check_http_url",
+    "check_image_reference", "check_int", "check_number", "check_plain_text",
     "check_port", "check_regular_file", "check_seconds", "invalid", "read_regular_file",
 ]
 
 #: The longest wait any setting or option may ask for: 30 days (longer ones overflow timers, or are typos).
 MAX_SECONDS = 30 * 24 * 3600.0
+#: The most log lines ``logs --tail`` (and the library's ``logs``) may ask for: more is a typo, and held in memory.
+MAX_LOG_TAIL = 1_000_000
 #: Docker's rule for container names (two characters at least); it also keeps lock file names in their folder.
 CONTAINER_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{1,254}")
 _ASCII_INT = re.compile(r"-?[0-9]{1,20}")
 _ASCII_NUMBER = re.compile(r"[+]?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(?:[eE][+-]?[0-9]{1,3})?")
 MAX_TEXT_CHARS = 1024
+#: The longest context (tokens) any option, setting or probe accepts; vLLM's own ceilings are far below, this only
+#: stops absurd values (and overflow) before they reach the fit engine or a container.
+MAX_CONTEXT_LENGTH = 16_777_216
+#: vLLM's ``human_readable_int``: lowercase suffixes are decimal (``32k`` = 32000, decimals allowed: ``25.6k``),
+#: uppercase binary (``32K`` = 32768, whole numbers only).
+_CONTEXT = re.compile(r"([0-9]{1,20})(?:\.([0-9]{1,20}))?([kmgKMG]?)")
+_DECIMAL = {"k": 10**3, "m": 10**6, "g": 10**9}
+_BINARY = {"K": 2**10, "M": 2**20, "G": 2**30}
 
 
 def invalid(what: str, message: str, remedy: str, *, variable: str | None = None,
@@ -70,6 +81,53 @@ def check_int(value: object, what: str, *, low: int, high: int, remedy: str, var
     if number is None or not low <= number <= high:
         raise invalid(what, f"Invalid {_label(what, variable)} {shown(value)}: must be a whole number between "
                       f"{low} and {high}", remedy, variable=variable)
+    return number
+
+
+def check_number(value: object, what: str, *, low: float, high: float, remedy: str,
+                 variable: str | None = None) -> float:
+    """A finite number in ``low..high``, from an ``int``/``float`` (not a bool) or ASCII text (``1e400``, NaN,
+    infinities and non-ASCII digits are refused)."""
+    number: float | None
+    if isinstance(value, bool):
+        number = None
+    elif isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str) and _ASCII_NUMBER.fullmatch(value.strip()):
+        number = float(value.strip())
+    else:
+        number = None
+    if number is None or not math.isfinite(number) or not low <= number <= high:
+        raise invalid(what, f"Invalid {_label(what, variable)} {shown(value)}: must be a number between {low:g} "
+                      f"and {high:g}", remedy, variable=variable)
+    return number
+
+
+def check_context_length(value: object, what: str = "--max-model-len", *, allow_auto: bool = False,
+                         variable: str | None = None) -> int | None:
+    """A context length in tokens, 1..:data:`MAX_CONTEXT_LENGTH`, read as vLLM reads ``--max-model-len``: plain
+    ASCII digits, ``32k``/``1.5m`` (decimal) or ``32K``/``1M`` (binary). ``auto`` (and vLLM's ``-1``) gives
+    ``None`` where ``allow_auto``; anything else is exit 2."""
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if allow_auto and text.lower() in ("auto", "-1"):
+            return None
+        match = _CONTEXT.fullmatch(text)
+        if match:
+            whole, fraction, suffix = match.groups()
+            if suffix in _DECIMAL:
+                number = int(whole) * _DECIMAL[suffix] + int(fraction or "0") * _DECIMAL[suffix] // 10 ** len(
+                    fraction or "0")
+            elif fraction is None:
+                number = int(whole) * _BINARY.get(suffix, 1)
+    if number is None or not 0 < number <= MAX_CONTEXT_LENGTH:
+        accepted = "auto or " if allow_auto else ""
+        raise invalid(what, f"Invalid {_label(what, variable)} {shown(value)}: must be {accepted}a number of tokens "
+                      f"from 1 to {MAX_CONTEXT_LENGTH} (32768, 32k = 32000, 32K = 32768)",
+                      f"pass {what} {accepted}a token count such as 32768", variable=variable)
     return number
 
 

@@ -23,6 +23,11 @@ REDACTED = "***"
 # The user information of a URL: scheme://user:password@host (a user name alone may be a token too).
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*:/{1,2})[^/?#\s@'\"<>]+@")  # ':/' too: a Path folds '//'
 
+# The last word of a secret-like flag (``--api-key``, ``--hf-token``, ``--ssl-keyfile-password``): one rule for the
+# redactor's "value after a secret-like flag" and for :func:`is_secret_flag`.
+_SECRET_FLAG_WORDS = (r"--?(?:[a-z0-9]+[-_])*(?:api[-_]?key|key|token|secret|password|passwd|pass|auth|"
+                      r"authorization|credentials?)")
+
 # What a token or key looks like in text we did not write (server answers, container logs, library messages).
 _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b(?:hf_[A-Za-z0-9]{10,}|nvapi-[A-Za-z0-9_\-]{6,}|sk-[A-Za-z0-9_\-]{8,})"), REDACTED),
@@ -38,13 +43,11 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (_URL_USERINFO, rf"\g<1>{REDACTED}@"),
     # The value after a secret-like flag, as two words or as flag=value.
-    (re.compile(r"(?i)(?<![\w-])(--?(?:[a-z0-9]+[-_])*" + r"(?:api[-_]?key|key|token|secret|password|passwd|pass|"
-                r"auth|authorization|credentials?)(?:=|\s+))(?![-<$*]|\.\.\.)[^\s\"',;]+"), rf"\g<1>{REDACTED}"),
+    (re.compile(r"(?i)(?<![\w-])(" + _SECRET_FLAG_WORDS + r"(?:=|\s+))(?![-<$*]|\.\.\.)[^\s\"',;]+"),
+     rf"\g<1>{REDACTED}"),
 )
 
-#: The last word of a secret-like flag (``--api-key``, ``--hf-token``, ``--ssl-keyfile-password``).
-_SECRET_FLAG = re.compile(r"(?i)^--?(?:[a-z0-9]+[-_])*(?:api[-_]?key|key|token|secret|password|passwd|pass|auth|"
-                          r"authorization|credentials?)$")
+_SECRET_FLAG = re.compile(r"(?i)^" + _SECRET_FLAG_WORDS + r"$")
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

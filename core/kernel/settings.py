@@ -14,7 +14,6 @@ variables NemoClaw documents as "bad value → default with a warning", which ar
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -28,10 +27,8 @@ from nemoclaw_runtime.kernel.names import APIS, HF_TOKEN_VARIABLES, NGC_KEY_VARI
 from nemoclaw_runtime.kernel.secret import Secret, redact
 from nemoclaw_runtime.kernel.text import has_unsafe, json_depth, one_line
 
-_PORT_RE = re.compile(r"[0-9]{1,5}")  # ASCII digits only, matched whole (\d and int() take any script's digits)
 _SECRET_RE = re.compile(r"[!-~]{1,4096}")  # one word of printable ASCII: it goes into HTTP headers and env values
-_SECONDS_RE = re.compile(r"[+]?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(?:[eE][+-]?[0-9]{1,3})?")  # ASCII
-MAX_CONTEXT_WINDOW = 4_194_304  # the largest max_model_len accepted anywhere (server/probes.py agrees)
+MAX_CONTEXT_WINDOW = checks.MAX_CONTEXT_LENGTH  # the kernel's one largest context (requests, settings, probes)
 MAX_JSON_SETTING_BYTES = 64 * 1024
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -107,15 +104,10 @@ def _secret(variable: str, raw: str) -> Secret | None:
 
 
 def _context_window(variable: str, raw: str) -> str | None:
-    value = raw.strip()
-    if not value:
+    """A token count, read by the kernel's one context parser (``32768``, ``32k`` = 32000, ``32K`` = 32768)."""
+    if not raw.strip():
         return None
-    if not re.fullmatch(r"[0-9]{1,8}", value) or not 0 < int(value) <= MAX_CONTEXT_WINDOW:
-        raise InvalidSetting(
-            f'Invalid {variable}="{_quoted(raw)}" — must be a whole number of tokens between 1 and '
-            f"{MAX_CONTEXT_WINDOW}",
-            remedy=f"set {variable} to a token count such as 32768, or unset it", details={"variable": variable})
-    return str(int(value))
+    return str(checks.check_context_length(raw, variable, variable=variable))
 
 
 def _flag(variable: str, raw: str) -> bool:
@@ -132,27 +124,26 @@ def _flag(variable: str, raw: str) -> bool:
 
 
 def _port(variable: str, raw: str) -> int:
-    value = raw.strip()
-    if not _PORT_RE.fullmatch(value) or not 1024 <= int(value) <= 65535:
+    try:  # kernel/checks.py's rule (ASCII digits only: int() takes any script's), with this message
+        return checks.check_port(raw, variable, low=1024, variable=variable)
+    except InvalidSetting:
         raise InvalidSetting(
             f'Invalid port: {variable}="{_quoted(raw)}" — must be an integer between 1024 and 65535',
             remedy=f"set {variable} to a free port such as 8000, or unset it",
             details={"variable": variable},
-        )
-    return int(value)
+        ) from None
 
 
 def _seconds(variable: str, raw: str) -> float:
-    value = raw.strip()
-    number = float(value) if _SECONDS_RE.fullmatch(value) else math.nan  # float() takes any script's digits
-    if not math.isfinite(number) or number <= 0 or number > checks.MAX_SECONDS:
+    try:  # kernel/checks.py's rule (ASCII, finite, positive, at most 30 days), with this message
+        return checks.check_seconds(raw, variable, variable=variable)
+    except InvalidSetting:
         raise InvalidSetting(
             f'Invalid {variable}="{_quoted(raw)}" — must be a positive number of seconds, at most '
             f"{checks.MAX_SECONDS:.0f} (30 days)",
             remedy=f"set {variable} to a number of seconds such as 600, or unset it",
             details={"variable": variable},
-        )
-    return number
+        ) from None
 
 
 def _path(variable: str, raw: str) -> Path | None:
@@ -189,7 +180,7 @@ def _provider(variable: str, raw: str) -> str | None:
         return None
     if value not in allowed:
         raise InvalidSetting(
-            f'Invalid {variable}="{raw}" — must be one of: {", ".join(allowed)}',
+            f'Invalid {variable}="{_quoted(raw)}" — must be one of: {", ".join(allowed)}',
             remedy=f"set {variable} to one of {', '.join(allowed)}, or unset it",
             details={"variable": variable},
         )
@@ -202,7 +193,7 @@ def _api(variable: str, raw: str) -> str | None:
         return None
     if value not in APIS:
         raise InvalidSetting(
-            f'Invalid {variable}="{raw}" — must be {" or ".join(APIS)}',
+            f'Invalid {variable}="{_quoted(raw)}" — must be {" or ".join(APIS)}',
             remedy=f"set {variable}={APIS[0]}, or unset it",
             details={"variable": variable},
         )
@@ -211,18 +202,10 @@ def _api(variable: str, raw: str) -> str | None:
 
 def _context(variable: str, raw: str) -> str | None:
     """A ``--max-model-len`` for vLLM: ``auto`` (the largest context that fits), or a positive token count."""
-    value = raw.strip().lower()
-    if not value:
+    if not raw.strip():
         return None
-    if value == "auto":
-        return value
-    if value.isascii() and value.isdigit() and 0 < int(value) <= 16_777_216:  # ASCII: isdigit takes any script
-        return str(int(value))
-    raise InvalidSetting(
-        f'Invalid {variable}="{raw}" — must be auto or a positive number of tokens',
-        remedy=f"set {variable}=auto (the largest context that fits) or a token count such as 32768, or unset it",
-        details={"variable": variable},
-    )
+    tokens = checks.check_context_length(raw, variable, allow_auto=True, variable=variable)
+    return "auto" if tokens is None else str(tokens)
 
 
 _SETTING = "nemoclaw_runtime.setting"  # the dataclass field metadata key that marks a setting
@@ -303,6 +286,10 @@ class Settings:
     hf_endpoint: str | None = _setting("HF_ENDPOINT", None, "Hugging Face endpoint (mirrors, tests)", _url)
     hf_home_override: Path | None = _setting("HF_HOME", None,
                                              "Hugging Face cache root (default ~/.cache/huggingface)", _directory)
+    hf_download_stall_timeout: float = _setting(
+        "NEMOCLAW_HF_DOWNLOAD_STALL_TIMEOUT", 600.0,
+        "seconds without a weights byte, while bytes are due, before a Hugging Face download is declared stalled",
+        _seconds)
     ngc_api_key: Secret | None = _setting("NGC_API_KEY", None, "NGC key for nvcr.io and NIM", _secret, secret=True)
     nvidia_inference_api_key: Secret | None = _setting("NVIDIA_INFERENCE_API_KEY", None, "fallback NGC key",
                                                        _secret, secret=True)

@@ -20,7 +20,7 @@ from typing import Any
 from nemoclaw_runtime.kernel.secret import redact
 
 __all__ = ["MAX_JSON_DEPTH", "JsonTooDeep", "has_unsafe", "json_depth", "loads_json", "one_line", "plain_reason",
-           "sanitize", "shown", "tidy"]
+           "sanitize", "shown", "strip_escapes", "tidy"]
 
 # ANSI / VT sequences: CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST), and two-character escapes.
 _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]|\x9b[0-?]*[ -/]*[@-~]")
@@ -39,9 +39,14 @@ def has_unsafe(text: str) -> bool:
     return bool(_UNSAFE.search(text)) or "\n" in text or "\t" in text or "\x1b" in text
 
 
+def strip_escapes(text: str) -> str:
+    """``text`` without terminal escape sequences (colours, cursor moves, titles); every other character kept."""
+    return _ESCAPES.sub("", text)
+
+
 def sanitize(text: str) -> str:
     """``text`` without terminal escapes, control characters (tab and newline kept) or invisible marks."""
-    return _UNSAFE.sub("", _ESCAPES.sub("", text))
+    return _UNSAFE.sub("", strip_escapes(text))
 
 
 def one_line(text: str) -> str:

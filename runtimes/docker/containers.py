@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nemoclaw_runtime._version import __version__
-from nemoclaw_runtime.kernel.checks import check_container_name, check_int
+from nemoclaw_runtime.kernel.checks import MAX_LOG_TAIL, check_container_name, check_int
 from nemoclaw_runtime.kernel.clock import Clock, SystemClock
 from nemoclaw_runtime.kernel.errors import (
     Cancelled,
@@ -52,13 +52,13 @@ from nemoclaw_runtime.runtimes.docker.spec import (
     LABEL_SERVED_MODEL,
     LABEL_SPEC_HASH,
     LABEL_VERSION,
+    LABEL_WEIGHTS_REVISION,
     ContainerSpec,
     image_repository,
     url_host,
 )
 
 STOP_TIMEOUT_S = 10.0
-MAX_LOG_TAIL = 1_000_000  # `logs --tail`: more lines than this is a typo, and would be held in memory
 #: Labels only this module may set; a driver that tries is a bug (exit 2), not something to overwrite silently.
 RESERVED_LABELS = frozenset({LABEL_MANAGED, LABEL_SPEC_HASH, LABEL_VERSION})
 #: States a stopped container with the right spec can simply be started from; others are replaced.
@@ -135,8 +135,8 @@ def gpu_runtime_missing(info: Mapping[str, Any], *, local_engine: bool = True) -
     devices = info.get("DiscoveredDevices") or []
     if any("nvidia.com/gpu" in str((d or {}).get("ID", "")) for d in devices if isinstance(d, Mapping)):
         return False
-    if not local_engine:
-        return bool(not info.get("CDISpecDirs"))
+    if not local_engine:  # its spec dirs and hooks are on another machine; CDISpecDirs is listed by default
+        return True
     spec_dirs = info.get("CDISpecDirs") or CDI_SPEC_DIRS
     for directory in spec_dirs:
         with suppress(OSError):
@@ -347,9 +347,9 @@ class DockerContainerManager:
         resolve); ``NoSuchContainer`` when absent, foreign, or of another runtime."""
         info = self._by_name(check_container_name(name, "NAME"))
         if info is not None and not is_managed(info):
-            raise _no_such([], [name], runtime)
+            raise no_such_container([], [name], runtime)
         if info is None or (runtime and info.labels.get(LABEL_RUNTIME) != runtime):
-            raise _no_such([name], [], runtime)
+            raise no_such_container([name], [], runtime)
         return info
 
     def list_managed(self, runtime: str | None = None) -> list[ContainerInfo]:
@@ -374,8 +374,10 @@ class DockerContainerManager:
                 self.docker.stop_container(info.id, timeout=self.stop_timeout_s)
 
 
-def _no_such(missing: Sequence[str], foreign: Sequence[str], runtime: str | None, *,
-             suffix: str = "") -> NoSuchContainer:
+def no_such_container(missing: Sequence[str], foreign: Sequence[str], runtime: str | None, *,
+                      suffix: str = "", untouched: bool = True) -> NoSuchContainer:
+    """The one ``NoSuchContainer`` for names that are absent (``missing``) or not ours (``foreign``); ``untouched``
+    says a foreign one was left alone (stop, logs), not only looked at (status)."""
     kind = f"managed {runtime} container" if runtime else "managed container"
     parts = []
     if missing:
@@ -383,7 +385,8 @@ def _no_such(missing: Sequence[str], foreign: Sequence[str], runtime: str | None
     if foreign:
         verb = "was" if len(foreign) == 1 else "were"
         noun = "container" if len(foreign) == 1 else "containers"
-        parts.append(f"{noun} {', '.join(foreign)} {verb} not created by nemoclaw-runtime (left untouched)")
+        parts.append(f"{noun} {', '.join(foreign)} {verb} not created by nemoclaw-runtime"
+                     + (" (left untouched)" if untouched else ""))
     message = "; ".join(parts) + suffix
     return NoSuchContainer(message[0].upper() + message[1:],
                            remedy="run `nemoclaw-runtime ps` to see the containers nemoclaw-runtime manages",
@@ -413,6 +416,7 @@ class ManagedContainerView:
     version: str | None
     gpus: tuple[int, ...] | None = None  # the GPU indices it computes on; None when its labels do not say
     gpu_memory_utilization: float | None = None
+    weights_revision: str | None = None  # the pinned Hugging Face commit (vLLM), when one is pinned
 
     @classmethod
     def from_info(cls, info: ContainerInfo) -> ManagedContainerView:
@@ -424,7 +428,8 @@ class ManagedContainerView:
                    base_url=base_url(labels.get(LABEL_RUNTIME), labels.get(LABEL_HOST), labels.get(LABEL_PORT)),
                    image=labels.get(LABEL_IMAGE) or info.image, image_digest=labels.get(LABEL_IMAGE_DIGEST),
                    created=info.created, version=labels.get(LABEL_VERSION), gpus=gpu_indices_label(labels),
-                   gpu_memory_utilization=utilization_label(labels))
+                   gpu_memory_utilization=utilization_label(labels),
+                   weights_revision=labels.get(LABEL_WEIGHTS_REVISION))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -502,7 +507,7 @@ def _resolve_all(manager: DockerContainerManager, names: Sequence[str], runtime:
         else:
             found.append(info)
     if missing or foreign:
-        raise _no_such(missing, foreign, runtime, suffix="; nothing was stopped" if len(names) > 1 else "")
+        raise no_such_container(missing, foreign, runtime, suffix="; nothing was stopped" if len(names) > 1 else "")
     return found
 
 
@@ -527,5 +532,5 @@ def managed_logs(settings: Settings, name: str, *, docker: DockerPort, tail: int
 __all__ = [
     "DockerContainerManager", "ManagedContainerView", "base_url", "check_gpu_runtime", "engine_is_local",
     "gpu_indices_label", "gpu_runtime_missing", "interrupts_deferred", "is_managed", "list_managed",
-    "managed_labels", "managed_logs", "stop_managed", "utilization_label",
+    "managed_labels", "managed_logs", "no_such_container", "stop_managed", "utilization_label",
 ]

@@ -29,6 +29,7 @@ from nemoclaw_runtime.kernel.events import EventSink, Info, Warning, discard
 from nemoclaw_runtime.kernel.names import NGC_KEY_VARIABLES
 from nemoclaw_runtime.kernel.secret import Secret
 from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.kernel.text import loads_json
 from nemoclaw_runtime.runtimes.docker.manifests import BasicCredentials
 from nemoclaw_runtime.runtimes.docker.port import StoredLogin
 
@@ -148,7 +149,7 @@ def _maybe_saved(credentials: RegistryCredentials, settings: Settings, save_logi
 def _config_document(path: Path) -> dict[str, Any]:
     """The docker config as a document, to add an entry to it and keep everything else (docker.auth only reads)."""
     try:  # a regular file only, and bounded: a FIFO or a device there must not hang or grow without end
-        document = json.loads(read_regular_file(path, MAX_CONFIG_BYTES).decode("utf-8"))
+        document = loads_json(read_regular_file(path, MAX_CONFIG_BYTES).decode("utf-8"))
     except (OSError, ValueError):
         return {}
     return document if isinstance(document, dict) else {}

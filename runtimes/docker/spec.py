@@ -13,13 +13,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
+from nemoclaw_runtime.kernel.checks import CONTAINER_NAME_PATTERN
 from nemoclaw_runtime.kernel.secret import REDACTED, Secret
 
 __all__ = [
     "CONTAINER_NAME_RE", "ContainerSpec", "GpuRequest", "LABEL_GPUS", "LABEL_GPU_MEMORY_UTILIZATION", "LABEL_HOST",
     "LABEL_IMAGE", "LABEL_IMAGE_DIGEST", "LABEL_MANAGED", "LABEL_MODEL", "LABEL_PORT", "LABEL_RUNTIME",
-    "LABEL_SERVED_MODEL", "LABEL_SPEC_HASH", "LABEL_VERSION", "Mount", "PortBinding", "image_repository",
-    "split_reference", "url_host",
+    "LABEL_SERVED_MODEL", "LABEL_SPEC_HASH", "LABEL_VERSION", "LABEL_WEIGHTS_REVISION", "Mount", "PortBinding",
+    "image_repository", "split_reference", "url_host",
 ]
 
 #: Every label we set lives under this prefix; ownership is decided by ``LABEL_MANAGED`` alone.
@@ -38,12 +39,14 @@ LABEL_HOST = f"{LABEL_PREFIX}.host"
 #: it may take (vLLM's ``--gpu-memory-utilization``): how ``up`` places a second model beside the first.
 LABEL_GPUS = f"{LABEL_PREFIX}.gpus"
 LABEL_GPU_MEMORY_UTILIZATION = f"{LABEL_PREFIX}.gpu-memory-utilization"
+#: The Hugging Face commit the weights are pinned to (vLLM's ``--revision``); absent when none is pinned.
+LABEL_WEIGHTS_REVISION = f"{LABEL_PREFIX}.weights-revision"
 
 EnvValue: TypeAlias = "str | Secret"
 
 #: Docker's own rule for container names (two characters at least); it also keeps lock file names inside their
-#: folder.
-CONTAINER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,254}\Z")  # \Z: `$` lets a trailing newline through
+#: folder. The rule is kernel/checks.py's, anchored whole (\Z: `$` lets a trailing newline through).
+CONTAINER_NAME_RE = re.compile(rf"^(?:{CONTAINER_NAME_PATTERN.pattern})\Z")
 
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 

@@ -114,25 +114,17 @@ def make_request(runtime: str, *, model: str | None = None, port: int | None = N
                      max_model_len=context, auto_context=auto, fit_check=fit_check)
 
 
-#: The longest context a request may name (vLLM's own ceiling is far below; this only stops absurd values).
-MAX_CONTEXT = 16_777_216
+#: The longest context a request may name: the kernel's one constant (vLLM's own ceiling is far below).
+MAX_CONTEXT = checks.MAX_CONTEXT_LENGTH
 
 
 def parse_max_model_len(value: int | str | None, *, source: str = "--max-model-len") -> tuple[int | None, bool]:
-    """``(tokens, auto)`` from ``auto``, a positive integer (``32768``, ``"32k"``) or ``None``; else exit 2."""
+    """``(tokens, auto)`` from ``auto``, a token count as vLLM reads it (``32768``, ``"32k"`` = 32000,
+    ``"32K"`` = 32768; :func:`~nemoclaw_runtime.kernel.checks.check_context_length`) or ``None``; else exit 2."""
     if value is None:
         return None, False
-    text = str(value).strip().lower()
-    if text == "auto":
-        return None, True
-    scale = 1024 if text.endswith("k") else 1
-    digits = text[:-1] if scale > 1 else text
-    ascii_digits = digits.isascii() and digits.isdigit()  # isdigit alone takes any script's digits
-    if isinstance(value, bool) or not ascii_digits or not 0 < int(digits) * scale <= MAX_CONTEXT:
-        raise InvalidInput(f"Invalid {source} {value!r}: must be auto or a positive number of tokens",
-                           remedy=f"pass {source} auto (the largest that fits) or a token count such as 32768",
-                           details={"option": source})
-    return int(digits) * scale, False
+    tokens = checks.check_context_length(value, source, allow_auto=True)
+    return tokens, tokens is None
 
 
 @dataclass
@@ -149,8 +141,10 @@ class Services:
 
     def close(self) -> None:
         if self.owned:
-            self.http.close()
-            self.docker.close()
+            try:
+                self.http.close()
+            finally:  # an HTTP client that fails to close must not leave the engine connection open
+                self.docker.close()
 
 
 @dataclass(frozen=True)
@@ -281,6 +275,14 @@ class DriverBase:
         nemoclaw-runtime does not model return the plan as it is."""
         return plan
 
+    def fetches_weights(self, plan: Plan) -> bool:
+        """Whether ``fetch_weights`` downloads anything for this plan (runtimes that fetch no weights: never)."""
+        return False
+
+    def fetch_weights(self, plan: Plan, svc: Services, events: EventSink, cancel: CancelToken) -> str | None:
+        """Download the model's weights (run concurrently with the image pull); returns the revision, if any."""
+        return None
+
 
 class RuntimeDriver(Protocol):
     """One per runtime. A driver never creates a Docker client, an HTTP client or a clock: the pipeline hands it
@@ -313,7 +315,17 @@ class RuntimeDriver(Protocol):
         ...
 
     def prepare(self, plan: Plan, svc: Services, events: EventSink, cancel: CancelToken) -> str | None:
-        """Before the image pull: access checks, weights, cache folders. Returns the weights revision, if any."""
+        """Before any download: access checks, disk, cache folders. Returns a weights revision already known, if
+        any (the download itself is ``fetch_weights``)."""
+        ...
+
+    def fetches_weights(self, plan: Plan) -> bool:
+        """Whether ``fetch_weights`` downloads anything for this plan."""
+        ...
+
+    def fetch_weights(self, plan: Plan, svc: Services, events: EventSink, cancel: CancelToken) -> str | None:
+        """After ``prepare``, at the same time as the image pull (another thread, the same ``events`` sink, a
+        ``cancel`` that a failed pull also sets): the weights into the host's cache. Returns the revision."""
         ...
 
     def readiness_probe(self, plan: Plan) -> HttpProbe:

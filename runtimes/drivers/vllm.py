@@ -31,6 +31,7 @@ from nemoclaw_runtime.runtimes.docker.spec import (
     LABEL_MODEL,
     LABEL_RUNTIME,
     LABEL_SERVED_MODEL,
+    LABEL_WEIGHTS_REVISION,
     ContainerSpec,
     GpuRequest,
     Mount,
@@ -186,7 +187,7 @@ class VllmDriver(DriverBase):
         return Served(plan.served_model_id, existing.max_model_len.get(plan.served_model_id))
 
     def prepare(self, plan: Plan, svc: Services, events: EventSink, cancel: CancelToken) -> str | None:
-        """Access check for gated models, disk, then the weights into the host's HF cache."""
+        """Before any download: access check for gated models, the cache folder, disk for the weights."""
         from nemoclaw_runtime.runtimes.drivers.steps import ensure_cache_dir
         from nemoclaw_runtime.runtimes.transfer import weights
 
@@ -196,11 +197,23 @@ class VllmDriver(DriverBase):
             events(PhaseChanged("access", f"Checking access to {plan.model_id} on the hub"))
             weights.check_access(plan.model_id, secret, svc.settings, gated=plan.gated)
         ensure_cache_dir(svc.settings.hf_home)
+        if plan.prefetch:
+            _check_disk(plan, svc, secret)
+        return _pinned_revision(plan)
+
+    def fetches_weights(self, plan: Plan) -> bool:
+        return plan.prefetch
+
+    def fetch_weights(self, plan: Plan, svc: Services, events: EventSink, cancel: CancelToken) -> str | None:
+        """The weights into the host's HF cache (the pipeline runs this while the image is pulled)."""
+        from nemoclaw_runtime.runtimes.transfer import weights
+
         if not plan.prefetch:
             return None
-        _check_disk(plan, svc, secret)
+        token = svc.settings.hf_token_value()
         events(PhaseChanged("weights", f"Downloading {plan.model_id} into {svc.settings.hf_home}"))
-        result = weights.prefetch(plan.model_id, token=secret, settings=svc.settings, events=events, cancel=cancel)
+        result = weights.prefetch(plan.model_id, token=token[1] if token else None, settings=svc.settings,
+                                  events=events, cancel=cancel, revision=_pinned_revision(plan))
         return result.revision
 
     def readiness_probe(self, plan: Plan) -> HttpProbe:
@@ -255,7 +268,9 @@ class VllmDriver(DriverBase):
         command = model.serve_argv(extra)
         if context is not None:
             command = set_flag(command, "--max-model-len", str(context))
-        utilization = ServeOptions.from_argv(command).gpu_memory_utilization  # a bad value in extra args: exit 2
+        options = ServeOptions.from_argv(command)
+        utilization = options.gpu_memory_utilization  # a bad value in extra args: exit 2
+        pinned = ((LABEL_WEIGHTS_REVISION, options.revision),) if options.revision else ()
         env: list[tuple[str, object]] = [("HF_HOME", CONTAINER_HF_HOME)]
         if request.prefetch:
             # Weights are already in the mounted cache: the container must not reach the hub, nor see the token.
@@ -273,7 +288,7 @@ class VllmDriver(DriverBase):
             env=tuple(env),  # type: ignore[arg-type]
             labels=((LABEL_RUNTIME, RUNTIME), (LABEL_MODEL, model.slug), (LABEL_SERVED_MODEL, served_id),
                     (LABEL_IMAGE, image), (LABEL_GPUS, _indices_label(_targeted(request, inventory))),
-                    (LABEL_GPU_MEMORY_UTILIZATION, f"{utilization:g}")),
+                    (LABEL_GPU_MEMORY_UTILIZATION, f"{utilization:g}"), *pinned),
             ports=(PortBinding(CONTAINER_PORT, port, request.host),),
             gpus=request.gpus,
             mounts=(Mount(str(settings.hf_home), CONTAINER_HF_HOME),),
@@ -282,12 +297,19 @@ class VllmDriver(DriverBase):
         )
 
 
+def _pinned_revision(plan: Plan) -> str | None:
+    """The Hugging Face commit the argv pins (the registry's ``hf_revision``, or ``--revision`` in extra args)."""
+    from nemoclaw_runtime.runtimes.fit import ServeOptions
+
+    return ServeOptions.from_argv(plan.spec.command).revision
+
+
 def _check_disk(plan: Plan, svc: Services, token: Secret | None) -> None:
     import psutil
 
     from nemoclaw_runtime.runtimes.transfer import weights
 
-    needed = weights.estimate_repo_bytes(plan.model_id, token, svc.settings)
+    needed = weights.estimate_repo_bytes(plan.model_id, token, svc.settings, revision=_pinned_revision(plan))
     if not needed:
         return
     path = svc.settings.hf_home
@@ -475,11 +497,18 @@ def _judge(model: VllmModel, request: UpRequest, inventory: GpuInventory, placem
         facts = ModelFacts(model.hf_id, options.revision, reasons=(f"reading its facts failed: {exc}",))
     judged = _own_memory_freed(inventory, placement)
     result: FitResult | None = None
+    # --max-model-len auto: the first shorter context is kept while the other GPU sets (all within --gpus) are
+    # tried for the full one
+    shorter: FitResult | None = None
     for gpus in targets.attempts or ((),):
         result = plan_fit(facts, judged, options, gpus=list(gpus) or None,
                           min_compute_capability=model.min_compute_capability)
-        if result.fits or result.decision == DECISION_UNKNOWN or (auto and result.decision == DECISION_REDUCE_CONTEXT):
+        if result.fits or result.decision == DECISION_UNKNOWN:
             break
+        if auto and result.decision == DECISION_REDUCE_CONTEXT and shorter is None:
+            shorter = result
+    else:
+        result = shorter or result
     assert result is not None
     return dataclasses.replace(result, auto_context=auto)
 
@@ -528,12 +557,16 @@ def _apply(plan: Plan, model: VllmModel, request: UpRequest, inventory: GpuInven
 
 def _refusal(result: FitResult) -> NemoclawError:
     """The engine's refusal, with the numbers in its one line and every way out in the remedy."""
-    from nemoclaw_runtime.runtimes.fit import refusal
+    from nemoclaw_runtime.runtimes.fit import DECISION_REFUSED, refusal
 
     error = refusal(result)
     assert error is not None
     message = error.message
-    if len(result.reasons) > 1 and "GiB" not in message and "compute capability" not in message:
+    # the first line already carries the numbers when a placement was priced (needed_bytes), or names the
+    # compute capability when GPUs were refused for it; otherwise the next reason says why
+    priced = result.needed_bytes is not None
+    capability = result.decision == DECISION_REFUSED and bool(result.refused_gpus)
+    if len(result.reasons) > 1 and not priced and not capability:
         message = f"{message}: {result.reasons[1]}"
     ways = ["--max-model-len auto"] if result.max_model_len_fit else []
     remedy = f"{error.remedy}; or {', or '.join([*ways, '--no-fit-check to try anyway'])}"

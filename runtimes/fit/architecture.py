@@ -24,6 +24,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 FULL = "full_attention"
@@ -39,6 +40,9 @@ TORCH_DTYPE_BYTES: dict[str, int] = {
     "float64": 8, "double": 8,
 }
 
+#: The most decoder layers (``num_hidden_layers``, a hybrid pattern's length, MTP layers) a config may declare: the
+#: largest published models have a few hundred; more is a broken or hostile config, refused before pricing.
+MAX_LAYERS = 10_000
 FP8_DS_MLA_BYTES = 656  # vLLM's fp8_ds_mla page: 512 fp8 + 4×4 scales + 64 bf16 rope + padding, per token
 INDEXER_ENTRY_EXTRA = 4  # a float32 scale beside the fp8 indexer key
 DEFAULT_BLOCK_SIZE = 16
@@ -126,6 +130,11 @@ def parse_architecture(config: Mapping[str, Any]) -> Architecture:
     for key, value in _FAMILY_DEFAULTS.get(model_type, {}).items():
         cfg.setdefault(key, value)
     layers_n = _int(cfg, "num_hidden_layers", "n_layer", "num_layers", "n_layers")
+    pattern = cfg.get("hybrid_override_pattern")
+    longest = max(layers_n, len(pattern) if isinstance(pattern, str) else 0,
+                  _opt_int(cfg, "num_nextn_predict_layers", "mtp_num_hidden_layers", "num_mtp_layers") or 0)
+    if longest > MAX_LAYERS:
+        raise ArchitectureError(f"the config declares {longest} layers, more than the {MAX_LAYERS} any model has")
     heads = _int(cfg, "num_attention_heads", "n_head", "num_heads")
     kv_heads = _opt_int(cfg, "num_key_value_heads", "num_kv_heads", "n_head_kv") or heads
     hidden = _opt_int(cfg, "hidden_size", "d_model", "n_embd") or 0
@@ -302,13 +311,18 @@ class KvCache:
     def all_layers(self) -> tuple[LayerSpec, ...]:
         return self.arch.layers + self.extra_layers
 
+    @cached_property
+    def _layer_counts(self) -> tuple[tuple[LayerSpec, int], ...]:
+        """Each distinct layer kind with how many layers have it: pricing is per kind, not per layer."""
+        return tuple(Counter(self.all_layers).items())
+
     def bytes_per_token(self, tp: int = 1) -> int:
         """Per GPU, the bytes each further token of context costs (layers whose cache grows with the context)."""
-        return math.ceil(sum(self._per_token(layer, tp) for layer in self.all_layers))
+        return math.ceil(sum(n * self._per_token(layer, tp) for layer, n in self._layer_counts))
 
     def fixed_bytes(self, tp: int, context: int) -> int:
         """Per GPU, the part that does not grow with the context: SSM states and capped sliding windows."""
-        return sum(self._fixed(layer, tp, context) for layer in self.all_layers)
+        return sum(n * self._fixed(layer, tp, context) for layer, n in self._layer_counts)
 
     def bytes_for(self, tp: int, context: int) -> int:
         """Per GPU, the cache one sequence of ``context`` tokens needs (rounded up to whole blocks)."""
@@ -378,5 +392,6 @@ def kv_dtype_bytes(kv_cache_dtype: str, model_dtype_bytes: int) -> float:
 
 
 __all__ = [
-    "Architecture", "ArchitectureError", "FULL", "KvCache", "LayerSpec", "MLA", "kv_dtype_bytes", "parse_architecture",
+    "Architecture", "ArchitectureError", "FULL", "KvCache", "LayerSpec", "MAX_LAYERS", "MLA", "kv_dtype_bytes",
+    "parse_architecture", "text_config",
 ]

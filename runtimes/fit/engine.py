@@ -29,6 +29,7 @@ from typing import Any
 from nemoclaw_runtime.gpu.facts import MIB
 from nemoclaw_runtime.gpu.inventory import GpuInventory
 from nemoclaw_runtime.kernel.errors import InsufficientResources, InvalidInput, NoSuitableGpu, PreflightRefused
+from nemoclaw_runtime.kernel.units import format_bytes
 from nemoclaw_runtime.runtimes.fit.architecture import (
     FULL,
     MLA,
@@ -38,6 +39,7 @@ from nemoclaw_runtime.runtimes.fit.architecture import (
     LayerSpec,
     kv_dtype_bytes,
     parse_architecture,
+    text_config,
 )
 from nemoclaw_runtime.runtimes.fit.facts import ModelFacts
 from nemoclaw_runtime.runtimes.fit.options import SMALL_GPU_BYTES, ServeOptions
@@ -110,7 +112,8 @@ def gpu_budgets(inventory: GpuInventory, gpu_memory_utilization: float,
             free_mib: int | None = machine.memory_available_mib // count
         elif gpu.mig_enabled:
             sizes = [m.memory_total_mib for m in gpu.mig_devices if m.memory_total_mib]
-            total_mib, free_mib = (max(sizes) if sizes else None), None
+            # the container may land on any instance: budget on the smallest (free memory per instance unknown)
+            total_mib, free_mib = (min(sizes) if sizes else None), None
         else:
             total_mib, free_mib = gpu.memory_total_mib, gpu.memory_free_mib
         total = (total_mib or 0) * MIB
@@ -321,7 +324,7 @@ def plan_fit(
     batched = opts.batched_tokens(max((g.total_bytes for g in budgets), default=SMALL_GPU_BYTES))
     arch, kv = _kv_model(facts, opts, batched, reasons, assumptions)
     asked = max_model_len or opts.max_model_len or (arch.max_position_embeddings if arch else None)
-    weights = facts.weights.total_bytes if facts.weights else None
+    weights = _weights_at_dtype(facts, opts, arch, assumptions)
     base: dict[str, Any] = dict(
         model=facts.model_id, weights_bytes=weights, max_model_len=asked,
         gpu_memory_utilization=opts.gpu_memory_utilization, kv_cache_dtype=opts.kv_cache_dtype,
@@ -330,6 +333,12 @@ def plan_fit(
         gpu_budgets=tuple(budgets), auto_context=opts.max_model_len_auto,
     )
     _note_assumptions(assumptions, opts, arch, facts, overhead_bytes)
+    for gpu in inventory.gpus:
+        sizes = [m.memory_total_mib for m in gpu.mig_devices if m.memory_total_mib]
+        if gpu.mig_enabled and sizes and not inventory.unified_memory:
+            assumptions.append(f"GPU {gpu.index} is in MIG mode: budgeted on its smallest of {len(sizes)} "
+                               f"instance(s), {format_bytes(min(sizes) * MIB)}; the instance's free memory is not "
+                               "checked")
 
     candidates = _candidates(budgets, gpus)
     if not inventory.gpus:
@@ -359,6 +368,20 @@ def plan_fit(
             assumptions.append(f"{g.label} left out: {g.why_not}")
     refused_ids = tuple(g.index for g in cc_refused)
 
+    if arch is not None and tp_asked and not arch.valid_tensor_parallel(tp_asked):
+        valid = [tp for tp in range(1, min(arch.num_attention_heads, 64) + 1) if arch.valid_tensor_parallel(tp)]
+        raise InvalidInput(f"--tensor-parallel-size {tp_asked} does not divide {facts.model_id}'s "
+                           f"{arch.num_attention_heads} attention heads / {arch.num_key_value_heads} KV heads; "
+                           "vLLM would refuse to start",
+                           remedy=f"use --tensor-parallel-size {' or '.join(map(str, valid[:8]))}",
+                           details={"option": "--tensor-parallel-size", "tensor_parallel_size": tp_asked})
+    model_max = _model_max_len(facts.config or {}, arch) if arch is not None else None
+    if model_max is not None and asked is not None and asked > model_max:
+        reasons.insert(0, f"--max-model-len {asked} is above {facts.model_id}'s own maximum of {model_max} tokens "
+                          "(max_position_embeddings × rope scaling in its config.json); vLLM would refuse it — "
+                          f"use --max-model-len {model_max} or less")
+        return _result(base, DECISION_DOES_NOT_FIT, reasons, assumptions, kv_bytes_per_token=None,
+                       refused_gpus=refused_ids)
     if weights is None or arch is None or kv is None or asked is None:
         return _unknown(base, reasons, assumptions, usable, weights, arch, opts, overhead_bytes, refused_ids,
                         batched)
@@ -367,6 +390,8 @@ def plan_fit(
         return overhead_bytes if overhead_bytes is not None else estimate_overhead(arch, opts, tp, batched)
 
     ceiling = max(asked, arch.max_position_embeddings or 0)
+    if model_max is not None:
+        ceiling = min(ceiling, model_max)
 
     def place(tp: int, chosen: Sequence[GpuBudget]) -> _Placement:
         over = overhead(tp)
@@ -377,9 +402,6 @@ def plan_fit(
 
     groups = _groups(usable)
     first_tp = tp_asked or 1
-    if tp_asked and not arch.valid_tensor_parallel(tp_asked):
-        reasons.append(f"--tensor-parallel-size {tp_asked} does not divide the model's "
-                       f"{arch.num_attention_heads} attention heads / {arch.num_key_value_heads} KV heads")
     asked_placements = [place(first_tp, group[:first_tp]) for group in groups if len(group) >= first_tp]
     if not asked_placements:
         most = max(len(g) for g in groups)
@@ -394,7 +416,8 @@ def plan_fit(
         return _result(
             base, decision, [*extra_reasons, *reasons], assumptions,
             kv_bytes_per_token=kv.bytes_per_token(p.tp) * p.tp, overhead_bytes=p.overhead_per_gpu * p.tp,
-            budget_bytes=sum(g.budget_bytes for g in p.gpus), max_model_len_fit=p.kv_fit, fits=fits,
+            budget_bytes=sum(g.budget_bytes for g in p.gpus), fits=fits,
+            max_model_len_fit=max(p.kv_fit, asked) if fits else p.kv_fit,
             tensor_parallel_size=p.tp, gpus=tuple(g.index for g in p.gpus), needed_bytes=p.need_per_gpu * p.tp,
             shortfall_bytes=p.shortfall, kv_fixed_bytes=kv.fixed_bytes(p.tp, asked) * p.tp,
             refused_gpus=refused_ids, alternatives=tuple(alternatives))
@@ -469,7 +492,28 @@ def _kv_model(facts: ModelFacts, opts: ServeOptions, batched: int, reasons: list
                          fp8_ds_mla=opts.kv_cache_dtype == "fp8_ds_mla", extra_layers=extra)
 
 
-TORCH_BYTES = {"float32": 4, "float16": 2, "half": 2, "bfloat16": 2}
+TORCH_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2}
+_SIXTEEN_BIT = ("BF16", "F16")
+
+
+def _weights_at_dtype(facts: ModelFacts, opts: ServeOptions, arch: Architecture | None,
+                      assumptions: list[str]) -> int | None:
+    """The stored weight bytes, scaled where ``--dtype float32`` upcasts a 16-bit checkpoint's tensors."""
+    if facts.weights is None:
+        return None
+    total = facts.weights.total_bytes
+    if TORCH_BYTES.get(opts.dtype) != 4:
+        return total
+    counts = facts.weights.parameter_count
+    sixteen = sum(n for dtype, n in counts.items() if dtype.upper() in _SIXTEEN_BIT)
+    if sixteen:
+        assumptions.append(f"--dtype {opts.dtype}: the {sixteen:,} 16-bit weights are loaded as float32 "
+                           f"(+{format_bytes(sixteen * 2)})")
+        return total + sixteen * 2
+    if not counts and arch is not None and arch.dtype_bytes == 2:
+        assumptions.append(f"--dtype {opts.dtype}: the 16-bit checkpoint's weights are assumed to double as float32")
+        return total * 2
+    return total
 
 
 def _note_assumptions(assumptions: list[str], opts: ServeOptions, arch: Architecture | None, facts: ModelFacts,
@@ -598,8 +642,30 @@ def _describe_capabilities(gpus: Sequence[GpuBudget]) -> str:
     return "; ".join(parts)
 
 
+def _model_max_len(config: Mapping[str, Any], arch: Architecture) -> int | None:
+    """The longest context vLLM accepts for the model: ``max_position_embeddings``, times the rope-scaling factor
+    (of ``original_max_position_embeddings`` for yarn) except for the su/longrope/llama3 kinds, as vLLM derives it."""
+    longest = arch.max_position_embeddings
+    if not longest:
+        return None
+    cfg = text_config(config)
+    rope = cfg.get("rope_scaling")
+    if not isinstance(rope, Mapping):
+        return longest
+    kind = rope.get("rope_type") or rope.get("type")
+    factor = rope.get("factor")
+    if kind in ("su", "longrope", "llama3") or isinstance(factor, bool) or not isinstance(factor, (int, float)):
+        return longest
+    if not math.isfinite(factor) or not 1 <= factor <= 1024:
+        return longest
+    original = rope.get("original_max_position_embeddings")
+    if kind == "yarn" and isinstance(original, int) and not isinstance(original, bool) and original > 0:
+        longest = original
+    return max(arch.max_position_embeddings or 0, int(longest * factor))
+
+
 def _gib(n: int) -> str:
-    return f"{n / GIB:.1f} GiB"
+    return format_bytes(n)
 
 
 __all__ = [

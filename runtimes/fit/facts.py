@@ -8,12 +8,12 @@ hub (headers only, never weights); :class:`DirectoryModelSource` reads a folder 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from nemoclaw_runtime.kernel.text import loads_json
 from nemoclaw_runtime.runtimes.fit.safetensors import (
     SOURCE_DECLARED,
     SOURCE_FILE_SIZES,
@@ -132,8 +132,8 @@ def weights_from_document(doc: Mapping[str, Any]) -> WeightsFacts | None:
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        data = loads_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # ValueError: UnicodeDecodeError, JSONDecodeError, JsonTooDeep
         return None
     return data if isinstance(data, dict) else None
 

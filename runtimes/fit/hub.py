@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import socket
+import threading
+import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ from nemoclaw_runtime._version import __version__
 from nemoclaw_runtime.kernel.errors import AccessDenied, DownloadFailed, InvalidInput, MissingToken, NemoclawError
 from nemoclaw_runtime.kernel.secret import Secret
 from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.kernel.text import JsonTooDeep, loads_json
 from nemoclaw_runtime.runtimes.fit.facts import ModelFacts
 from nemoclaw_runtime.runtimes.fit.safetensors import (
     SOURCE_FILE_SIZES,
@@ -55,6 +59,10 @@ SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 HEADER_TIMEOUT_S = 15.0
+#: The most one ``facts()`` call spends reading safetensors headers, all shards together: a mirror trickling
+#: bytes just faster than the per-read timeout would otherwise hold ``up``/``fit`` for hours (each header is
+#: also bounded in size, ``safetensors.MAX_HEADER_BYTES``).
+FACTS_DEADLINE_S = 60.0
 #: How long the one reachability probe may take before the hub counts as unreachable for this source.
 REACH_TIMEOUT_S = 2.0
 #: Proxy variables that route hub traffic elsewhere: a direct connection probe would then say nothing.
@@ -71,6 +79,10 @@ class _Unavailable(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class _OutOfTime(_Unavailable):
+    """The headers were not read within the call's deadline (no further request is made)."""
 
 
 @dataclass
@@ -91,8 +103,11 @@ class HubModelSource:
     timeout_s: float = HEADER_TIMEOUT_S
     facts_cache: Path | None = None
     use_facts_cache: bool = True
+    deadline_s: float = FACTS_DEADLINE_S
     _unreachable: str | None = None  # why the hub could not be reached, once probed (then: the cache only)
     _probed: bool = False
+    # held while the probe runs, so parallel facts() calls wait for its answer instead of going to the network
+    _probe_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.facts_cache is None and self.use_facts_cache:
@@ -102,6 +117,7 @@ class HubModelSource:
     # --- the protocol ------------------------------------------------------------------------------------
     def facts(self, model_id: str, *, revision: str | None = None) -> ModelFacts:
         token = self._token()
+        deadline = time.monotonic() + self.deadline_s
         offline = self._offline() or self._hub_unreachable() is not None
         reasons: list[str] = []
         assumptions: list[str] = []
@@ -120,7 +136,7 @@ class HubModelSource:
             reasons.append(f"config.json unknown: {exc.reason}")
         weights: WeightsFacts | None = None
         try:
-            weights, note = self._weights(model_id, sha or revision, token, offline or from_cache)
+            weights, note = self._weights(model_id, sha or revision, token, offline or from_cache, deadline)
             if note:
                 assumptions.append(note)
         except _Unavailable as exc:
@@ -129,7 +145,7 @@ class HubModelSource:
 
     # --- weights -----------------------------------------------------------------------------------------
     def _weights(self, model_id: str, revision: str | None, token: Secret | None,
-                 offline: bool) -> tuple[WeightsFacts, str | None]:
+                 offline: bool, deadline: float) -> tuple[WeightsFacts, str | None]:
         cached = self._cached_summary(model_id, revision)
         if cached is not None:
             return cached, None
@@ -141,7 +157,9 @@ class HubModelSource:
             raise _Unavailable(f"{self._cache_only_reason()} and no header summary or weight file is cached")
         try:
             shards = self._shards(model_id, revision, token)
-            counts = self._read_headers(model_id, revision, token, shards)
+            counts = self._read_headers(model_id, revision, token, shards, deadline)
+        except _OutOfTime:
+            raise
         except _Unavailable as exc:
             sized = self._file_sizes(model_id, revision, token)
             return sized, (f"weights from the repo's file sizes ({sized.files} files), not the safetensors "
@@ -165,19 +183,20 @@ class HubModelSource:
         return shards
 
     def _read_headers(self, model_id: str, revision: str | None, token: Secret | None,
-                      shards: list[str]) -> dict[str, int]:
+                      shards: list[str], deadline: float) -> dict[str, int]:
         def one(filename: str) -> dict[str, int]:
-            return self._read_header(model_id, revision, token, filename)
+            return self._read_header(model_id, revision, token, filename, deadline)
 
         with ThreadPoolExecutor(max_workers=max(1, min(self.max_workers, len(shards)))) as pool:
             parts = list(pool.map(one, shards))
         return merge_counts(parts)
 
-    def _read_header(self, model_id: str, revision: str | None, token: Secret | None, filename: str) -> dict[str, int]:
-        prefix = self._range(model_id, revision, token, filename, 0, 8)
+    def _read_header(self, model_id: str, revision: str | None, token: Secret | None, filename: str,
+                     deadline: float) -> dict[str, int]:
+        prefix = self._range(model_id, revision, token, filename, 0, 8, deadline)
         try:
             length = header_length(prefix)
-            raw = self._range(model_id, revision, token, filename, 8, length)
+            raw = self._range(model_id, revision, token, filename, 8, length, deadline)
             if len(raw) != length:
                 raise HeaderError(f"the header of {filename} was cut short")
             return parse_header(raw)
@@ -185,8 +204,9 @@ class HubModelSource:
             raise _Unavailable(str(exc)) from None
 
     def _range(self, model_id: str, revision: str | None, token: Secret | None, filename: str,
-               start: int, length: int) -> bytes:
-        """``length`` bytes at ``start`` through huggingface_hub's session; at most that many are read."""
+               start: int, length: int, deadline: float) -> bytes:
+        """``length`` bytes at ``start`` through huggingface_hub's session; at most that many are read, and
+        :class:`_OutOfTime` once ``deadline`` (``time.monotonic()``) has passed."""
         from huggingface_hub import hf_hub_url
         from huggingface_hub.errors import EntryNotFoundError, RemoteEntryNotFoundError
         from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
@@ -194,12 +214,13 @@ class HubModelSource:
         url = hf_hub_url(model_id, filename, revision=revision, endpoint=transfer.endpoint_of(self.settings))
         headers = build_hf_headers(token=_token_arg(token), library_name=_LIBRARY, library_version=__version__)
         headers["Range"] = f"bytes={start}-{start + length - 1}"
+        _check_deadline(deadline, self.deadline_s)
         with self._hub_errors(model_id, token, f"reading the safetensors header of {filename} of"):
             try:
                 with get_session().stream("GET", url, headers=headers, timeout=self.timeout_s) as response:
                     hf_raise_for_status(response)
                     skip = start if response.status_code == 200 else 0  # a server that ignored Range
-                    return _read_exactly(response.iter_bytes(), skip, length)
+                    return _read_exactly(response.iter_bytes(), skip, length, deadline, self.deadline_s)
             except (EntryNotFoundError, RemoteEntryNotFoundError):
                 raise _Unavailable(f"{filename} is not in the repository") from None
 
@@ -334,9 +355,13 @@ class HubModelSource:
         Probed once per source: without it an unreachable hub costs huggingface_hub's whole retry ladder (tens of
         seconds) per file, for every model of a listing. Behind a proxy the probe is skipped (it would prove
         nothing) and huggingface_hub's own timeouts apply."""
-        if self._probed:
+        with self._probe_lock:
+            if not self._probed:
+                self._unreachable = self._probe()
+                self._probed = True
             return self._unreachable
-        self._probed = True
+
+    def _probe(self) -> str | None:
         if self._offline() or any(self.settings.environ.get(name) for name in _PROXY_VARIABLES):
             return None
         url = urllib.parse.urlsplit(transfer.endpoint_of(self.settings))
@@ -348,9 +373,8 @@ class HubModelSource:
             with socket.create_connection((url.hostname or "", port), timeout=min(REACH_TIMEOUT_S, self.timeout_s)):
                 pass
         except OSError as exc:
-            self._unreachable = (f"{transfer.shown_endpoint(self.settings)} unreachable "
-                                 f"({exc.strerror or type(exc).__name__})")
-        return self._unreachable
+            return f"{transfer.shown_endpoint(self.settings)} unreachable ({exc.strerror or type(exc).__name__})"
+        return None
 
     def _cache_only_reason(self) -> str:
         return self._unreachable or "offline (HF_HUB_OFFLINE=1)"
@@ -372,10 +396,18 @@ class _Missing(Exception):
     """An optional file is absent from the repository."""
 
 
-def _read_exactly(chunks: Iterator[bytes], skip: int, length: int) -> bytes:
-    """``length`` bytes after ``skip`` bytes of a streamed body; stops reading as soon as it has them."""
+def _check_deadline(deadline: float, budget_s: float) -> None:
+    if time.monotonic() > deadline:
+        raise _OutOfTime(f"the safetensors headers were not read within {budget_s:g} s (a slow hub or mirror)")
+
+
+def _read_exactly(chunks: Iterator[bytes], skip: int, length: int, deadline: float = math.inf,
+                  budget_s: float = FACTS_DEADLINE_S) -> bytes:
+    """``length`` bytes after ``skip`` bytes of a streamed body; stops reading as soon as it has them, or raises
+    :class:`_OutOfTime` once ``deadline`` has passed."""
     out = bytearray()
     for chunk in chunks:
+        _check_deadline(deadline, budget_s)
         if skip:
             if len(chunk) <= skip:
                 skip -= len(chunk)
@@ -399,8 +431,8 @@ def _snapshot_sha(path: Path) -> str | None:
 
 def _load_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = loads_json(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, JsonTooDeep) as exc:
         raise _Unavailable(f"{path.name} is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise _Unavailable(f"{path.name} is not a JSON object")

@@ -7,12 +7,13 @@ accepts ``_`` for ``-`` in flag names).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nemoclaw_runtime.kernel.checks import check_context_length, check_int, check_number
 from nemoclaw_runtime.kernel.errors import InvalidInput
+from nemoclaw_runtime.kernel.text import loads_json, shown
 
 #: vLLM's defaults where a flag is absent.
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
@@ -26,6 +27,10 @@ _VALUE_FLAGS = {
     "--pipeline-parallel-size", "-pp", "--max-num-seqs", "--max-num-batched-tokens", "--block-size", "--dtype",
     "--quantization", "-q", "--speculative-config", "--revision", "--cpu-offload-gb", "--max-logprobs",
 }
+#: vLLM's choices for ``--kv-cache-dtype`` and ``--dtype``; anything else is exit 2 (vLLM would refuse it too,
+#: and pricing it at the model dtype would be a guess).
+KV_CACHE_DTYPES = ("auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2", "fp8_inc", "fp8_ds_mla")
+MODEL_DTYPES = ("auto", "half", "float16", "bfloat16", "float", "float32")
 _BOOL_FLAGS = {"--enforce-eager", "--language-model-only"}
 
 
@@ -91,7 +96,7 @@ class ServeOptions:
             if raw in ("auto", "-1"):
                 kw["max_model_len_auto"] = True
             else:
-                kw["max_model_len"] = _size(raw, "--max-model-len")
+                kw["max_model_len"] = check_context_length(values["--max-model-len"], "--max-model-len")
         for flag, field in (("--tensor-parallel-size", "tensor_parallel_size"), ("-tp", "tensor_parallel_size"),
                             ("--pipeline-parallel-size", "pipeline_parallel_size"),
                             ("-pp", "pipeline_parallel_size"), ("--max-num-seqs", "max_num_seqs"),
@@ -99,9 +104,9 @@ class ServeOptions:
             if flag in values:
                 kw[field] = _size(values[flag], flag)
         if "--kv-cache-dtype" in values:
-            kw["kv_cache_dtype"] = values["--kv-cache-dtype"].strip().lower() or "auto"
+            kw["kv_cache_dtype"] = _choice(values["--kv-cache-dtype"], "--kv-cache-dtype", KV_CACHE_DTYPES)
         if "--dtype" in values:
-            kw["dtype"] = values["--dtype"].strip().lower() or "auto"
+            kw["dtype"] = _choice(values["--dtype"], "--dtype", MODEL_DTYPES)
         for flag in ("--quantization", "-q"):
             if flag in values:
                 kw["quantization"] = values[flag].strip().lower() or None
@@ -123,8 +128,8 @@ def _canonical(name: str) -> str:
 
 def _speculative(raw: str) -> tuple[str | None, int]:
     try:
-        data = json.loads(raw)
-    except json.JSONDecodeError:
+        data = loads_json(raw)
+    except ValueError:  # JSONDecodeError or JsonTooDeep
         return None, 0
     if not isinstance(data, dict):
         return None, 0
@@ -133,25 +138,27 @@ def _speculative(raw: str) -> tuple[str | None, int]:
     return (str(method).lower() if method else None), (int(n) if isinstance(n, int) and n > 0 else 0)
 
 
+#: The largest value an integer flag (``--max-num-seqs``, ``--tensor-parallel-size``, ...) may take here; vLLM's own
+#: limits are far below, this only keeps absurd values (and overflow) out of the arithmetic.
+_MAX_FLAG_INT = 1 << 40
+
+
 def _float(raw: str, flag: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        raise _bad(flag, raw, "a number") from None
+    """A finite ASCII number (``1e400``, NaN and non-ASCII digits are exit 2, naming ``flag``)."""
+    return check_number(raw, flag, low=-1e12, high=1e12, remedy=f"give {flag} a number, e.g. 0.9")
 
 
 def _size(raw: str, flag: str) -> int:
-    text = raw.strip().lower()
-    scale = 1
-    if text.endswith("k"):
-        text, scale = text[:-1], 1024  # vLLM reads 32k as 32768 for --max-model-len
-    try:
-        value = int(float(text) * scale) if "." in text else int(text) * scale
-    except ValueError:
-        raise _bad(flag, raw, "a positive integer") from None
-    if value <= 0:
-        raise _bad(flag, raw, "a positive integer")
-    return value
+    """A positive whole number in ASCII digits (``1.0e400``, ``1.5`` and non-ASCII digits are exit 2)."""
+    return check_int(raw, flag, low=1, high=_MAX_FLAG_INT, remedy=f"give {flag} a positive whole number")
+
+
+def _choice(raw: str, flag: str, choices: tuple[str, ...]) -> str:
+    text = raw.strip()
+    if text not in choices:  # vLLM's choices are case-sensitive
+        raise InvalidInput(f"Invalid {flag} value {shown(raw)}: must be one of {', '.join(choices)}",
+                           remedy=f"give {flag} one of {', '.join(choices)}", details={"option": flag})
+    return text
 
 
 def _bad(flag: str, raw: str, what: str) -> InvalidInput:
@@ -159,4 +166,4 @@ def _bad(flag: str, raw: str, what: str) -> InvalidInput:
                         details={"flag": flag})
 
 
-__all__ = ["SMALL_GPU_BYTES", "ServeOptions"]
+__all__ = ["KV_CACHE_DTYPES", "MODEL_DTYPES", "SMALL_GPU_BYTES", "ServeOptions"]

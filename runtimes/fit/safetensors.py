@@ -9,12 +9,13 @@ scale tensors count — never as parameters × ``torch_dtype``.
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from nemoclaw_runtime.kernel.text import loads_json
 
 #: Bits per stored element of each safetensors dtype (the format's own names).
 DTYPE_BITS: dict[str, int] = {
@@ -63,8 +64,8 @@ def header_length(prefix: bytes) -> int:
 def parse_header(raw: bytes) -> dict[str, int]:
     """``{dtype: elements}`` of one safetensors JSON header (the bytes after the 8-byte length)."""
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        header = loads_json(raw.decode("utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError, JsonTooDeep
         raise HeaderError(f"the safetensors header is not JSON: {exc}") from None
     if not isinstance(header, dict):
         raise HeaderError("the safetensors header is not a JSON object")

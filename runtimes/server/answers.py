@@ -6,10 +6,11 @@ event stream. A usable answer becomes a :class:`Reply`; anything else raises the
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from nemoclaw_runtime.kernel.text import loads_json
 
 __all__ = ["EmptyReply", "ReasoningOnly", "Reply", "ResponsesUnusable", "read_chat", "read_stream", "scan_sse"]
 
@@ -48,7 +49,7 @@ class Reply:
 
 def read_chat(text: str, excerpt: str, latency_s: float) -> Reply:
     try:
-        data = json.loads(text)
+        data = loads_json(text)
     except ValueError:
         data = None
     choices = data.get("choices") if isinstance(data, dict) else None
@@ -109,7 +110,7 @@ def scan_sse(lines: Iterable[str], past_deadline: Callable[[], bool]) -> _Stream
 
 def _note_event(stream: _Stream, payload: str) -> None:
     try:
-        event = json.loads(payload)
+        event = loads_json(payload)
     except ValueError:
         return
     if not isinstance(event, dict):

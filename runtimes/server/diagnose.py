@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nemoclaw_runtime.kernel.secret import redact
+from nemoclaw_runtime.kernel.text import strip_escapes
 from nemoclaw_runtime.runtimes.docker.port import ContainerState
 
 __all__ = ["Diagnosis", "RUNNER_CRASH_RE", "TAIL_LINES", "classify", "display_line", "redact_lines"]
@@ -219,11 +220,8 @@ def redact_lines(lines: Sequence[str]) -> list[str]:
     return [redact(line) for line in lines]
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
 def display_line(line: str) -> str:
     """What a terminal would show of a raw log line: colour codes dropped, and for a progress bar redrawn with
     carriage returns (tqdm in vLLM's weight loading) only its latest state."""
-    segments = [part for part in _ANSI.sub("", line).split("\r") if part.strip()]
+    segments = [part for part in strip_escapes(line).split("\r") if part.strip()]
     return segments[-1].strip() if segments else ""

@@ -17,7 +17,6 @@ warm-up. :func:`warm_up` exists for callers that skip validation; it is synchron
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +32,7 @@ from nemoclaw_runtime.kernel.errors import (
     ValidationFailed,
 )
 from nemoclaw_runtime.kernel.events import EventSink, Info, discard
+from nemoclaw_runtime.kernel.text import loads_json
 from nemoclaw_runtime.kernel.units import GIB, format_bytes, format_mib
 from nemoclaw_runtime.runtimes.server.diagnose import RUNNER_CRASH_RE
 from nemoclaw_runtime.runtimes.server.probes import get_bounded
@@ -145,7 +145,7 @@ def _excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
 
 def json_or_none(text: str) -> Any:
     try:
-        return json.loads(text)
+        return loads_json(text)
     except ValueError:
         return None
 

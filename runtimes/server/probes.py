@@ -9,7 +9,6 @@ returns :class:`Ready`, :class:`NotYet` or :class:`Failed`; transport errors pro
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +17,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from nemoclaw_runtime.kernel.checks import MAX_CONTEXT_LENGTH
+from nemoclaw_runtime.kernel.text import loads_json
 from nemoclaw_runtime.registry import is_safe_model_id
 
 __all__ = [
@@ -30,8 +31,9 @@ __all__ = [
 #: Per-request bounds: a closed port fails in well under a poll; a server that accepted but is still loading
 #: holds one request at most this long (and answers it the moment it is up).
 PROBE_TIMEOUT = httpx.Timeout(connect=0.5, read=2.0, write=2.0, pool=0.5)
-MAX_MODEL_LEN_CEILING = 4_194_304
-_POSITIVE_INT = re.compile(r"^[1-9][0-9]*$")
+#: The largest max_model_len a server's report is believed at: the kernel's one largest context.
+MAX_MODEL_LEN_CEILING = MAX_CONTEXT_LENGTH
+_POSITIVE_INT = re.compile(r"[1-9][0-9]{0,19}")  # used with fullmatch: a server reports plain digits
 MAX_BODY_BYTES = 4 * 1024 * 1024  # a foreign listener could stream anything at us
 
 # Transport errors that mean "nothing answers on the port yet" (including docker-proxy accepting on the host
@@ -113,7 +115,7 @@ def _get_json(http: httpx.Client, url: str) -> tuple[int, Any]:
     listener may be anything."""
     status, _, body = get_bounded(http, url, PROBE_TIMEOUT)
     try:
-        return status, json.loads(body)
+        return status, loads_json(body)
     except ValueError:
         return status, None
 
@@ -218,7 +220,7 @@ def parse_max_model_len(raw: Any) -> tuple[int | None, str | None]:
         value = raw
     elif isinstance(raw, float) and math.isfinite(raw) and raw.is_integer():
         value = int(raw)
-    elif isinstance(raw, str) and _POSITIVE_INT.match(raw.strip()):
+    elif isinstance(raw, str) and _POSITIVE_INT.fullmatch(raw.strip()):
         value = int(raw.strip())
     if value is None or value <= 0:
         return None, f"ignoring non-positive or malformed max_model_len {str(raw)[:40]!r} reported by the server"

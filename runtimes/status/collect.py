@@ -22,23 +22,24 @@ timeouts, cut to the sample's budget), and an NVML session kept open across a wa
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
+import functools
 import itertools
 import re
+import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from nemoclaw_runtime.kernel.clock import CancelToken, Clock, SystemClock
-from nemoclaw_runtime.kernel.errors import InvalidInput, NemoclawError, NoSuchContainer
+from nemoclaw_runtime.kernel.errors import InvalidInput, NemoclawError
 from nemoclaw_runtime.kernel.secret import redact
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes import wiring
-from nemoclaw_runtime.runtimes.docker.containers import base_url, is_managed
+from nemoclaw_runtime.runtimes.docker.containers import base_url, is_managed, no_such_container
 from nemoclaw_runtime.runtimes.docker.port import ContainerInfo, DockerPort
 from nemoclaw_runtime.runtimes.docker.spec import (
     LABEL_HOST,
@@ -86,7 +87,6 @@ if TYPE_CHECKING:
 DEFAULT_BUDGET_S = 0.8
 DEFAULT_INTERVAL_S = 2.0
 MIN_INTERVAL_S = 0.2
-MAX_WORKERS = 32
 LOG_TAIL_LINES = 40
 LOG_LINE_CHARS = 200
 _GRACE_S = 0.05
@@ -143,20 +143,6 @@ def _container_target(info: ContainerInfo) -> _Target:
     host, port = _published(info)
     return _Target(name=info.name.lstrip("/"), key=info.id, runtime=info.labels.get(LABEL_RUNTIME), info=info,
                    host=host, port=port)
-
-
-def _no_such(missing: Sequence[str], foreign: Sequence[str], runtime: str | None) -> NoSuchContainer:
-    kind = f"managed {runtime} container" if runtime else "managed container"
-    parts = []
-    if missing:
-        parts.append(f"no {kind} named {', '.join(missing)}")
-    if foreign:
-        parts.append(f"{', '.join(foreign)} {'was' if len(foreign) == 1 else 'were'} not created by "
-                     "nemoclaw-runtime")
-    message = "; ".join(parts)
-    return NoSuchContainer(message[0].upper() + message[1:],
-                           remedy="run `nemoclaw-runtime ps` to see the containers nemoclaw-runtime manages",
-                           details={"missing": list(missing), "foreign": list(foreign)})
 
 
 # --- the collector ----------------------------------------------------------------------------------------------
@@ -236,6 +222,8 @@ class StatusCollector:
         foreign: list[str] = []
         for name in names:
             info = self.docker.inspect_container(name)
+            if info is not None and info.name.lstrip("/") != name:
+                info = None  # an id or an id prefix the engine resolved: status, like stop and logs, takes names
             if info is not None and not is_managed(info):
                 foreign.append(name)
             elif info is None or (runtime and info.labels.get(LABEL_RUNTIME) != runtime):
@@ -245,7 +233,7 @@ class StatusCollector:
             else:
                 found.append(_container_target(info))
         if strict and (missing or foreign):
-            raise _no_such(missing, foreign, runtime)
+            raise no_such_container(missing, foreign, runtime, untouched=False)
         return found
 
     def _local_targets(self, runtime: str | None, taken: set[int]) -> list[_Target]:
@@ -263,29 +251,28 @@ class StatusCollector:
                  ) -> dict[str, tuple[ServerStatus, MetricsSample | None, GpuProcesses | None] | None]:
         if not targets:
             return {}
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(targets) + 1),
-                                                     thread_name_prefix="nemoclaw-status")
-        try:
-            needs_gpu = any(t.info is None or t.info.state.running for t in targets)
-            gpu = pool.submit(self._read_gpu) if needs_gpu else None
-            futures = {pool.submit(self._ask, t, budget, gpu): t for t in targets}
-            concurrent.futures.wait(futures, timeout=max(0.0, budget.remaining()) + _GRACE_S)
-            results: dict[str, tuple[ServerStatus, MetricsSample | None, GpuProcesses | None] | None] = {}
-            for future, target in futures.items():
-                if future.done() and future.exception() is None:
-                    results[target.key] = future.result()
-                else:
-                    results[target.key] = (self._late(target, future), None, None)
-            return results
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)  # a straggler ends on its own timeouts
+        # A daemon thread per task, not an executor: Python joins an executor's threads at exit, so one engine call
+        # stuck on docker-py's own timeout would hold a `status` that has already printed its answer.
+        needs_gpu = any(t.info is None or t.info.state.running for t in targets)
+        gpu = _Task(self._read_gpu, "nemoclaw-status-gpu") if needs_gpu else None
+        tasks = {_Task(functools.partial(self._ask, t, budget, gpu), "nemoclaw-status"): t for t in targets}
+        end = time.monotonic() + max(0.0, budget.remaining()) + _GRACE_S
+        for task in tasks:
+            task.wait(end - time.monotonic())
+        results: dict[str, tuple[ServerStatus, MetricsSample | None, GpuProcesses | None] | None] = {}
+        for task, target in tasks.items():
+            if task.done() and task.exception() is None:
+                results[target.key] = task.result()
+            else:
+                results[target.key] = (self._late(target, task), None, None)
+        return results  # a straggler ends on its own timeouts, on a daemon thread that never holds the exit
 
     def _read_gpu(self) -> GpuProcesses:
         return self.gpu_reader()
 
-    def _late(self, target: _Target, future: concurrent.futures.Future[Any]) -> ServerStatus:
-        if future.done():  # a bug of ours in the task: still an answer, never a traceback
-            exc = future.exception()
+    def _late(self, target: _Target, task: _Task) -> ServerStatus:
+        if task.done():  # a bug of ours in the task: still an answer, never a traceback
+            exc = task.exception()
             reason = f"status failed: {type(exc).__name__}: {exc}"
             return self._base(target, health=UNKNOWN, reason=reason)
         reason = f"no answer within {self.budget_s:g} s"
@@ -308,13 +295,13 @@ class StatusCollector:
 
     # --- one server (runs in the pool) --------------------------------------------------------------------------
 
-    def _ask(self, target: _Target, budget: Budget, gpu: concurrent.futures.Future[GpuProcesses] | None
+    def _ask(self, target: _Target, budget: Budget, gpu: _Task | None
              ) -> tuple[ServerStatus, MetricsSample | None, GpuProcesses | None] | None:
         info = target.info
         if info is None and target.key.startswith("gone:"):
             return self._base(target, health=STOPPED, reason="the container no longer exists"), None, None
         if info is not None and not info.state.running:
-            return self._not_running(target, info), None, None
+            return self._not_running(target, info, budget), None, None
         outcome = self._probe(target, budget)
         if info is None and not outcome.answered:
             return None  # nothing listens on this local port
@@ -329,7 +316,7 @@ class StatusCollector:
             status, runtime=target.runtime or outcome.runtime, served_model=served,
             model=status.model or (served if info is None else None), context_window=outcome.context_window,
             metrics_reason=metrics_reason, ollama=outcome.ollama, notes=outcome.notes + self._notes(target),
-            gpu=self._gpu(reading, target), last_log_line=self._last_log_line(info, outcome.health))
+            gpu=self._gpu(reading, target, budget), last_log_line=self._last_log_line(info, outcome.health, budget))
         return status, outcome.metrics, reading
 
     def _probe(self, target: _Target, budget: Budget) -> ProbeOutcome:
@@ -353,7 +340,7 @@ class StatusCollector:
             return (f"not managed by nemoclaw-runtime: found answering on port {target.port}",)
         return ()
 
-    def _not_running(self, target: _Target, info: ContainerInfo) -> ServerStatus:
+    def _not_running(self, target: _Target, info: ContainerInfo, budget: Budget) -> ServerStatus:
         state = info.state
         health = {"restarting": RESTARTING, "paused": PAUSED}.get(state.status, STOPPED)
         reason = f"container {state.status}"
@@ -364,31 +351,34 @@ class StatusCollector:
         if state.status == "restarting" or state.restart_count:
             reason += f"; {state.restart_count} restart(s)"
         return dataclasses.replace(self._base(target, health=health, reason=reason),
-                                   last_log_line=self._last_log_line(info, health),
+                                   last_log_line=self._last_log_line(info, health, budget),
                                    gpu=GpuUsage(memory_mib=0, reason="the container is not running"))
 
-    def _gpu_reading(self, gpu: concurrent.futures.Future[GpuProcesses] | None, budget: Budget
-                     ) -> GpuProcesses | None:
+    def _gpu_reading(self, gpu: _Task | None, budget: Budget) -> GpuProcesses | None:
         if gpu is None:
             return None
         from nemoclaw_runtime.gpu.processes import GpuProcesses
 
-        try:
-            return gpu.result(timeout=max(0.0, budget.remaining()))
-        except concurrent.futures.TimeoutError:
+        if not gpu.wait(max(0.0, budget.remaining())):
             return GpuProcesses(reason="NVML did not answer within the time budget")
-        except Exception as exc:  # noqa: BLE001 - a failed reading is a reason, not a failed status
+        exc = gpu.exception()
+        if exc is not None:  # a failed reading is a reason, not a failed status
             return GpuProcesses(reason=f"NVML reading failed: {type(exc).__name__}: {exc}")
+        reading: GpuProcesses = gpu.result()
+        return reading
 
-    def _gpu(self, reading: GpuProcesses | None, target: _Target) -> GpuUsage:
+    def _gpu(self, reading: GpuProcesses | None, target: _Target, budget: Budget) -> GpuUsage:
         if reading is None:
             return GpuUsage(reason="GPU processes not read")
         if reading.reason is not None:
             return GpuUsage(reason=reading.reason)
+        pids: list[int] | None
+        why: str | None
         try:
-            if target.info is not None:
-                pids: list[int] | None = self.docker.container_pids(target.info.id)
-                why = None
+            if target.info is not None and budget.remaining() <= 0:  # the answer is due: no engine call now
+                pids, why = None, "the container's processes were not asked for: the time budget was spent"
+            elif target.info is not None:
+                pids, why = self.docker.container_pids(target.info.id), None
             else:
                 pids, why = listener_pids(target.port or 0)
         except NemoclawError as exc:
@@ -397,9 +387,10 @@ class StatusCollector:
             pids, why = None, f"the server's processes are unknown ({type(exc).__name__})"
         return attribute(reading, pids, why_no_pids=why, rss=self.rss)
 
-    def _last_log_line(self, info: ContainerInfo | None, health: str) -> str | None:
-        """The last line worth reading of a container that is not healthy (our own probes' lines skipped)."""
-        if info is None or health == "healthy":
+    def _last_log_line(self, info: ContainerInfo | None, health: str, budget: Budget) -> str | None:
+        """The last line worth reading of a container that is not healthy (our own probes' lines skipped); none
+        once the sample's budget is spent (the answer is due: no engine call is started then)."""
+        if info is None or health == "healthy" or budget.remaining() <= 0:
             return None
         try:
             lines = self.docker.container_logs(info.id, tail=LOG_TAIL_LINES)
@@ -412,6 +403,39 @@ class StatusCollector:
             if shown:
                 return redact(shown)[:LOG_LINE_CHARS]
         return None
+
+
+class _Task:
+    """One call on its own daemon thread, waited on with a timeout; what it raised is kept, never lost."""
+
+    def __init__(self, call: Callable[[], Any], name: str) -> None:
+        self._call = call
+        self._result: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = self._call()
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever reads the task
+            self._error = exc
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds; whether the call has ended."""
+        self._thread.join(max(0.0, timeout))
+        return self.done()
+
+    def exception(self) -> BaseException | None:
+        return self._error if self.done() else None
+
+    def result(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._result
 
 
 def _uptime(started_at: str | None, now: float) -> float | None:

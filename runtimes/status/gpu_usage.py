@@ -15,8 +15,8 @@ from typing import Any
 
 from nemoclaw_runtime.gpu.nvml import NvmlSession, load_pynvml
 from nemoclaw_runtime.gpu.processes import GpuProcesses, read_processes
+from nemoclaw_runtime.kernel.units import MIB
 
-MIB = 1024 * 1024
 MAX_CHILDREN = 256
 
 SOURCE_NVML = "nvml"

@@ -16,7 +16,6 @@ reason. Health values (stable)::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import httpx
 
 from nemoclaw_runtime.kernel.clock import Clock
+from nemoclaw_runtime.kernel.text import loads_json
 from nemoclaw_runtime.registry import is_safe_model_id
 from nemoclaw_runtime.runtimes.server.ollama_api import normalize_tag
 from nemoclaw_runtime.runtimes.server.probes import get_bounded, parse_max_model_len
@@ -126,7 +126,7 @@ def bounded_get(http: httpx.Client, url: str, budget: Budget) -> tuple[int, str]
 
 def _json(text: str) -> Any:
     try:
-        return json.loads(text)
+        return loads_json(text)
     except ValueError:
         return None
 

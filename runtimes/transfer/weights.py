@@ -9,6 +9,13 @@ Resuming: huggingface_hub (2.x) resumes a dropped connection in place with a ``R
 finished downloading stays in the cache, so running ``prefetch`` again after an interrupt (Ctrl-C, a crash, a lost
 link) fetches only what is still missing. A partial file of an interrupted process is discarded (huggingface_hub
 writes process-unique temporary files since 2.0), so the unit of cross-process resume is the file.
+
+Faults: huggingface_hub itself resumes a body cut mid-file a few times; beyond that, a 5xx answer or a dropped
+connection makes the whole prefetch run again (:data:`DOWNLOAD_ATTEMPTS` in all, backing off, through tenacity),
+which fetches only what is still missing. A 429 is not retried: anonymous downloads are rate-limited and the
+remedy is a token. A download that moves no byte for ``NEMOCLAW_HF_DOWNLOAD_STALL_TIMEOUT`` seconds while bytes
+are due is cancelled (exit 4 naming the file and the bytes it had) — the download runs in a worker thread that
+the calling thread watches, since a stalled socket read reports nothing.
 """
 
 from __future__ import annotations
@@ -17,16 +24,19 @@ import errno
 import functools
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tenacity
 
 from nemoclaw_runtime._version import __version__
 from nemoclaw_runtime.kernel.clock import CancelToken, Clock, SystemClock
 from nemoclaw_runtime.kernel.errors import (
     AccessDenied,
+    Cancelled,
     DownloadFailed,
     InvalidInput,
     MissingToken,
@@ -42,6 +52,8 @@ from nemoclaw_runtime.kernel.translation import Context, Rule, Translation, tran
 DEFAULT_ENDPOINT = "https://huggingface.co"
 METADATA_TIMEOUT_S = 15.0  # model_info and the access probe: the hub answers these in well under a second
 PROGRESS_EVERY_S = 0.25  # at most this often a Progress event (plus one per finished file and a final one)
+DOWNLOAD_ATTEMPTS = 4  # the prefetch is run at most this often after a 5xx or a dropped connection
+RETRY_WAIT_S = (2.0, 4.0, 8.0)  # the pause before the 2nd, 3rd, 4th attempt
 _LIBRARY = "nemoclaw-runtime"
 _MESSAGE_CHARS = 300
 
@@ -145,6 +157,7 @@ def _token_arg(token: Secret | None) -> str | bool:
 class _RepoFiles:
     sha: str
     sizes: dict[str, int | None]  # path -> bytes
+    etags: dict[str, str] = field(default_factory=dict)  # blob id (LFS sha256 or git oid) -> path
 
     @property
     def total(self) -> int | None:
@@ -160,7 +173,13 @@ def _repo_files(model_id: str, token: Secret | None, settings: Settings, revisio
     with _hf_errors(model_id, token, settings, "reading the file list of"):
         info = api.model_info(model_id, revision=revision, files_metadata=True, timeout=METADATA_TIMEOUT_S)
     sizes = {s.rfilename: s.size for s in info.siblings or ()}
-    return _RepoFiles(str(info.sha), sizes)
+    etags: dict[str, str] = {}
+    for sibling in info.siblings or ():
+        lfs_sha = getattr(sibling.lfs, "sha256", None) if sibling.lfs else None
+        for etag in (lfs_sha, sibling.blob_id):
+            if etag:
+                etags[str(etag)] = sibling.rfilename
+    return _RepoFiles(str(info.sha), sizes, etags)
 
 
 def _cached_files(model_id: str, files: _RepoFiles, settings: Settings) -> set[str]:
@@ -175,11 +194,12 @@ def _cached_files(model_id: str, files: _RepoFiles, settings: Settings) -> set[s
     return cached
 
 
-def estimate_repo_bytes(model_id: str, token: Secret | None, settings: Settings) -> int | None:
+def estimate_repo_bytes(model_id: str, token: Secret | None, settings: Settings, *,
+                        revision: str | None = None) -> int | None:
     """Bytes the download still needs (the repo's size minus what the cache already holds), for the disk
     preflight. None when the hub gives no sizes or cannot be asked — the download itself will then say why."""
     try:
-        files = _repo_files(model_id, token, settings, None)
+        files = _repo_files(model_id, token, settings, revision)
     except NemoclawError:
         return None
     if files.total is None:
@@ -209,26 +229,118 @@ def prefetch(
         DownloadFailed: network, hub or disk failure (exit 4).
         Cancelled: ``cancel`` was set (files already complete stay in the cache).
     """
+    cancel.raise_if_cancelled()
+    clock = clock or SystemClock()
+    downloaded = 0
+
+    def pause(seconds: float) -> None:
+        cancel.wait(seconds, clock)
+
+    def announce(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        events(Warning(f"{error.message if isinstance(error, NemoclawError) else error}; trying again "
+                       f"(attempt {state.attempt_number + 1} of {DOWNLOAD_ATTEMPTS}); finished files are kept"))
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(DOWNLOAD_ATTEMPTS), retry=tenacity.retry_if_exception(_retryable),
+        wait=lambda state: RETRY_WAIT_S[min(state.attempt_number, len(RETRY_WAIT_S)) - 1],
+        sleep=pause, before_sleep=announce, reraise=True)
+    for attempt in retrying:
+        with attempt:
+            try:
+                files = _repo_files(model_id, token, settings, revision)
+            except DownloadFailed as exc:
+                if exc.cause != "network":
+                    raise
+                return _from_cache_only(model_id, settings, events, revision, exc)
+            cached = _cached_files(model_id, files, settings)
+            tracker = _Tracker(model_id, files, cached, events, cancel, clock, already=downloaded)
+            try:
+                folder = _download(model_id, token, settings, revision, tracker, max_workers)
+            finally:
+                downloaded = tracker.downloaded_bytes
+    tracker.finish()
+    path = Path(folder)
+    return PrefetchResult(model_id, path.name, path, len(files.sizes), files.total, downloaded)
+
+
+def _retryable(error: BaseException) -> bool:
+    """A 5xx from the hub or a connection lost mid-download: run the prefetch again (a 429 is not retried)."""
+    if not isinstance(error, DownloadFailed):
+        return False
+    status = error.details.get("status")
+    return error.cause == "network" or (error.cause == "hub-error" and isinstance(status, int) and status >= 500)
+
+
+def _download(model_id: str, token: Secret | None, settings: Settings, revision: str | None, tracker: _Tracker,
+              max_workers: int) -> str:
+    """snapshot_download in a worker thread, watched from here for a stall and for cancellation."""
     from huggingface_hub import snapshot_download
 
-    cancel.raise_if_cancelled()
-    try:
-        files = _repo_files(model_id, token, settings, revision)
-    except DownloadFailed as exc:
-        if exc.cause != "network":
-            raise
-        return _from_cache_only(model_id, settings, events, revision, exc)
-    cached = _cached_files(model_id, files, settings)
-    tracker = _Tracker(model_id, files, cached, events, cancel, clock or SystemClock())
-    with _hf_errors(model_id, token, settings, "downloading"), _hub_logs_as_events(events, tracker.lock, token):
-        folder = snapshot_download(
+    def download() -> str:
+        return str(snapshot_download(
             model_id, revision=revision, cache_dir=cache_dir(settings), endpoint=endpoint_of(settings),
             token=_token_arg(token), tqdm_class=tracker.bar_class(), max_workers=max_workers,
             library_name=_LIBRARY, library_version=__version__,
-        )
-    tracker.finish()
-    path = Path(folder)
-    return PrefetchResult(model_id, path.name, path, len(files.sizes), files.total, tracker.downloaded_bytes)
+        ))
+
+    with _hf_errors(model_id, token, settings, "downloading"), _hub_logs_as_events(events=tracker.events,
+                                                                                    lock=tracker.lock, token=token):
+        return _watched(download, tracker, settings)
+
+
+def _watched(download: Callable[[], str], tracker: _Tracker, settings: Settings) -> str:
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["folder"] = download()
+        except BaseException as exc:  # noqa: BLE001 - handed to the watching thread, which raises it
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name=f"hf-prefetch-{tracker.model_id}", daemon=True)
+    window = settings.hf_download_stall_timeout
+    poll = min(1.0, max(window / 20, 0.02))
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(poll)
+            if not worker.is_alive():
+                break
+            if tracker.cancel.cancelled:
+                tracker.abort()
+                worker.join(5.0)  # let huggingface_hub remove its temporary file
+                tracker.cancel.raise_if_cancelled()
+            if tracker.quiet_for() >= window:
+                tracker.abort()
+                raise _stalled(tracker, settings, window)
+    except BaseException:
+        tracker.abort()  # Ctrl-C or a stall: the worker stops at its next byte
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return str(outcome["folder"])
+
+
+def _stalled(tracker: _Tracker, settings: Settings, window: float) -> DownloadFailed:
+    """Name the file(s) being downloaded and the bytes each had, from huggingface_hub's temporary files."""
+    partial: dict[str, int] = {}
+    repo_dir = cache_dir(settings) / ("models--" + tracker.model_id.replace("/", "--")) / "blobs"
+    for temp in sorted(repo_dir.glob("*.incomplete")) if repo_dir.is_dir() else ():
+        path = tracker.etags.get(temp.name.split(".", 1)[0], temp.name)
+        try:
+            partial[path] = max(partial.get(path, 0), temp.stat().st_size)
+        except OSError:
+            continue
+    named = ", ".join(f"{path} (had {size} of {tracker.sizes.get(path) or '?'} bytes)"
+                      for path, size in partial.items()) or "the next file (no byte of it yet)"
+    return DownloadFailed(
+        f"The download of '{tracker.model_id}' stalled: no byte for {window:g} s while downloading {named}",
+        remedy="check the network / proxy (or HF_ENDPOINT), then run the command again: finished files are kept "
+               "(NEMOCLAW_HF_DOWNLOAD_STALL_TIMEOUT sets the window)",
+        cause="hf-stall",
+        details={"model": tracker.model_id, "stall_timeout_s": window, "files": partial,
+                 "endpoint": shown_endpoint(settings)})
 
 
 def _from_cache_only(model_id: str, settings: Settings, events: EventSink, revision: str | None,
@@ -257,8 +369,12 @@ class _Tracker:
     """
 
     def __init__(self, model_id: str, files: _RepoFiles, cached: set[str], events: EventSink, cancel: CancelToken,
-                 clock: Clock) -> None:
+                 clock: Clock, already: int = 0) -> None:
         self.model_id = model_id
+        self.sizes = files.sizes
+        self.etags = files.etags
+        self.already = already  # bytes fetched by earlier attempts of this prefetch
+        self.aborted = threading.Event()
         self.events = events
         self.cancel = cancel
         self.clock = clock
@@ -271,10 +387,20 @@ class _Tracker:
         self.lock = threading.Lock()
         self.started = clock.monotonic()
         self.last_emit: float | None = None
+        self.last_byte = self.started
 
     @property
     def downloaded_bytes(self) -> int:
-        return max((int(bar.n) for bar in self.byte_bars), default=0)
+        return self.already + max((int(bar.n) for bar in self.byte_bars), default=0)
+
+    def quiet_for(self) -> float:
+        """Seconds since the last byte (or the start), read by the watching thread."""
+        with self.lock:
+            return self.clock.monotonic() - self.last_byte
+
+    def abort(self) -> None:
+        """The watcher gave up (stall, cancel): the download threads stop at their next byte."""
+        self.aborted.set()
 
     def bar_class(self) -> type[_EventBar]:
         return type("_BoundEventBar", (_EventBar,), {"tracker": self})
@@ -282,7 +408,11 @@ class _Tracker:
     def on_update(self, bar: _EventBar) -> None:
         """Called from any download thread after a bar moved: cancel there, report at most every 0.25 s."""
         self.cancel.raise_if_cancelled()
+        if self.aborted.is_set():
+            raise Cancelled("download abandoned")
         with self.lock:
+            if not bar.is_files_bar:
+                self.last_byte = self.clock.monotonic()
             if bar.is_files_bar:
                 self.files_done = max(self.files_done, int(bar.n))
             now = self.clock.monotonic()
@@ -448,6 +578,13 @@ _CACHE_PERMISSION = Translation(DownloadFailed, "Cannot write the Hugging Face c
                                 "make {cache} writable by this user (or set HF_HOME)", cause="cache-permission")
 _HUB_ERROR = Translation(DownloadFailed, "The hub failed while {action} '{model}' (HTTP {status}): {text}",
                          "try again later; the files already downloaded are kept", cause="hub-error")
+_RATE_LIMITED_ANONYMOUS = Translation(
+    DownloadFailed, "{endpoint} rate-limited the download of '{model}' (HTTP 429): anonymous downloads are "
+    "rate-limited", "set HF_TOKEN to a Hugging Face read token (authenticated downloads get a far higher limit), "
+    "then run the command again; finished files are kept", cause="hf-rate-limited")
+_RATE_LIMITED_WITH_TOKEN = Translation(
+    DownloadFailed, "{endpoint} rate-limited the download of '{model}' (HTTP 429) with the token set",
+    "wait a few minutes, then run the command again; finished files are kept", cause="hf-rate-limited")
 _UNREACHABLE = Translation(DownloadFailed, "Could not reach {endpoint} while {action} '{model}': {text}",
                            "check the network / proxy (or HF_ENDPOINT), then run the command again; finished files "
                            "are kept", cause="network")
@@ -465,6 +602,8 @@ def _repository_not_found(exc: BaseException, context: Context) -> Translation:
 
 
 def _http_error(exc: BaseException, context: Context) -> Translation | NemoclawError:
+    if context["status"] == 429:
+        return _RATE_LIMITED_WITH_TOKEN if context["token"] else _RATE_LIMITED_ANONYMOUS
     return _refused(exc, context) if context["status"] in (401, 403) else _HUB_ERROR
 
 

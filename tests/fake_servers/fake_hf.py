@@ -18,7 +18,9 @@ valid file of given dtypes and shapes, ``sharded_safetensors_repo`` a whole shar
 
 Switches for download tests: ``slow_downloads(delay)`` (per chunk), ``drop_downloads_after(n)`` (cut the
 connection mid-body, so clients resume with Range), ``stall_downloads_after(n)`` (stop sending until
-``reset()``). Every request is recorded with whether it carried an Authorization header, never the value.
+``reset()``), ``rate_limit()`` (every request answered 429), ``fail_requests(n, status=503)`` (the next ``n``
+requests answered ``status``, then normal again). Every request is recorded with whether it carried an
+Authorization header, never the value.
 """
 
 from __future__ import annotations
@@ -75,9 +77,12 @@ class FakeRepo:
     repo_id: str
     files: dict[str, FakeFile]
     gated: bool = False
+    commit: str | None = None  # a fixed commit id (a registry-pinned revision); else one derived from the files
 
     @property
     def sha(self) -> str:
+        if self.commit:
+            return self.commit
         digest = hashlib.sha1(self.repo_id.encode())  # noqa: S324 (a stable fake commit id)
         for path in sorted(self.files):
             digest.update(self.files[path].git_oid.encode())
@@ -177,6 +182,9 @@ class _Switches:
     drop_after_bytes: int | None = None
     drops_left: int = 0
     stall_after_bytes: int | None = None
+    rate_limited: bool = False
+    failures_left: int = 0
+    failure_status: int = 503
 
 
 class FakeHub:
@@ -244,11 +252,13 @@ class FakeHub:
         self.add_repo(PUBLIC_REPO, tiny_model_files())
         self.add_repo(GATED_REPO, tiny_model_files(), gated=True)
 
-    def add_repo(self, repo_id: str, files: Mapping[str, bytes], *, gated: bool = False) -> FakeRepo:
-        """Serve another repo; ``*.safetensors``/``*.bin``/``*.gguf`` files are LFS files, like on the Hub."""
+    def add_repo(self, repo_id: str, files: Mapping[str, bytes], *, gated: bool = False,
+                 commit: str | None = None) -> FakeRepo:
+        """Serve another repo; ``*.safetensors``/``*.bin``/``*.gguf`` files are LFS files, like on the Hub.
+        ``commit`` fixes its commit id (to serve a revision the registry pins)."""
         entries = {path: FakeFile(path, data, lfs=path.endswith((".safetensors", ".bin", ".gguf")))
                    for path, data in files.items()}
-        repo = FakeRepo(repo_id, entries, gated=gated)
+        repo = FakeRepo(repo_id, entries, gated=gated, commit=commit)
         with self._lock:
             self.repos[repo_id] = repo
         return repo
@@ -269,6 +279,26 @@ class FakeHub:
         """File bodies stop after ``n_bytes`` with the connection open, until ``reset()`` (max 10 min)."""
         with self._lock:
             self._switches.stall_after_bytes = n_bytes
+
+    def rate_limit(self) -> None:
+        """Every request is answered ``429 Too Many Requests`` (as the Hub answers anonymous clients over quota)."""
+        with self._lock:
+            self._switches.rate_limited = True
+
+    def fail_requests(self, times: int, status: int = 503) -> None:
+        """The next ``times`` requests (any route) are answered ``status``; later ones normally."""
+        with self._lock:
+            self._switches.failures_left = times
+            self._switches.failure_status = status
+
+    def _take_failure(self) -> int | None:
+        with self._lock:
+            if self._switches.rate_limited:
+                return 429
+            if self._switches.failures_left > 0:
+                self._switches.failures_left -= 1
+                return self._switches.failure_status
+            return None
 
     def patch_default_endpoint(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """For code that relies on HF_ENDPOINT: huggingface_hub reads it once at import, so patch both."""
@@ -329,6 +359,10 @@ class _Handler(BaseHTTPRequestHandler):
         hub._record(RecordedRequest(self.command, unquote(split.path), split.query, auth is not None,
                                     self.token_valid, self.headers.get("Range")))
         try:
+            failure = hub._take_failure()
+            if failure is not None:
+                return self._error(failure, None, "Too Many Requests" if failure == 429 else "Service Unavailable",
+                                   {"Retry-After": "0"} if failure == 429 else None)
             self._route(hub, split.path, parse_qs(split.query), head)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True

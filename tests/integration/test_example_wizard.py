@@ -29,6 +29,7 @@ WIZARD = ROOT / "examples" / "wizard.py"
 SNAPSHOT = ROOT / "fixtures" / "gpu" / "h100_x8.json"  # profile linux-nvidia: managed vLLM needs EXPERIMENTAL
 MODEL_SLUG = "nemotron-3-nano-4b"  # the Linux profile's default; its HF id is what the fake hub serves
 MODEL_ID = "nvidia/NVIDIA-Nemotron-3-Nano-4B-FP8"
+PINNED = "3fe6dab75665a93884214ad4b1b95cf02717d081"  # the registry's hf_revision for it
 WIZARD_TIMEOUT_S = 240
 CANCEL_WITHIN_S = 60  # generous: the wizard must exit well before the 60 s load the slow fake vLLM pretends
 
@@ -70,7 +71,7 @@ def image(docker_client: docker.DockerClient, local_registry: LocalRegistry, fak
 
 def test_wizard_brings_up_the_fake_vllm_and_prints_the_base_url(
         image: str, name: str, fake_hf: FakeHub, tmp_path: Path, docker_client: docker.DockerClient) -> None:
-    fake_hf.add_repo(MODEL_ID, tiny_model_files())
+    fake_hf.add_repo(MODEL_ID, tiny_model_files(), commit=PINNED)
     port = free_port()
     env = wizard_env(tmp_path, image, fake_hf, port)
     completed = subprocess.run([sys.executable, str(WIZARD), "install-vllm", "--gpus", "none", "--name", name],
@@ -117,7 +118,7 @@ def slow_image(docker_client: docker.DockerClient, local_registry: LocalRegistry
 
 def test_ctrl_c_cancels_through_the_token_and_leaves_nothing(
         slow_image: str, name: str, fake_hf: FakeHub, tmp_path: Path, docker_client: docker.DockerClient) -> None:
-    fake_hf.add_repo(MODEL_ID, tiny_model_files())
+    fake_hf.add_repo(MODEL_ID, tiny_model_files(), commit=PINNED)
     env = wizard_env(tmp_path, slow_image, fake_hf, free_port())
     wizard = subprocess.Popen([sys.executable, str(WIZARD), "install-vllm", "--gpus", "none", "--name", name],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -32,6 +32,7 @@ pytestmark = pytest.mark.docker
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
 MODEL_SLUG = "nemotron-3-nano-4b"
 MODEL_ID = "nvidia/NVIDIA-Nemotron-3-Nano-4B-FP8"
+PINNED = "3fe6dab75665a93884214ad4b1b95cf02717d081"  # the registry's hf_revision for it
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def name(docker_client: docker.DockerClient) -> Iterator[str]:
 
 @pytest.fixture
 def env(fake_hf: FakeHub, tmp_path: Path) -> dict[str, str]:
-    fake_hf.add_repo(MODEL_ID, tiny_model_files())
+    fake_hf.add_repo(MODEL_ID, tiny_model_files(), commit=PINNED)
     return {**os.environ, "NEMOCLAW_GPU_SNAPSHOT": str(FIXTURES / "h100_x8.json"), "HF_ENDPOINT": fake_hf.url,
             "HF_HOME": str(tmp_path / "hf"), "NEMOCLAW_STATE_DIR": str(tmp_path / "state"),
             "NEMOCLAW_VLLM_PORT": str(free_port())}

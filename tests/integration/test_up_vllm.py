@@ -31,6 +31,7 @@ pytestmark = pytest.mark.docker
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
 MODEL_SLUG = "nemotron-3-nano-4b"
 MODEL_ID = "nvidia/NVIDIA-Nemotron-3-Nano-4B-FP8"
+PINNED = "3fe6dab75665a93884214ad4b1b95cf02717d081"  # the registry's hf_revision for it
 GATED_SLUG = "deepseek-r1-distill-70b"
 GATED_ID = "deepseek-ai/DeepSeek-R1-Distill-Llama-70B"
 VARIANTS = {
@@ -65,7 +66,7 @@ def vllm_images(docker_client: docker.DockerClient, module_registry: LocalRegist
 
 @pytest.fixture
 def hub(fake_hf: FakeHub) -> FakeHub:
-    fake_hf.add_repo(MODEL_ID, tiny_model_files())
+    fake_hf.add_repo(MODEL_ID, tiny_model_files(), commit=PINNED)
     fake_hf.add_repo(GATED_ID, tiny_model_files(), gated=True)
     return fake_hf
 
@@ -122,11 +123,15 @@ def test_up_serves_ps_lists_second_up_reuses_stop_removes(
     assert attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     assert "HF_HUB_OFFLINE=1" in attrs["Config"]["Env"]
     assert attrs["Config"]["Cmd"][:3] == ["vllm", "serve", MODEL_ID]
+    cmd = attrs["Config"]["Cmd"]
+    assert cmd[cmd.index("--revision") + 1] == PINNED and result["weights_revision"] == PINNED
+    assert attrs["Config"]["Labels"]["io.nemoclaw.runtime.weights-revision"] == PINNED
     assert attrs["Config"]["Image"].endswith("@" + result["digest"])
 
     assert run(["ps", "--json"]) == 0
     listed = [c for c in json.loads(capsys.readouterr().out) if c["name"] == name]
     assert listed and listed[0]["runtime"] == "vllm" and listed[0]["state"] == "running"
+    assert listed[0]["weights_revision"] == PINNED
 
     started = time.monotonic()
     code, again, err = _up(capsys, "--model", MODEL_SLUG, "--image", vllm_images["ok"], "--name", name)

@@ -223,3 +223,35 @@ def test_up_dry_run_refuses_with_exit_3(capsys: pytest.CaptureFixture[str], monk
     code, _, err = cli(capsys, monkeypatch, "rtx_4090", "up", "vllm", "--model", "qwen3.6-35b-a3b-nvfp4",
                        "--dry-run")
     assert code == 3 and "GPU 0 (NVIDIA GeForce RTX 4090) has compute capability 8.9" in err
+
+
+@pytest.mark.parametrize("share", ["inf", "nan", "0", "1.5", "٠.٩", "1e400"])
+def test_fit_gpu_memory_utilization_is_a_finite_ascii_share(capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch, share: str) -> None:
+    code, _, err = cli(capsys, monkeypatch, "h100_x8", "fit", "vllm", "--model", "qwen3.6-27b",
+                       f"--gpu-memory-utilization={share}")
+    assert code == 2 and "--gpu-memory-utilization" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("options", [
+    {"model": "acme/tiny\x1b[2J"},
+    {"model": "acme/\u202etiny"},
+    {"kv_cache_dtype": "fp8\n--trust-remote-code"},
+    {"gpu_memory_utilization": float("nan")},
+    {"gpu_memory_utilization": float("inf")},
+    {"gpu_memory_utilization": 0},
+    {"gpu_memory_utilization": 1.5},
+    {"gpu_memory_utilization": "٠.٩"},
+])
+def test_library_fit_checks_its_input_first(monkeypatch: pytest.MonkeyPatch, options: dict[str, Any]) -> None:
+    """The library's fit checks like make_request does, before any GPU is read or anything fetched."""
+    from nemoclaw_runtime import api
+    from nemoclaw_runtime.kernel.errors import InvalidInput
+
+    def no_gpus(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the GPUs were read before the input was checked")
+
+    monkeypatch.setattr(api, "detect_gpus", no_gpus)
+    options.setdefault("model", "qwen3.6-27b")
+    with pytest.raises(InvalidInput):
+        nr.fit(settings=Settings.from_env({}), model_source=FACTS, **options)

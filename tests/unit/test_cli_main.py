@@ -155,3 +155,18 @@ def test_sigterm_handler_is_restored_after_run(monkeypatch: pytest.MonkeyPatch) 
     assert cli_main.run(["boom"]) == 2
     assert signal.getsignal(signal.SIGTERM) is before
     assert EXIT_CODES[143].startswith("terminated")
+
+
+def test_the_readme_says_which_commands_take_json() -> None:
+    """The README's --json sentence matches the commands: every one has --json but ``logs`` (plain container text)."""
+    import importlib
+
+    without = []
+    for name, target in cli_main.COMMANDS.items():
+        module, attr = target.split(":")
+        command = getattr(importlib.import_module(module), attr)
+        if not any("--json" in getattr(p, "opts", ()) for p in command.params):
+            without.append(name)
+    assert without == ["logs"]
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "Every command but `logs` takes `--json`" in readme and "Every command takes `--json`" not in readme

@@ -13,7 +13,7 @@ from nemoclaw_runtime.cli.main import run
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes import wiring
 from nemoclaw_runtime.runtimes.docker.containers import DockerContainerManager
-from nemoclaw_runtime.runtimes.docker.spec import LABEL_MODEL, ContainerSpec, PortBinding
+from nemoclaw_runtime.runtimes.docker.spec import LABEL_MODEL, LABEL_WEIGHTS_REVISION, ContainerSpec, PortBinding
 from tests.fakes.fake_docker import FakeDocker
 
 IMAGE = "nvcr.io/nim/meta/llama:1.0"
@@ -179,3 +179,15 @@ def test_importing_the_ops_commands_does_not_load_docker() -> None:
             "print(sorted(m for m in ('docker', 'httpx', 'pynvml', 'rich') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_ps_shows_the_pinned_weights_revision(fake: FakeDocker, capsys: pytest.CaptureFixture[str]) -> None:
+    revision = "3fe6dab75665a93884214ad4b1b95cf02717d081"
+    spec = ContainerSpec(name="nemoclaw-vllm", runtime="vllm", image=IMAGE, command=("serve",),
+                         labels=((LABEL_MODEL, "nemotron-3-nano-4b"), (LABEL_WEIGHTS_REVISION, revision)),
+                         ports=(PortBinding(8000, 18001),))
+    DockerContainerManager(fake, Settings.from_env()).ensure_running(spec)
+    assert run(["ps", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["weights_revision"] == revision
+    assert run(["ps"]) == 0
+    assert "nemotron-3-nano-4b@3fe6dab75665 " in capsys.readouterr().out

@@ -51,7 +51,9 @@ def test_dry_run_human_output(capsys: pytest.CaptureFixture[str], monkeypatch: p
     monkeypatch.setenv("NEMOCLAW_GPU_SNAPSHOT", str(FIXTURES / "h100_x8.json"))
     assert run(["up", "vllm", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "dry run: nothing was downloaded or started" in out
+    # The fit reads config.json and safetensors headers (into the HF cache): "nothing was downloaded" would be false.
+    assert "dry run: no image or weights were downloaded, nothing was started" in out
+    assert "nothing was downloaded" not in out
     assert "argv:      vllm serve nvidia/NVIDIA-Nemotron-3-Nano-4B-FP8 --port 8000" in out
 
 

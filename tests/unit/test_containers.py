@@ -462,6 +462,46 @@ def test_without_a_port_the_library_connects_once_per_call_and_closes(fake: Fake
     assert connected == [settings] * 4
 
 
+def test_log_lines_never_iterated_still_close_the_engine(fake: FakeDocker, settings: Settings,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller that takes the lines and never reads them: close() (or dropping them) closes the engine."""
+    import gc
+
+    from nemoclaw_runtime import api
+    from nemoclaw_runtime.runtimes import wiring
+
+    def connect(s: Settings) -> FakeDocker:
+        fake.closed = False
+        return fake
+
+    monkeypatch.setattr(wiring, "open_docker", connect)
+    DockerContainerManager(fake, settings).ensure_running(make_spec(), events=Recorder())
+    lines = api.logs("nemoclaw-vllm", tail=5, settings=settings)
+    assert not fake.closed
+    lines.close()  # type: ignore[attr-defined]
+    assert fake.closed
+    lines = api.logs("nemoclaw-vllm", tail=5, settings=settings)
+    assert not fake.closed
+    del lines
+    gc.collect()
+    assert fake.closed
+
+
+def test_services_close_the_engine_even_when_the_http_client_fails_to_close(fake: FakeDocker,
+                                                                            settings: Settings) -> None:
+    from nemoclaw_runtime.kernel.clock import SystemClock
+    from nemoclaw_runtime.runtimes.drivers.contract import Services
+
+    class BrokenHttp:
+        def close(self) -> None:
+            raise OSError("the transport would not close")
+
+    svc = Services(settings, fake, None, None, BrokenHttp(), SystemClock())  # type: ignore[arg-type]
+    with pytest.raises(OSError):
+        svc.close()
+    assert fake.closed
+
+
 def test_interrupted_right_after_start_leaves_no_container(manager: DockerContainerManager, fake: FakeDocker,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     def interrupted(container_id: str, name: str) -> None:

@@ -394,3 +394,20 @@ def test_connect_sets_the_per_call_default_back_for_long_operations(monkeypatch:
     engine = adapter.connect(Settings.from_env({}))
     assert seen["timeout"] == adapter.ENGINE_CONTACT_TIMEOUT_S  # the API-version request at construction
     assert engine._api.timeout == adapter.ENGINE_CALL_TIMEOUT_S == 60  # every later call: docker-py's default
+
+
+def test_container_pids_asks_with_the_short_timeout() -> None:
+    """``status`` asks for a container's processes within a one-second budget: never docker-py's 60 s default."""
+    from nemoclaw_runtime.runtimes.docker.adapter import ENGINE_CONTACT_TIMEOUT_S
+
+    seen: dict[str, Any] = {}
+
+    def get(url: str, **kwargs: Any) -> Any:
+        seen.update(kwargs, url=url)
+        return {"Titles": ["UID", "PID", "CMD"], "Processes": [["root", "4242", "vllm"], ["root", "x", "sh"]]}
+
+    api = SimpleNamespace(_url=lambda fmt, *args: fmt.format(*args), _get=get, _result=lambda response, json: response,
+                          top=lambda *a, **k: pytest.fail("docker-py's top() takes no timeout"))
+    engine = DockerEngine(SimpleNamespace(api=api))  # type: ignore[arg-type]
+    assert engine.container_pids("abc123") == [4242]
+    assert seen == {"url": "/containers/abc123/top", "timeout": ENGINE_CONTACT_TIMEOUT_S}

@@ -219,7 +219,7 @@ def test_nvfp4_model_fits_the_spark_it_is_made_for() -> None:
     result = plan_fit(SOURCE.facts(entry.hf_id), inventory("dgx_spark"), ServeOptions.from_argv(entry.serve_argv()))
 
     assert result.fits and result.max_model_len == 262144
-    assert result.kv_bytes_per_token == (10 + 1) * 2 * 2 * 256  # fp8 KV; the MTP draft layer keeps its own
+    assert result.kv_bytes_per_token == 10 * 2 * 2 * 256  # fp8 KV; no MTP draft layer since NemoClaw #7127
 
 
 def test_a_gpu_below_the_minimum_is_left_out_when_another_qualifies() -> None:
@@ -249,10 +249,11 @@ def test_spark_budget_is_host_memory_and_its_free_check_the_available_memory() -
     assert any("available host memory" in r and "--gpu-memory-utilization 0.90" in r for r in busy.reasons)
 
 
-def test_mig_gpu_uses_its_largest_instance() -> None:
+def test_mig_gpu_uses_its_smallest_instance_and_says_so() -> None:
     result = fit(LLAMA_8B, "a100_mig", "--max-model-len", "8192")
 
-    assert result.fits and result.budget_bytes == int(40192 * 1024**2 * 0.9)
+    assert result.gpu_budgets[0].budget_bytes == int(19968 * 1024**2 * 0.9)
+    assert any("MIG mode" in a and "smallest of 2" in a for a in result.assumptions)
 
 
 def test_no_gpu_is_refused() -> None:

@@ -137,9 +137,10 @@ def test_registry_flags_of_deepseek_v4_flash() -> None:
 
 
 def test_flag_spellings_and_last_wins() -> None:
-    opts = ServeOptions.from_argv(["--max-model-len=4096", "--max_model_len", "32k", "-tp", "2",
+    opts = ServeOptions.from_argv(["--max-model-len=4096", "--max_model_len", "32K", "-tp", "2",
                                    "--gpu_memory_utilization=0.5", "--enforce-eager", "--dtype", "float16"])
-    assert opts.max_model_len == 32768
+    assert opts.max_model_len == 32768  # vLLM: uppercase K is 1024, lowercase k 1000
+    assert ServeOptions.from_argv(["--max-model-len", "32k"]).max_model_len == 32000
     assert opts.tensor_parallel_size == 2
     assert opts.gpu_memory_utilization == 0.5
     assert opts.enforce_eager and opts.dtype == "float16"

@@ -222,8 +222,10 @@ def test_auto_serves_the_largest_context_that_fits(tmp_path: Path) -> None:
 
 
 def test_an_explicit_context_replaces_the_registrys(tmp_path: Path) -> None:
-    the_plan = plan(tmp_path, "rtx_4090", model="nemotron-3-nano-4b", max_model_len="32k")
+    the_plan = plan(tmp_path, "rtx_4090", model="nemotron-3-nano-4b", max_model_len="32K")
     assert _context(the_plan.spec.command) == 32768 and the_plan.spec.command.count("--max-model-len") == 1
+    decimal = plan(tmp_path, "rtx_4090", model="nemotron-3-nano-4b", max_model_len="32k")  # vLLM: k = 1000
+    assert _context(decimal.spec.command) == 32000
     with pytest.raises(InvalidInput):
         plan(tmp_path, "rtx_4090", model="nemotron-3-nano-4b", max_model_len="lots")
     with pytest.raises(InvalidInput):
@@ -335,3 +337,45 @@ def test_ps_shows_each_containers_gpus(engine: Any, monkeypatch: pytest.MonkeyPa
     assert run(["ps"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "GPUS" in lines[0] and any(line.startswith("second") and " 1 @0.7 " in line for line in lines)
+
+
+@pytest.mark.parametrize(("status", "share"), [("running", 0.7), ("restarting", None), ("created", None)])
+def test_only_a_running_own_container_gives_its_memory_back(engine: Any, status: str, share: float | None) -> None:
+    """A restarting or created container of the same name holds no GPU memory: adding its share back to the
+    free memory would be a false "fits"."""
+    docker, store, svc = engine
+    h100 = inventory("h100_x8")
+    first = up(svc, h100, model="qwen3.6-27b", name="again", port=free_port())
+    docker.set_state(first.container_id, status)
+    placement = pipeline.gpu_placement(svc.containers, "again", h100)
+    assert placement.own and placement.own_utilization == share
+
+
+def test_auto_context_prefers_the_full_context_on_other_gpus(tmp_path: Path) -> None:
+    """With --max-model-len auto, a shorter context on the container's own (smaller) GPU is not taken while an
+    unused GPU holds the full context."""
+    from nemoclaw_runtime.registry import load_registry
+    from nemoclaw_runtime.runtimes.drivers.contract import GpuPlacement
+    from nemoclaw_runtime.runtimes.drivers.vllm import _judge, _Targets
+    from nemoclaw_runtime.runtimes.fit import ServeOptions
+
+    data = json.loads((ROOT / "fixtures" / "gpu" / "h100_x8.json").read_text())
+    data["gpus"][0].update(memory_total_mib=50000, memory_free_mib=49000)  # the own GPU: a smaller budget
+    small_first = GpuInventory.from_snapshot(data)
+    model = next(m for m in load_registry().vllm_models if m.slug == "qwen3.6-27b")
+    options = ServeOptions.from_argv([*model.serve_argv(()), "--max-model-len", "auto"])
+    request = pipeline.make_request("vllm", model="qwen3.6-27b", max_model_len="auto")
+    result = _judge(model, request, small_first, GpuPlacement(own=(0,)), _Targets((0, 1), ((0,), (1,)), False),
+                    options, True, FACTS, [].append)
+    assert result.fits and result.gpus == (1,) and result.max_model_len_fit >= 262144
+    only_own = _judge(model, request, small_first, GpuPlacement(own=(0,)), _Targets((0,), ((0,),), False),
+                      options, True, FACTS, [].append)  # --gpus 0: the shorter context there
+    assert only_own.decision == "reduce-context" and only_own.gpus == (0,) and 0 < only_own.max_model_len_fit
+
+
+@pytest.mark.parametrize("extra", ['["--max-num-seqs", "1.0e400"]', '["--max-num-seqs", "\\u0663"]',
+                                   '["--gpu-memory-utilization", "\\u0660.\\u0665"]', '["--kv-cache-dtype", "fp9"]'])
+def test_a_bad_number_in_the_extra_args_is_exit_2_naming_the_flag(tmp_path: Path, extra: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        plan(tmp_path, "h100_x8", model="qwen3.6-27b", env={"NEMOCLAW_VLLM_EXTRA_ARGS_JSON": extra})
+    assert caught.value.exit_code == 2 and json.loads(extra)[0] in caught.value.message

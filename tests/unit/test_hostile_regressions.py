@@ -452,6 +452,21 @@ def test_the_gpu_runtime_is_read_from_docker_info(info: dict[str, Any], missing:
     assert gpu_runtime_missing(info) is missing
 
 
+@pytest.mark.parametrize(("info", "missing"), [
+    ({"Runtimes": {"runc": {}}, "CDISpecDirs": ["/etc/cdi", "/var/run/cdi"]}, True),  # current Docker's default
+    ({"Runtimes": {"runc": {}}, "CDISpecDirs": ["/etc/cdi"],
+      "DiscoveredDevices": [{"Source": "cdi", "ID": "amd.com/gpu=all"}]}, True),
+    ({"Runtimes": {"runc": {}, "nvidia": {"path": "nvidia-container-runtime"}}, "CDISpecDirs": ["/etc/cdi"]}, False),
+    ({"Runtimes": {"runc": {}}, "CDISpecDirs": ["/etc/cdi"],
+      "DiscoveredDevices": [{"Source": "cdi", "ID": "nvidia.com/gpu=0"}]}, False),
+    ({"ServerVersion": "fake"}, False),
+])
+def test_a_remote_engine_needs_an_nvidia_runtime_or_cdi_device(info: dict[str, Any], missing: bool) -> None:
+    """A remote engine's spec directories are not ours to read, and Docker lists CDISpecDirs by default: only an
+    nvidia runtime or a discovered NVIDIA CDI device counts."""
+    assert gpu_runtime_missing(info, local_engine=False) is missing
+
+
 def test_a_gpu_request_on_an_engine_without_the_toolkit_is_exit_3_before_any_pull(
         settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))

@@ -65,7 +65,7 @@ def test_a_tag_pulled_container_is_reused_without_a_second_pull(tmp_path: Path) 
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("32768", 32768), (" 8192 ", 8192), ("²", None), ("0", None),
-                                               ("4194305", None), ("abc", None)])
+                                               ("16777217", None), ("abc", None), ("32k", 32000)])
 def test_configured_context_window_is_validated_never_crashes(raw: str, expected: int | None) -> None:
     events: list[Event] = []
     if expected is None:  # checked where it enters: exit 2 naming the variable (issue 12), never silently ignored

@@ -429,9 +429,11 @@ def test_loop_is_bounded_even_when_the_clock_stands_still() -> None:
         (262144, 262144, False),
         ("32768", 32768, False),
         (4194304, 4194304, False),
+        (16777216, 16777216, False),  # the kernel's one largest context (kernel.checks.MAX_CONTEXT_LENGTH)
         (None, None, False),
         ("", None, False),
-        (4194305, None, True),
+        (16777217, None, True),
+        ("1" * 5000, None, True),
         (0, None, True),
         (-5, None, True),
         ("0123", None, True),
@@ -451,7 +453,7 @@ def test_max_model_len_validation(raw: Any, value: int | None, warns: bool) -> N
 def test_malformed_max_model_len_warns_and_is_none() -> None:
     clock = FakeClock()
     target = FakeTarget(clock)
-    body = models_body({"id": "x/first", "max_model_len": 1}, {"id": MODEL, "max_model_len": 9_999_999})
+    body = models_body({"id": "x/first", "max_model_len": 1}, {"id": MODEL, "max_model_len": 99_999_999})
 
     result, events = run(target, server(clock, ready_at=1.0, body=body))
 

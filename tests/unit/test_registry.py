@@ -17,6 +17,12 @@ from nemoclaw_runtime.registry import (
     load_registry,
 )
 
+# The Hugging Face commits NemoClaw pins (fit-and-scale.md §1/§3); the others follow the hub's main.
+PINNED_REVISIONS = {
+    "Qwen/Qwen3.6-27B-FP8": "e89b16ebf1988b3d6befa7de50abc2d76f26eb09",
+    "nvidia/NVIDIA-Nemotron-3-Nano-4B-FP8": "3fe6dab75665a93884214ad4b1b95cf02717d081",
+}
+
 # NemoClaw's registry table (vllm-models.ts), modelArgs verbatim as shell text: shlex turns it into the argv
 # tokens our data files must hold, so the comparison is token by token against the reference.
 NEMOCLAW_TABLE = [
@@ -51,7 +57,7 @@ NEMOCLAW_TABLE = [
         ("dgx-spark", "dgx-station", "linux-nvidia"),
         (
             "--gpu-memory-utilization 0.7 --load-format fastsafetensors --enable-auto-tool-choice "
-            "--tool-call-parser qwen3_coder"
+            "--tool-call-parser qwen3_coder --reasoning-parser nemotron_v3"  # NemoClaw #6915
         ),
     ),
     (
@@ -83,8 +89,7 @@ NEMOCLAW_TABLE = [
             "--attention-backend flashinfer --moe-backend marlin --max-num-seqs 4 "
             "--max-num-batched-tokens 8192 "
             "--enable-chunked-prefill --async-scheduling --enable-prefix-caching --enable-auto-tool-choice "
-            "--tool-call-parser qwen3_xml --reasoning-parser qwen3 "
-            '--speculative-config \'{"method":"mtp","num_speculative_tokens":3,"moe_backend":"triton"}\' '
+            "--tool-call-parser qwen3_coder --reasoning-parser qwen3 "  # NemoClaw #6457; no MTP since #7127
             "--load-format fastsafetensors"
         ),
     ),
@@ -143,6 +148,7 @@ def test_serve_argv_exact(registry: Registry, slug: str, hf_id: str, max_len: in
         "8000",
         "--max-model-len",
         str(max_len),
+        *(("--revision", PINNED_REVISIONS[hf_id]) if hf_id in PINNED_REVISIONS else ()),
         *shlex.split(shell_args),
     ]
     assert list(registry.vllm_model(slug).serve_argv()) == expected
@@ -409,3 +415,9 @@ def test_clear_registry_cache() -> None:
     clear_registry_cache()
     second = load_registry()
     assert second is not first and second == first
+
+
+def test_pinned_revisions_are_the_registrys() -> None:
+    registry = load_registry()
+    pinned = {m.hf_id: m.hf_revision for m in registry.vllm_models if m.hf_revision}
+    assert pinned == PINNED_REVISIONS

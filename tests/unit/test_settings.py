@@ -152,3 +152,12 @@ def test_one_redactor_masks_every_token_shape_and_keeps_plain_text() -> None:
                    "23.55"):
         assert leaked not in shown
     assert "max_tokens 64" in shown and "GPU 0 has" in shown
+
+
+@pytest.mark.parametrize("variable", ["NEMOCLAW_PROVIDER", "NEMOCLAW_PREFERRED_API", "NEMOCLAW_VLLM_MAX_MODEL_LEN"])
+def test_choice_settings_quote_a_bad_value_bounded_on_one_line(variable: str) -> None:
+    raw = "x" * 5000 + "\n\x1b[2J" + "hf_" + "A" * 30
+    with pytest.raises(InvalidSetting) as caught:
+        Settings.from_env({variable: raw})
+    message = caught.value.message
+    assert len(message) < 400 and "\n" not in message and "\x1b" not in message and "A" * 30 not in message

@@ -179,3 +179,15 @@ def test_rich_table_renders_details() -> None:
 def test_plain_lines_mark_servers_that_are_not_ours() -> None:
     lines = list(report_lines(_report()))
     assert any(line.startswith("local:8000") and "not managed" in line for line in lines)
+
+
+@pytest.mark.parametrize("watch", ["inf", "nan", "1e400", "٣", "7200"])
+def test_watch_refuses_infinite_huge_and_non_ascii_intervals(fake: FakeDocker, watch: str,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["status", f"--watch={watch}", "--count", "1"]) == 2
+    assert "--watch" in capsys.readouterr().err
+
+
+def test_status_names_are_checked_container_names(fake: FakeDocker, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["status", "bad name/../x"]) == 2
+    assert "NAME" in capsys.readouterr().err

@@ -327,3 +327,53 @@ def test_watch_checks_names_first_then_reports_a_vanished_one(fake: FakeDocker, 
 def test_watch_refuses_bad_intervals_and_counts(settings: Settings, interval: float, count: int) -> None:
     with pytest.raises(InvalidInput):  # at the call, before any sample
         watch_status(settings, interval_s=interval, count=count, docker=FakeDocker())
+
+
+def test_a_stuck_engine_call_neither_holds_the_answer_nor_the_exit(fake: FakeDocker, http: httpx.Client,
+                                                                   settings: Settings) -> None:
+    """`docker top` stuck (docker-py would wait 60 s): the sample answers on its budget, and the call runs on a
+    daemon thread, so the interpreter does not wait for it at exit (an executor's threads are joined at exit)."""
+    import threading
+
+    release = threading.Event()
+    stuck = threading.Event()
+
+    def hung_pids(name_or_id: str) -> list[int]:
+        stuck.set()
+        release.wait(30)
+        return []
+
+    fake.container_pids = hung_pids  # type: ignore[method-assign]
+    nvml = FakeNvml([FakeGpu("NVIDIA H100 80GB HBM3", processes=[(101, 30000)])])
+    try:
+        with FakeStatusServer("vllm", served="acme/tiny") as server:
+            run_managed(fake, "nrt-stuck", server.port, pids=(101,))
+            started = time.monotonic()
+            report = collect_status(settings, docker=fake, http=http, gpu_reader=lambda: read_gpu_processes(nvml))
+            took = time.monotonic() - started
+        assert stuck.is_set() and took <= DEFAULT_BUDGET_S + 0.5
+        assert report.servers[0].health == "unresponsive"
+        workers = [t for t in threading.enumerate() if t.name.startswith("nemoclaw-status") and t.is_alive()]
+        assert workers and all(t.daemon for t in workers)
+    finally:
+        release.set()
+
+
+def test_no_engine_call_once_the_budget_is_spent(fake: FakeDocker, http: httpx.Client, settings: Settings) -> None:
+    from nemoclaw_runtime.runtimes.status.collect import StatusCollector
+    from nemoclaw_runtime.runtimes.status.probe import Budget
+
+    container_id = run_managed(fake, "nrt-spent", free_port())
+    collector = StatusCollector(settings, fake, http)
+    spent = Budget(collector.clock, collector.clock.monotonic() - 1.0, connect_s=0.1, read_s=0.1)
+    fake.calls.clear()
+    assert collector._last_log_line(fake.inspect_container(container_id), "unhealthy", spent) is None
+    usage = collector._gpu(GpuProcesses(), collector._targets(["nrt-spent"], None, False, True)[0], spent)
+    assert usage.memory_mib is None and "budget" in (usage.reason or "")
+    assert not [c for c in fake.calls if c[0] in ("container_logs", "container_pids")]
+
+
+def test_a_container_id_prefix_is_not_a_name(fake: FakeDocker, http: httpx.Client, settings: Settings) -> None:
+    container_id = run_managed(fake, "nrt-named", free_port())
+    with pytest.raises(NoSuchContainer):
+        collect_status(settings, [container_id[:12]], docker=fake, http=http, gpu_reader=no_gpu)

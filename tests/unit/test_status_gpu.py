@@ -132,13 +132,22 @@ def test_unified_memory_unreadable_rss_is_unknown() -> None:
 
 
 class _Api:
+    """docker-py's request helpers as the adapter's ``docker top`` uses them (with its short timeout)."""
+
     def __init__(self, answer: Any) -> None:
         self.answer = answer
 
-    def top(self, name: str) -> Any:
+    def _url(self, pathfmt: str, *args: str) -> str:
+        return pathfmt.format(*args)
+
+    def _get(self, url: str, **kwargs: Any) -> Any:
+        assert url.endswith("/top") and kwargs.get("timeout")
         if isinstance(self.answer, Exception):
             raise self.answer
         return self.answer
+
+    def _result(self, response: Any, json: bool = False) -> Any:
+        return response
 
 
 class _Client:

@@ -48,20 +48,23 @@ def test_generic_linux_default_plan_is_exact() -> None:
     assert spec.entrypoint is None  # the image's entrypoint is kept
     assert spec.command == (
         "vllm", "serve", "nvidia/NVIDIA-Nemotron-3-Nano-4B-FP8", "--port", "8000", "--max-model-len", "262144",
-        "--gpu-memory-utilization", "0.7", "--load-format", "fastsafetensors", "--enable-auto-tool-choice",
-        "--tool-call-parser", "qwen3_coder")
+        "--revision", "3fe6dab75665a93884214ad4b1b95cf02717d081", "--gpu-memory-utilization", "0.7", "--load-format",
+        "fastsafetensors", "--enable-auto-tool-choice", "--tool-call-parser", "qwen3_coder",
+        "--reasoning-parser", "nemotron_v3")
     assert dict(spec.env) == {"HF_HOME": "/root/.cache/huggingface", "HF_HUB_OFFLINE": "1"}
     assert [(m.source, m.target) for m in spec.mounts] == [("/home/u/.cache/huggingface", "/root/.cache/huggingface")]
     assert [(p.host_ip, p.host_port, p.container_port) for p in spec.ports] == [("127.0.0.1", 8000, 8000)]
     assert (spec.ipc_mode, spec.restart_policy, str(spec.gpus)) == ("host", "unless-stopped", "all")
     assert plan.base_url == "http://127.0.0.1:8000/v1" and plan.ready_timeout_s == 1800
+    assert dict(spec.labels)["io.nemoclaw.runtime.weights-revision"] == "3fe6dab75665a93884214ad4b1b95cf02717d081"
 
 
 def test_spark_profile_defaults() -> None:
     plan = _plan(SPARK)
     assert (plan.profile, plan.model) == ("dgx-spark", "qwen3.6-35b-a3b-nvfp4")
     assert plan.spec.image == "nvcr.io/nvidia/vllm:26.05.post1-py3"
-    assert '{"method":"mtp","num_speculative_tokens":3,"moe_backend":"triton"}' in plan.spec.command
+    assert "--speculative-config" not in plan.spec.command  # NemoClaw dropped MTP for the NVFP4 entry (#7127)
+    assert plan.spec.command[plan.spec.command.index("--tool-call-parser") + 1] == "qwen3_coder"
 
 
 def test_gated_model_without_token_names_both_variables() -> None:
@@ -137,3 +140,29 @@ def test_plan_is_json_serialisable() -> None:
 
     document = _plan().to_dict()
     assert json.loads(json.dumps(document)) == document
+
+
+def test_the_pinned_revision_is_prefetched_and_judged(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from nemoclaw_runtime.kernel.clock import CancelToken
+    from nemoclaw_runtime.runtimes.fit import ServeOptions
+    from nemoclaw_runtime.runtimes.transfer import weights
+
+    pinned = "3fe6dab75665a93884214ad4b1b95cf02717d081"
+    plan = _plan()
+    asked: dict[str, Any] = {}
+
+    def fake_prefetch(model_id: str, **kw: Any) -> Any:
+        asked.update(kw, model_id=model_id)
+        return SimpleNamespace(revision=kw["revision"])
+
+    monkeypatch.setattr(weights, "prefetch", fake_prefetch)
+    svc = SimpleNamespace(settings=Settings.from_env({"HOME": "/home/u"}))
+    revision = VllmDriver().fetch_weights(plan, svc, lambda event: None, CancelToken())  # type: ignore[arg-type]
+
+    assert revision == pinned and asked["revision"] == pinned
+    assert ServeOptions.from_argv(plan.spec.command).revision == pinned  # what the fit's facts are read at
+    unpinned = _plan(model="deepseek-r1-distill-70b", env={"HF_TOKEN": "hf_x" * 5})
+    assert "--revision" not in unpinned.spec.command
+    assert "io.nemoclaw.runtime.weights-revision" not in dict(unpinned.spec.labels)

@@ -18,6 +18,7 @@ from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes.transfer import weights
 from nemoclaw_runtime.runtimes.transfer.weights import check_access, estimate_repo_bytes, prefetch
 from tests.fake_servers.fake_hf import GATED_REPO, PUBLIC_REPO, FakeHub, fake_hf, fake_hf_server  # noqa: F401
+from tests.fakes.clock import FakeClock
 from tests.helpers.docker_env import free_port
 
 WRONG = Secret("hf_wrongwrongwrongwrong1234")
@@ -342,3 +343,88 @@ def test_progress_reports_a_rate_once_bytes_moved(settings: Settings) -> None:
 
     rates = [e.rate_bytes_per_s for e in events if isinstance(e, Progress)]
     assert rates[-1] is not None and rates[-1] > 0
+
+
+# --- faults: stall watchdog, rate limit, 5xx retries ----------------------------------------------------------------
+
+
+def test_a_stalled_download_is_cancelled_naming_the_file_and_its_bytes(fake_hf: FakeHub, tmp_path: Path) -> None:  # noqa: F811
+    chunk = 10 * 1024 * 1024  # huggingface_hub writes in 10 MiB chunks: stall once the first reached the disk
+    fake_hf.add_repo("acme/big-model", {"model.safetensors": bytes(range(256)) * (chunk // 200)})
+    fake_hf.stall_downloads_after(chunk + 4096)
+    settings = Settings(hf_endpoint=fake_hf.url, hf_home_override=tmp_path / "hf", hf_download_stall_timeout=0.5)
+
+    with pytest.raises(DownloadFailed) as info:
+        _fetch(settings, "acme/big-model")
+
+    error = info.value
+    assert error.exit_code == 4 and error.cause == "hf-stall"
+    assert "model.safetensors" in error.message and f"had {chunk} of " in error.message
+    assert error.details["files"] == {"model.safetensors": chunk}
+    assert "NEMOCLAW_HF_DOWNLOAD_STALL_TIMEOUT" in (error.remedy or "")
+
+
+def test_the_stall_window_is_a_setting_defaulting_to_ten_minutes() -> None:
+    assert Settings().hf_download_stall_timeout == 600.0
+    assert Settings.from_env({"NEMOCLAW_HF_DOWNLOAD_STALL_TIMEOUT": "30"}).hf_download_stall_timeout == 30.0
+
+
+def test_rate_limited_anonymous_download_says_to_set_hf_token(fake_hf: FakeHub, settings: Settings) -> None:  # noqa: F811
+    fake_hf.rate_limit()
+
+    with pytest.raises(DownloadFailed) as info:
+        _fetch(settings)
+
+    error = info.value
+    assert error.exit_code == 4 and error.cause == "hf-rate-limited"
+    assert "anonymous downloads are rate-limited" in error.message and "HF_TOKEN" in (error.remedy or "")
+    assert len(fake_hf.requests) == 1  # a 429 is not retried
+
+
+def test_503_is_retried_and_the_download_completes(fake_hf: FakeHub, settings: Settings) -> None:  # noqa: F811
+    fake_hf.fail_requests(2, status=503)
+    clock = FakeClock()
+    events: list[Event] = []
+
+    result = _fetch(settings, clock=clock, events=events)
+
+    _assert_snapshot_complete(fake_hf, PUBLIC_REPO, result.path)
+    assert clock.sleeps == [2.0, 4.0]
+    retries = [e.message for e in events if isinstance(e, Warning) and "trying again" in e.message]
+    assert len(retries) == 2 and "503" in retries[0]
+
+
+def test_retries_are_bounded(fake_hf: FakeHub, settings: Settings) -> None:  # noqa: F811
+    fake_hf.fail_requests(1000, status=503)
+    clock = FakeClock()
+
+    with pytest.raises(DownloadFailed) as info:
+        _fetch(settings, clock=clock)
+
+    assert info.value.details["status"] == 503 and info.value.exit_code == 4
+    assert clock.sleeps == [2.0, 4.0, 8.0] and len(fake_hf.requests) == weights.DOWNLOAD_ATTEMPTS
+
+
+def test_prefetch_of_a_pinned_revision_asks_for_that_commit(fake_hf: FakeHub, settings: Settings) -> None:  # noqa: F811
+    sha = fake_hf.repos[PUBLIC_REPO].sha
+
+    result = _fetch(settings, revision=sha)
+
+    _assert_snapshot_complete(fake_hf, PUBLIC_REPO, result.path)
+    assert result.revision == sha
+    assert fake_hf.requests_to(f"/api/models/{PUBLIC_REPO}/revision/{sha}")
+    assert all(f"/resolve/{sha}/" in r.path for r in fake_hf.requests_to("/resolve/"))
+    assert estimate_repo_bytes(PUBLIC_REPO, None, settings, revision=sha) == 0
+
+
+def test_a_connection_dropped_past_huggingface_hubs_own_resumes_is_retried(
+        fake_hf: FakeHub, settings: Settings) -> None:  # noqa: F811
+    fake_hf.drop_downloads_after(0, times=6)  # huggingface_hub tries a body 6 times (1 + 5 resumes), then gives up
+    clock = FakeClock()
+    events: list[Event] = []
+
+    result = _fetch(settings, clock=clock, events=events, max_workers=1)  # one file at a time takes all six
+
+    _assert_snapshot_complete(fake_hf, PUBLIC_REPO, result.path)
+    assert clock.sleeps == [2.0]
+    assert any(isinstance(e, Warning) and "trying again (attempt 2 of 4)" in e.message for e in events)
