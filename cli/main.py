@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import os
 import signal
 import sys
@@ -27,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "models": "nemoclaw_runtime.cli.models:models",
     "pull": "nemoclaw_runtime.cli.pull:pull",
     "up": "nemoclaw_runtime.cli.up:up",
+    "lock": "nemoclaw_runtime.cli.lock:lock",
     "fit": "nemoclaw_runtime.cli.fit:fit",
     "ps": "nemoclaw_runtime.cli.ops:ps",
     "stop": "nemoclaw_runtime.cli.ops:stop",
@@ -68,7 +70,28 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    sys.exit(run(args))
+    code = run(args)
+    _exit_without_waiting_for_library_threads(code)
+    sys.exit(code)
+
+
+def _exit_without_waiting_for_library_threads(code: int) -> None:
+    """Once the command has answered, end the process even if a library's worker thread is still blocked.
+
+    huggingface_hub downloads on thread-pool workers, which Python joins at exit whatever their daemon flag
+    (concurrent.futures registers that join): after a stalled or cancelled download they can sit in a socket read
+    for a minute after our ``Error:`` line. Our own clean-up has run by now (containers removed, locks released), so
+    the output is flushed and the process ends with the command's code. Only the console script does this; a library
+    caller owns its process."""
+    if not any(t is not threading.main_thread() and t.is_alive() for t in threading.enumerate()):
+        return
+    logging.shutdown()  # flush every log handler first
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 class TerminatedBySignal(KeyboardInterrupt):

@@ -39,12 +39,19 @@ from nemoclaw_runtime.kernel.units import format_bytes
                    "registry's; NEMOCLAW_VLLM_MAX_MODEL_LEN).")
 @click.option("--no-fit-check", is_flag=True,
               help="vLLM: start even when the fit says the model cannot fit this host (a warning instead of exit 3).")
+@click.option("--lock", "lock_path", metavar="PATH",
+              help="The lock file: written after a start (default <state dir>/locks/<container-name>.json), read "
+                   "with --locked.")
+@click.option("--locked", is_flag=True,
+              help="Serve exactly what the lock file records (image digest, weights revision, argv); resolve "
+                   "nothing new, refuse (exit 3) what differs.")
 @click.option("--dry-run", is_flag=True,
               help="Print the plan and the fit (no download, no container; the fit reads config and headers only).")
 @json_option
 def up(runtime: str, model: str | None, port: int | None, gpus: str, image: str | None, name: str | None,
        host: str, no_prefetch: bool, timeout_s: float | None, no_validate: bool, allow_no_tools: bool,
-       max_model_len: str | None, no_fit_check: bool, dry_run: bool, json_mode: bool) -> None:
+       max_model_len: str | None, no_fit_check: bool, lock_path: str | None, locked: bool, dry_run: bool,
+       json_mode: bool) -> None:
     """Start RUNTIME serving a model and wait until it answers.
 
     \b
@@ -54,6 +61,7 @@ def up(runtime: str, model: str | None, port: int | None, gpus: str, image: str 
       nemoclaw-runtime up vllm --model hf:Qwen/Qwen3-8B --max-model-len auto
       NGC_API_KEY=... nemoclaw-runtime up nim
       nemoclaw-runtime up ollama --model qwen3.5:9b
+      nemoclaw-runtime up vllm --lock qwen.lock.json --locked
     """
     from nemoclaw_runtime.kernel.settings import Settings
 
@@ -68,7 +76,7 @@ def up(runtime: str, model: str | None, port: int | None, gpus: str, image: str 
         output.result(the_plan.to_dict(), lambda: _plan_lines(the_plan.to_dict()))
         return
     result = api.up(runtime, settings=settings, events=output.events(),
-                    prompt_secret=masked_prompt_if_interactive(), **options)
+                    prompt_secret=masked_prompt_if_interactive(), lock_path=lock_path, locked=locked, **options)
     output.result(result.to_dict(), lambda: _result_lines(result.to_dict()))
 
 

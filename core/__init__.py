@@ -26,7 +26,7 @@ _EXPORTS: dict[str, str] = {
     "GpuRequest": "nemoclaw_runtime.runtimes.docker.spec",
 }
 for _name in ("detect_gpus", "models", "local_options", "select_option", "plan", "up", "pull", "list_managed",
-              "stop", "logs", "validate", "status", "watch_status", "fit"):
+              "stop", "logs", "validate", "status", "watch_status", "fit", "lock", "write_lock"):
     _EXPORTS[_name] = "nemoclaw_runtime.api"
 for _name in ("FitResult", "ModelFacts", "ModelSource", "DirectoryModelSource", "HubModelSource", "StaticModelSource",
               "refusal"):
@@ -37,6 +37,7 @@ _EXPORTS.update({
     "UpResult": "nemoclaw_runtime.runtimes.drivers.contract",
     "UpRequest": "nemoclaw_runtime.runtimes.drivers.contract",
     "PulledImage": "nemoclaw_runtime.runtimes.docker.port",
+    "Lock": "nemoclaw_runtime.runtimes.lockfile",
     "ManagedContainerView": "nemoclaw_runtime.runtimes.docker.containers",
     "ValidationResult": "nemoclaw_runtime.runtimes.server.validate",
     "load_registry": "nemoclaw_runtime.registry",
@@ -81,6 +82,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         fit,
         list_managed,
         local_options,
+        lock,
         logs,
         models,
         plan,
@@ -91,6 +93,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         up,
         validate,
         watch_status,
+        write_lock,
     )
     from nemoclaw_runtime.gpu import GpuInventory
     from nemoclaw_runtime.kernel.clock import CancelToken, SystemClock
@@ -112,6 +115,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         StaticModelSource,
         refusal,
     )
+    from nemoclaw_runtime.runtimes.lockfile import Lock
     from nemoclaw_runtime.runtimes.onboarding.menu import AbsentOption, LocalOption, LocalOptions, ModelChoice
     from nemoclaw_runtime.runtimes.onboarding.selection import Selection
     from nemoclaw_runtime.runtimes.server.validate import ValidationResult

@@ -17,8 +17,10 @@ Heavy modules (docker-py, httpx, NVML) are imported inside the functions, so imp
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import ExitStack, suppress
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nemoclaw_runtime.kernel.clock import CancelToken, Clock
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from nemoclaw_runtime.runtimes.docker.port import DockerPort, PulledImage
     from nemoclaw_runtime.runtimes.drivers.contract import Plan, UpResult
     from nemoclaw_runtime.runtimes.fit import FitResult, ModelSource
+    from nemoclaw_runtime.runtimes.lockfile import Lock
     from nemoclaw_runtime.runtimes.onboarding.menu import LocalOptions
     from nemoclaw_runtime.runtimes.onboarding.selection import Selection
     from nemoclaw_runtime.runtimes.server.validate import ValidationResult
@@ -224,7 +227,8 @@ def up(runtime: str = "vllm", *, model: str | None = None, port: int | None = No
        max_model_len: int | str | None = None, fit_check: bool = True, model_source: ModelSource | None = None,
        settings: Settings | None = None, events: EventSink = discard, cancel: CancelToken | None = None,
        inventory: GpuInventory | None = None, prompt_secret: PromptSecret | None = None,
-       docker: DockerPort | None = None, http: httpx.Client | None = None, clock: Clock | None = None) -> UpResult:
+       docker: DockerPort | None = None, http: httpx.Client | None = None, clock: Clock | None = None,
+       lock_path: str | os.PathLike[str] | None = None, locked: bool = False) -> UpResult:
     """Serve a model and return once it answers (see ``nemoclaw-runtime up --help`` for each option).
 
     ``prompt_secret`` (interactive callers only) is asked for an NGC key when NIM has none in the settings, and
@@ -233,15 +237,64 @@ def up(runtime: str = "vllm", *, model: str | None = None, port: int | None = No
     vLLM: before any download the fit judges the model against this host (facts from ``model_source``, default
     the hub) and refuses (exit 3, the numbers and the remedy) one that cannot fit; ``max_model_len`` (a token
     count, or ``"auto"``: the largest that fits) replaces the registry's; ``fit_check=False`` only warns.
+
+    The lock: what was served (image digest, weights revision, argv, registry entry version) is written to
+    ``lock_path`` (default ``<state_dir>/locks/<container-name>.json``). ``locked=True`` reads it instead and serves
+    exactly that (image by the locked digest, weights at the locked revision): a missing or invalid lock is
+    ``InvalidInput`` (exit 2), an argv, image or registry entry that differs from it ``PreflightRefused`` (exit 3).
     """
     from nemoclaw_runtime.runtimes import pipeline
 
     check_runtime(runtime)
+    if not isinstance(locked, bool):
+        raise InvalidInput(f"Invalid --locked value {locked!r}: must be true or false", remedy="pass a bool")
     request = pipeline.make_request(runtime, model=model, port=port, gpus=gpus, image=image, name=name, host=host,
                                     prefetch=prefetch, timeout_s=timeout_s, validate=validate,
                                     allow_no_tools=allow_no_tools, max_model_len=max_model_len, fit_check=fit_check)
     return pipeline.up(request, settings=_settings(settings), inventory=inventory, events=events, cancel=cancel,
-                       prompt_secret=prompt_secret, docker=docker, http=http, clock=clock, model_source=model_source)
+                       prompt_secret=prompt_secret, docker=docker, http=http, clock=clock, model_source=model_source,
+                       lock_path=_lock_path(lock_path), locked=locked)
+
+
+def _lock_path(path: str | os.PathLike[str] | None) -> Path | None:
+    if path is None:
+        return None
+    try:
+        text = os.fspath(path)
+    except TypeError:
+        raise InvalidInput(f"Invalid --lock {path!r}: expected a file path", remedy="pass --lock PATH") from None
+    if not isinstance(text, str) or not text.strip() or "\x00" in text:
+        raise InvalidInput(f"Invalid --lock {text!r}: expected a file path", remedy="pass --lock PATH")
+    return Path(text).expanduser()
+
+
+def lock(runtime: str = "vllm", *, model: str | None = None, image: str | None = None, name: str | None = None,
+         gpus: str = "all", prefetch: bool = True, max_model_len: int | str | None = None,
+         model_source: ModelSource | None = None, settings: Settings | None = None, events: EventSink = discard,
+         inventory: GpuInventory | None = None, docker: DockerPort | None = None,
+         clock: Clock | None = None) -> Lock:
+    """What ``up`` would serve, resolved without serving or pulling, as a :class:`Lock` (``to_dict()``: schema 1).
+
+    The image's platform digest is read through the registry's manifest API (no pull); the vLLM weights revision is
+    the registry's pinned ``hf_revision`` when it has one (no network), else the hub's commit of the model now.
+    Write it with ``Lock.to_dict()`` (or ``nemoclaw-runtime lock -o PATH``) and serve it with ``up(locked=True)``.
+    """
+    from nemoclaw_runtime.runtimes import pipeline
+
+    check_runtime(runtime)
+    request = pipeline.make_request(runtime, model=model, image=image, name=name, gpus=gpus, prefetch=prefetch,
+                                    max_model_len=max_model_len)
+    return pipeline.lock(request, settings=_settings(settings), inventory=inventory, events=events,
+                         model_source=model_source, docker=docker, clock=clock)
+
+
+def write_lock(value: Lock, path: str | os.PathLike[str]) -> Path:
+    """Write a :class:`Lock` to ``path`` atomically (temporary file + rename), mode 0644; returns the path."""
+    from nemoclaw_runtime.runtimes import lockfile
+
+    target = _lock_path(path)
+    assert target is not None
+    return lockfile.write_lock(value, target)
 
 
 def pull(runtime: str, *, model: str | None = None, image: str | None = None, settings: Settings | None = None,
@@ -385,6 +438,6 @@ def validate(base_url: str, model: str, *, api: str | None = None, api_key: Secr
 
 
 __all__ = [
-    "RUNTIMES", "check_runtime", "detect_gpus", "fit", "list_managed", "local_options", "logs", "models", "plan",
-    "pull", "select_option", "status", "stop", "up", "validate", "watch_status",
+    "RUNTIMES", "check_runtime", "detect_gpus", "fit", "list_managed", "local_options", "lock", "logs", "models",
+    "plan", "pull", "select_option", "status", "stop", "up", "validate", "watch_status", "write_lock",
 ]

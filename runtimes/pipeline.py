@@ -15,6 +15,7 @@ import dataclasses
 import threading
 from collections.abc import Callable, Iterable
 from concurrent import futures
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nemoclaw_runtime.kernel.clock import CancelToken, Clock
@@ -24,12 +25,13 @@ from nemoclaw_runtime.kernel.errors import (
     NemoclawError,
     NoSuchContainer,
     PortInUse,
+    PreflightRefused,
     RuntimeNotReady,
 )
 from nemoclaw_runtime.kernel.events import Event, EventSink, Info, PhaseChanged, Warning, discard
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.registry.entries import RUNTIMES
-from nemoclaw_runtime.runtimes import wiring
+from nemoclaw_runtime.runtimes import lockfile, wiring
 from nemoclaw_runtime.runtimes.docker.containers import check_gpu_runtime, engine_is_local, interrupts_deferred
 from nemoclaw_runtime.runtimes.docker.spec import (
     LABEL_IMAGE_DIGEST,
@@ -190,7 +192,8 @@ def pull(runtime: str, *, settings: Settings | None = None, model: str | None = 
 def up(request: UpRequest, *, settings: Settings | None = None, inventory: GpuInventory | None = None,
        events: EventSink = discard, cancel: CancelToken | None = None, services: Services | None = None,
        prompt_secret: PromptSecret | None = None, docker: DockerPort | None = None, http: httpx.Client | None = None,
-       clock: Clock | None = None, model_source: ModelSource | None = None) -> UpResult:
+       clock: Clock | None = None, model_source: ModelSource | None = None, lock_path: Path | None = None,
+       locked: bool = False) -> UpResult:
     """Bring the requested runtime up and return once it answers (and, unless disabled, passed validation).
 
     ``prompt_secret`` (a masked prompt, interactive callers only) asks for a NIM key the environment lacks, and lets
@@ -201,6 +204,11 @@ def up(request: UpRequest, *, settings: Settings | None = None, inventory: GpuIn
     The fit (vLLM) runs under the name's lock, before any download: it refuses (exit 3) a model that cannot fit,
     sizes ``--max-model-len auto``, and places the model on GPUs our other managed containers leave room on.
     ``model_source`` tells the model's facts (default: the hub's config and safetensors headers).
+
+    The lock (``lock_path``, default ``<state_dir>/locks/<container-name>.json``): a started or reused container's
+    image digest, weights revision, argv and registry entry version are written there. With ``locked`` it is read
+    instead (missing or invalid → exit 2, before any engine call) and served exactly: the image by the locked digest,
+    the weights at the locked revision; an argv, image or registry entry that differs from it → exit 3.
     """
     settings = settings if settings is not None else Settings.from_env()
     cancel = cancel or CancelToken()
@@ -213,6 +221,8 @@ def up(request: UpRequest, *, settings: Settings | None = None, inventory: GpuIn
     inventory = inventory if inventory is not None else _detect(settings)
     _check_gpu_indices(request, inventory)
     the_plan = driver.plan(request, settings, inventory)
+    path = lock_path if lock_path is not None else lockfile.default_lock_path(settings, the_plan.spec.name)
+    pinned = lockfile.read_lock(path, request.runtime) if locked else None
     with contextlib.ExitStack() as stack:
         svc = services or stack.enter_context(wiring.services_session(
             settings, docker=docker, http=http, clock=clock, arch=inventory.machine.arch,
@@ -221,16 +231,100 @@ def up(request: UpRequest, *, settings: Settings | None = None, inventory: GpuIn
             started = svc.clock.monotonic()
             svc.docker.ping()
             result = _adopt(driver, the_plan, svc, events, cancel)
+            if result is not None and pinned is not None:
+                raise PreflightRefused(
+                    f"Not serving with --locked: port {the_plan.port} is held by a server this lock did not start "
+                    f"({result.served_model_id})", remedy="stop that server, or pass --port",
+                    details={"lock": str(path), "port": the_plan.port})
             if result is None:
                 with svc.containers.lock(the_plan.spec.name, events=events):
                     placement = gpu_placement(svc.containers, the_plan.spec.name, inventory)
                     the_plan = driver.fit(the_plan, request, settings, inventory, events=events,
                                           source=_source(settings, model_source), placement=placement)
                     cancel.raise_if_cancelled()
+                    if pinned is not None:
+                        the_plan = _pin_to_lock(the_plan, pinned, path, events)
                     result = _up_locked(driver, the_plan, svc, events, cancel)
+                    if pinned is None and result.name is not None:
+                        _write_lock(the_plan, result, path, events)
             return dataclasses.replace(result, elapsed_s=svc.clock.monotonic() - started)
         except KeyboardInterrupt as exc:
             raise Cancelled("Cancelled by Ctrl-C; nothing half-started was left behind") from exc
+
+
+def _pin_to_lock(the_plan: Plan, pinned: lockfile.Lock, path: Path, events: EventSink) -> Plan:
+    """``up --locked``: refuse what differs from the lock (exit 3), then pin the plan's image to the locked digest
+    and (vLLM) its weights to the locked revision."""
+    from nemoclaw_runtime.registry import load_registry
+
+    version = lockfile.registry_entry_version(load_registry(), the_plan.runtime, the_plan.model)
+    lockfile.check_against(pinned, argv=the_plan.spec.command, image=the_plan.spec.image, entry_version=version,
+                           path=path)
+    command = the_plan.spec.command
+    if the_plan.runtime == "vllm" and pinned.weights_revision and \
+            _argv_revision(command) != pinned.weights_revision:
+        from nemoclaw_runtime.runtimes.drivers.vllm import set_flag
+
+        command = set_flag(command, "--revision", pinned.weights_revision)
+    events(Info(f"Serving what {path} locks: image digest {pinned.image_digest}"
+                + (f", weights revision {pinned.weights_revision}" if pinned.weights_revision else "")))
+    spec = dataclasses.replace(the_plan.spec, command=command, image_digest=pinned.image_digest)
+    return dataclasses.replace(the_plan, spec=spec)
+
+
+def _argv_revision(argv: tuple[str, ...]) -> str | None:
+    from nemoclaw_runtime.runtimes.fit import ServeOptions
+
+    return ServeOptions.from_argv(argv).revision
+
+
+def plan_lock(the_plan: Plan, *, image_digest: str | None, weights_revision: str | None) -> lockfile.Lock:
+    """The lock of ``the_plan`` with what was resolved for it."""
+    from nemoclaw_runtime.registry import load_registry
+
+    return lockfile.make_lock(
+        runtime=the_plan.runtime, model=the_plan.model, image=the_plan.spec.image, image_digest=image_digest,
+        weights_revision=weights_revision, argv=the_plan.spec.command,
+        registry_entry_version=lockfile.registry_entry_version(load_registry(), the_plan.runtime, the_plan.model))
+
+
+def _write_lock(the_plan: Plan, result: UpResult, path: Path, events: EventSink) -> None:
+    revision = result.weights_revision or (_argv_revision(the_plan.spec.command)
+                                           if the_plan.runtime == "vllm" else None)
+    lockfile.write_lock(plan_lock(the_plan, image_digest=result.digest, weights_revision=revision), path)
+    events(Info(f"Wrote the lock {path} (`up --locked` serves exactly this)"))
+
+
+# --- lock ----------------------------------------------------------------------------------------------------------
+
+
+def lock(request: UpRequest, *, settings: Settings | None = None, inventory: GpuInventory | None = None,
+         events: EventSink = discard, model_source: ModelSource | None = None, services: Services | None = None,
+         docker: DockerPort | None = None, clock: Clock | None = None) -> lockfile.Lock:
+    """``nemoclaw-runtime lock``: what ``up`` would serve, resolved without serving or pulling: the plan (with the
+    fit), this platform's image digest through the registry's manifest API, and (vLLM with prefetch) the weights
+    revision: the registry's pinned ``hf_revision`` when it has one (no network), else the hub's commit now."""
+    from nemoclaw_runtime.runtimes.docker.port import DigestResolver
+
+    settings = settings if settings is not None else Settings.from_env()
+    inventory = inventory if inventory is not None else _detect(settings)
+    the_plan = plan(request, settings=settings, inventory=inventory, events=events, model_source=model_source)
+    with contextlib.ExitStack() as stack:
+        svc = services or stack.enter_context(wiring.services_session(
+            settings, docker=docker, clock=clock, arch=inventory.machine.arch))
+        if not isinstance(svc.images, DigestResolver):
+            raise InvalidInput("This image store cannot resolve digests without pulling",
+                               remedy="pass services whose images resolve digests")
+        events(PhaseChanged("resolve", f"Resolving {the_plan.spec.image} to this platform's digest"))
+        digest = svc.images.resolve_digest(the_plan.spec.image, events=events)
+    revision = _argv_revision(the_plan.spec.command) if the_plan.runtime == "vllm" else None
+    if revision is None and the_plan.runtime == "vllm" and the_plan.prefetch:
+        from nemoclaw_runtime.runtimes.transfer import weights
+
+        token = settings.hf_token_value()
+        events(PhaseChanged("resolve", f"Resolving the revision of {the_plan.model_id} on the hub"))
+        revision = weights.resolve_revision(the_plan.model_id, token[1] if token else None, settings)
+    return plan_lock(the_plan, image_digest=digest, weights_revision=revision)
 
 
 def _ask_for_key(runtime: str, settings: Settings, prompt_secret: PromptSecret | None) -> Settings:
@@ -339,13 +433,13 @@ def _download(driver: RuntimeDriver, the_plan: Plan, svc: Services, events: Even
     pull_phase = PhaseChanged("pull", f"Pulling {the_plan.spec.image} (pinned to this platform's digest)")
     if not driver.fetches_weights(the_plan):
         events(pull_phase)
-        return None, svc.images.ensure_image(the_plan.spec.image, events=events, cancel=cancel)
+        return None, svc.images.ensure_image(the_plan.spec.image_ref, events=events, cancel=cancel)
     both = CancelToken()
     sink = _serialised(events)
 
     def pull() -> PulledImage:
         sink(pull_phase)
-        return svc.images.ensure_image(the_plan.spec.image, events=sink, cancel=both)
+        return svc.images.ensure_image(the_plan.spec.image_ref, events=sink, cancel=both)
 
     weights = _in_thread("nemoclaw-weights", lambda: driver.fetch_weights(the_plan, svc, sink, both))
     image = _in_thread("nemoclaw-pull", pull)
@@ -518,6 +612,6 @@ def _detect(settings: Settings) -> GpuInventory:
 
 
 __all__ = [
-    "DEFAULT_UTILIZATION", "Services", "driver_for", "gpu_placement", "make_request", "open_services", "plan", "pull",
-    "stop", "up",
+    "DEFAULT_UTILIZATION", "Services", "driver_for", "gpu_placement", "lock", "make_request", "open_services", "plan",
+    "plan_lock", "pull", "stop", "up",
 ]

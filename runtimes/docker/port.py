@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from nemoclaw_runtime.kernel.clock import CancelToken
 from nemoclaw_runtime.kernel.events import EventSink
@@ -162,6 +162,13 @@ class ImageStore(Protocol):
     def image_present(self, ref: str) -> bool: ...
 
 
+@runtime_checkable
+class DigestResolver(Protocol):
+    def resolve_digest(self, ref: str, *, events: EventSink) -> str | None:
+        """This platform's manifest digest behind ``ref``, read from the registry without pulling."""
+        ...
+
+
 class ContainerManager(Protocol):
     def lock(self, name: str, *, events: EventSink = ...) -> AbstractContextManager[None]:
         """A per-name inter-process lock; released on any exit, SIGINT included."""
@@ -188,6 +195,6 @@ class ContainerManager(Protocol):
 
 
 __all__ = [
-    "ContainerInfo", "ContainerManager", "ContainerState", "DockerPort", "ImageStore", "PullStream", "PulledImage",
-    "RunOutcome", "StoredLogin",
+    "ContainerInfo", "ContainerManager", "ContainerState", "DigestResolver", "DockerPort", "ImageStore", "PullStream",
+    "PulledImage", "RunOutcome", "StoredLogin",
 ]

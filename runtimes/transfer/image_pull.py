@@ -119,6 +119,12 @@ class DockerImageStore:
         self._tag_back(plan)
         return self._outcome(plan, pulled=True)
 
+    def resolve_digest(self, ref: str, *, events: EventSink = discard) -> str | None:
+        """This platform's manifest digest behind ``ref`` through the registry's manifest API, without pulling
+        (None: the registry has no index for it, so only a tag pull would be possible)."""
+        resolution = self.plan(_parse(ref), events).resolution
+        return resolution.digest if resolution else None
+
     # --- planning: credentials and the platform digest ---------------------------------------------------------
 
     def plan(self, parsed: ImageRef, events: EventSink = discard) -> PullPlan:

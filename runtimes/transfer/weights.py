@@ -182,6 +182,12 @@ def _repo_files(model_id: str, token: Secret | None, settings: Settings, revisio
     return _RepoFiles(str(info.sha), sizes, etags)
 
 
+def resolve_revision(model_id: str, token: Secret | None, settings: Settings, revision: str | None = None) -> str:
+    """The commit sha ``revision`` (default the hub's main) of ``model_id`` names now (``model_info(...).sha``),
+    without downloading anything."""
+    return _repo_files(model_id, token, settings, revision).sha
+
+
 def _cached_files(model_id: str, files: _RepoFiles, settings: Settings) -> set[str]:
     """The files of that revision already complete in the cache."""
     from huggingface_hub import try_to_load_from_cache
@@ -669,4 +675,5 @@ def _clean(text: str, token: Secret | None) -> str:
 
 
 __all__ = ["cache_dir", "check_access", "endpoint_of", "estimate_repo_bytes", "missing_token", "prefetch",
+           "resolve_revision",
            "shown_endpoint", "translate_hf_error"]

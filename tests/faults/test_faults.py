@@ -1,4 +1,5 @@
-"""Faults injected into the real engine and a real registry, through the CLI (``nemoclaw-runtime pull``).
+"""Faults injected into the real engine and a real registry, through the CLI (``nemoclaw-runtime pull``; ``up vllm``,
+``ps`` and ``stop`` in test_up_faults.py).
 
 Each test asserts the exit code, one clear line (an ``Error:`` line on failure, no class names, no traceback),
 nothing left behind (no image tagged on failure, no container, no watchdog thread), and that no secret from the
@@ -14,6 +15,29 @@ The fault table (measured 2026-12-02 on the real engine, docker 20.10, Debian's 
                                                           layers finished before the restart are not fetched again
     engine data root: less free than the layers    0.1 s  exit 3, one line: "Not enough disk space ... its layers
                                                           take 1.1 MiB, ... has 100 KiB free"; nothing fetched
+
+``up vllm`` (test_up_faults.py; fake vLLM images, the fake hub; "Error line at" = seconds after the signal):
+
+    fault                                         time    outcome
+    engine socket accepts, never answers: ps       5.0 s  exit 3, one line: "Cannot reach the Docker engine at
+    ... : up vllm --gpus none                      5.0 s  tcp://127.0.0.1:PORT while connecting ...: timed out";
+    ... : stop --all                               5.0 s  the remedy names DOCKER_HOST; nothing created
+    hub stalls mid-weights (stall window 2 s)      2.3 s  exit 4, one line naming model.safetensors ("had 0 of
+                                                          256128 bytes"); no container (in-process)
+    hub socket stalls mid-weights (subprocess)     2.8 s  exit 4, the same line; the process ends with it
+    hub answers 429 (anonymous)                    0.1 s  exit 4, one line "... (HTTP 429): anonymous downloads
+                                                          are rate-limited"; the remedy says to set HF_TOKEN
+    hub answers 503 x2, then recovers              2.4 s  exit 0, served; weights retried
+    SIGTERM during the weights download            7.3 s  exit 143 (Error line at 5.4 s); no container, lock free
+    SIGTERM during the image pull (slow registry)  0.2 s  exit 143; no container, no tag, lock free
+    SIGTERM during the readiness wait              3.3 s  exit 143, "container ... stopped and removed"; a
+                                                          following `up` of the same name serves at once
+    SIGINT during the readiness wait               3.3 s  exit 130, "container ... stopped and removed"
+
+Fixed while writing the suite: with the hub's socket stalled (open, no byte) the CLI printed its ``Error:`` line on
+time but the process lived on for ~65 s, because huggingface_hub's download pool threads block in a read and are
+joined at interpreter exit. The console script now ends with its exit code once its own clean-up is done
+(cli/main.py); the subprocess row above holds it to that.
 
 (``pytest tests/faults`` prints the table it measured at the end of the run.)
 """
