@@ -28,6 +28,7 @@ from nemoclaw_runtime.kernel.events import (
     event_to_dict,
 )
 from nemoclaw_runtime.kernel.secret import redact, redact_data
+from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.kernel.text import sanitize, tidy
 from nemoclaw_runtime.kernel.units import format_bytes
 
@@ -54,6 +55,14 @@ class Output:
             for line in human():
                 self.out.write(safe_line(line) + "\n")
         self.out.flush()
+
+    def settings(self) -> Settings:
+        """The settings from the process environment — the CLI edge is the one place it is read — with their
+        warnings shown."""
+        settings = Settings.from_env()
+        for warning in settings.warnings:
+            self.warn(warning)
+        return settings
 
     def warn(self, message: str) -> None:
         self.events()(Warning(message))

@@ -17,7 +17,6 @@ from nemoclaw_runtime import api
 from nemoclaw_runtime.cli._output import Output, json_option
 from nemoclaw_runtime.cli._params import number_between
 from nemoclaw_runtime.kernel.errors import InvalidInput
-from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.kernel.units import format_bytes
 
 #: The exit code when the model cannot fit as asked (the refusal ``up`` would raise: PreflightRefused).
@@ -76,9 +75,7 @@ def fit(runtime: str, model: str | None, gpus: str, max_model_len: str | None,
         raise InvalidInput(f"fit judges vLLM only, not {runtime!r}",
                            remedy="run `nemoclaw-runtime fit vllm --model M`; NIM and Ollama are listed with their "
                                   "fit by `nemoclaw-runtime models`")
-    settings = Settings.from_env()  # the CLI edge: the one place the process environment is read
-    for warning in settings.warnings:
-        output.warn(warning)
+    settings = output.settings()
     result = api.fit(model, gpus=gpus, max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
                      kv_cache_dtype=kv_cache_dtype, settings=settings)
     document = result.to_dict()

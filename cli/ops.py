@@ -15,7 +15,6 @@ from nemoclaw_runtime import api
 from nemoclaw_runtime.cli._output import Output, json_option, safe_line
 from nemoclaw_runtime.cli._params import CONTAINER_NAME, runtime_option, whole_number
 from nemoclaw_runtime.kernel.checks import MAX_LOG_TAIL
-from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.kernel.text import one_line
 
 if TYPE_CHECKING:
@@ -25,20 +24,13 @@ DEFAULT_TAIL = 80
 _PS_COLUMNS = ("NAME", "RUNTIME", "MODEL", "STATE", "HEALTH", "GPUS", "BASE URL", "IMAGE", "CREATED")
 
 
-def _settings(output: Output) -> Settings:
-    settings = Settings.from_env()  # the CLI edge: the one place the process environment is read
-    for warning in settings.warnings:
-        output.warn(warning)
-    return settings
-
-
 @click.command("ps")
 @runtime_option()
 @json_option
 def ps(runtime: str | None, json_mode: bool) -> None:
     """List the containers nemoclaw-runtime manages (found by label; nothing else is shown)."""
     output = Output(json_mode)
-    views = api.list_managed(runtime=runtime, settings=_settings(output))
+    views = api.list_managed(runtime=runtime, settings=output.settings())
     output.result([view.to_dict() for view in views], lambda: _ps_lines(views))
 
 
@@ -99,7 +91,7 @@ def stop(names: tuple[str, ...], all_: bool, runtime: str | None, json_mode: boo
         if not isinstance(event, Info):
             sink(event)
 
-    stopped = api.stop(names, all=all_, runtime=runtime, settings=_settings(output), events=warnings_only)
+    stopped = api.stop(names, all=all_, runtime=runtime, settings=output.settings(), events=warnings_only)
     output.result({"stopped": stopped}, lambda: _stop_lines(stopped, runtime))
 
 
@@ -119,7 +111,7 @@ def _stop_lines(stopped: Iterable[str], runtime: str | None) -> Iterator[str]:
 def logs(name: str, tail: int, follow: bool) -> None:
     """Show the log (stdout and stderr) of a managed container."""
     output = Output(False)
-    lines = api.logs(name, tail=tail, follow=follow, settings=_settings(output))
+    lines = api.logs(name, tail=tail, follow=follow, settings=output.settings())
     try:
         for line in lines:
             output.out.write(safe_line(line.rstrip("\n")) + "\n")  # the container's text: no escapes, no secrets

@@ -18,7 +18,6 @@ from nemoclaw_runtime import api
 from nemoclaw_runtime.cli._output import Output, json_option, safe_line
 from nemoclaw_runtime.cli._params import CONTAINER_NAME, number_between, runtime_option
 from nemoclaw_runtime.kernel.secret import redact_data
-from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.kernel.units import format_bytes, format_mib
 
 if TYPE_CHECKING:
@@ -29,13 +28,6 @@ MIN_WATCH_S = 0.2
 MAX_WATCH_S = 3600.0  # an hour between samples; `inf` would wait forever
 COLUMNS = ("NAME", "RUNTIME", "STATE", "UPTIME", "HEALTH", "MODEL", "CONTEXT", "GPU MEM", "RUN/WAIT", "KV%",
            "PROMPT t/s", "GEN t/s", "BASE URL")
-
-
-def _settings(output: Output) -> Settings:
-    settings = Settings.from_env()  # the CLI edge: the one place the process environment is read
-    for warning in settings.warnings:
-        output.warn(warning)
-    return settings
 
 
 @click.command("status")
@@ -57,7 +49,7 @@ def status(names: tuple[str, ...], runtime: str | None, watch_s: float | None, c
     A server that hangs is reported "unresponsive" within a second; an unknown NAME exits with 6.
     """
     output = Output(json_mode)
-    settings = _settings(output)
+    settings = output.settings()
     if watch_s is None and count is None:
         report = api.status(names, runtime=runtime, settings=settings)
         output.result(report.to_dict(), lambda: report_lines(report))

@@ -84,19 +84,23 @@ def check_int(value: object, what: str, *, low: int, high: int, remedy: str, var
     return number
 
 
+def _as_number(value: object) -> float | None:
+    """An ``int``/``float`` (not a bool) or ASCII number text as a float; anything else None. Finiteness and range
+    are the caller's check (``float("1e400")`` is inf, which they refuse)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and _ASCII_NUMBER.fullmatch(value.strip()):
+        return float(value.strip())
+    return None
+
+
 def check_number(value: object, what: str, *, low: float, high: float, remedy: str,
                  variable: str | None = None) -> float:
     """A finite number in ``low..high``, from an ``int``/``float`` (not a bool) or ASCII text (``1e400``, NaN,
     infinities and non-ASCII digits are refused)."""
-    number: float | None
-    if isinstance(value, bool):
-        number = None
-    elif isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str) and _ASCII_NUMBER.fullmatch(value.strip()):
-        number = float(value.strip())
-    else:
-        number = None
+    number = _as_number(value)
     if number is None or not math.isfinite(number) or not low <= number <= high:
         raise invalid(what, f"Invalid {_label(what, variable)} {shown(value)}: must be a number between {low:g} "
                       f"and {high:g}", remedy, variable=variable)
@@ -140,15 +144,7 @@ def check_seconds(value: object, what: str = "--timeout", *, variable: str | Non
                   maximum: float = MAX_SECONDS) -> float:
     """A positive, finite number of seconds no larger than ``maximum`` (NaN, infinities, ``1e309`` and non-ASCII
     digits are refused)."""
-    number: float | None
-    if isinstance(value, bool):
-        number = None
-    elif isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str) and _ASCII_NUMBER.fullmatch(value.strip()):
-        number = float(value.strip())
-    else:
-        number = None
+    number = _as_number(value)
     if number is None or not math.isfinite(number) or number <= 0 or number > maximum:
         raise invalid(what, f"Invalid {_label(what, variable)} {shown(value)}: must be a positive number of "
                       f"seconds, at most {maximum:.0f}", f"pass seconds, e.g. 600 (at most {maximum:.0f})",
