@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
+
+from tests.helpers.local_server import LocalServer
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authenticate",
               "proxy-authorization", "content-length"}
@@ -29,7 +30,9 @@ CHUNK = 16 * 1024
 MAX_BLOB_S = 120.0  # a throttled blob is never sent slower than this in total
 
 
-class FaultProxy:
+class FaultProxy(LocalServer):
+    thread_name = "fault-proxy"
+
     def __init__(self, upstream: str, *, fail_manifests: int = 0, throttle_bytes_per_s: int | None = None,
                  throttle_min_size: int = 0) -> None:
         self.upstream = upstream
@@ -41,32 +44,7 @@ class FaultProxy:
         self.blob_gets: collections.Counter[str] = collections.Counter()
         self.blobs_done: list[str] = []
         self.throttled_started_at: float | None = None  # time.monotonic() when a throttled blob began
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.proxy = self
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="fault-proxy", daemon=True)
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> FaultProxy:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__()
 
     def take_manifest_fault(self) -> bool:
         with self._lock:
@@ -77,14 +55,9 @@ class FaultProxy:
             return False
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    proxy: FaultProxy
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: Any  # the LocalServer's HTTP server; .proxy is the FaultProxy
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet: tests read the counters
         pass
@@ -165,4 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
                     proxy.blobs_done.append(digest)
 
 
+FaultProxy.handler = _Handler  # the class is defined above its handler
+
 __all__ = ["FaultProxy"]
+

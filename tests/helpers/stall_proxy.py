@@ -19,12 +19,13 @@ registry; 127.0.0.0/8 registries need no daemon config.
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 
 import httpx
+
+from tests.helpers.local_server import LocalServer
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authenticate",
               "proxy-authorization", "content-length"}
@@ -35,7 +36,9 @@ CHUNK = 64 * 1024
 Mode = Literal["pass", "stall", "trickle"]
 
 
-class StallProxy:
+class StallProxy(LocalServer):
+    thread_name = "stall-proxy"
+
     def __init__(self, upstream: str, *, mode: Mode = "pass", stall_after: int = 0,
                  trickle_bytes_per_s: int = 10 * 1024) -> None:
         self.upstream = upstream  # host:port of the registry
@@ -46,32 +49,7 @@ class StallProxy:
         self.blob_requests = 0
         self.stalled_blobs = 0
         self.first_stall_at: float | None = None  # time.monotonic() when a blob first stopped flowing
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.proxy = self
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="stall-proxy", daemon=True)
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> StallProxy:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> StallProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__()
 
     def count(self, sent: int) -> None:
         with self._lock:
@@ -86,14 +64,9 @@ class StallProxy:
         self._stopping.wait(MAX_HOLD_S)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    proxy: StallProxy
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: Any  # the LocalServer's HTTP server; .proxy is the StallProxy
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet: tests read the proxy's counters
         pass
@@ -169,3 +142,6 @@ class _Handler(BaseHTTPRequestHandler):
             proxy.count(len(piece))
             time.sleep(SLICE_S)
         return len(chunk)
+
+
+StallProxy.handler = _Handler
