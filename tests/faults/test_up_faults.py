@@ -30,7 +30,7 @@ from tests.fake_servers.fake_hf import FakeHub, fake_hf, fake_hf_server, tiny_mo
 from tests.fake_servers.fake_vllm import fake_vllm_files
 from tests.faults.conftest import record
 from tests.faults.test_faults import SECRET, SECRET_VARIABLES, assert_clean_output
-from tests.helpers.docker_env import free_port, unique_name
+from tests.helpers.docker_env import removed_after, serve_environment
 from tests.helpers.fault_proxy import FaultProxy
 from tests.helpers.images import build_busybox_image
 from tests.helpers.registry import LocalRegistry, running_registry
@@ -81,26 +81,12 @@ def hub(fake_hf: FakeHub) -> FakeHub:  # noqa: F811
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, hub: FakeHub, tmp_path: Path) -> dict[str, str]:
-    values = {
-        "NEMOCLAW_GPU_SNAPSHOT": str(FIXTURES / "h100_x8.json"),
-        "HF_ENDPOINT": hub.url,
-        "HF_HOME": str(tmp_path / "hf"),
-        "NEMOCLAW_STATE_DIR": str(tmp_path / "state"),
-        "NEMOCLAW_VLLM_PORT": str(free_port()),
-    }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    return values
+    return serve_environment(monkeypatch, hub.url, tmp_path)
 
 
 @pytest.fixture
 def name(docker_client: docker.DockerClient) -> Iterator[str]:
-    chosen = unique_name("nrt-fault")
-    yield chosen
-    try:
-        docker_client.containers.get(chosen).remove(force=True)
-    except docker.errors.NotFound:
-        pass
+    yield from removed_after(docker_client, "nrt-fault")
 
 
 def assert_nothing_left(docker_client: docker.DockerClient, env: dict[str, str], name: str) -> None:

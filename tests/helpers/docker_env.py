@@ -13,14 +13,19 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nemoclaw_runtime.runtimes.docker.spec import LABEL_MANAGED
 
 if TYPE_CHECKING:
     import docker
+    import pytest
 
 log = logging.getLogger(__name__)
+
+GPU_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
 
 SESSION_LABEL = "io.nemoclaw.test-session"
 #: Runtime-managed containers (label set by the product) are removed too when they carry the session label.
@@ -52,6 +57,35 @@ def session_filter(session_id: str = SESSION_ID) -> dict[str, str]:
 def unique_name(prefix: str) -> str:
     """A container/image name no concurrent test run will pick: ``<prefix>-<12 hex>``."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def removed_after(client: docker.DockerClient, prefix: str) -> Iterator[str]:
+    """For a fixture: a :func:`unique_name` container name, and the container of that name force-removed after the
+    test whatever happened."""
+    import docker
+
+    chosen = unique_name(prefix)
+    yield chosen
+    try:
+        client.containers.get(chosen).remove(force=True)
+    except docker.errors.NotFound:
+        pass
+
+
+def serve_environment(monkeypatch: pytest.MonkeyPatch, hub_url: str, tmp_path: Path, *,
+                      gpu_fixture: str = "h100_x8.json") -> dict[str, str]:
+    """The environment an `up vllm` test runs in: a replayed GPU host, the fake hub, and the HF cache, state
+    directory and vLLM port of this test alone. Set with ``monkeypatch`` and returned."""
+    values = {
+        "NEMOCLAW_GPU_SNAPSHOT": str(GPU_FIXTURES / gpu_fixture),
+        "HF_ENDPOINT": hub_url,
+        "HF_HOME": str(tmp_path / "hf"),
+        "NEMOCLAW_STATE_DIR": str(tmp_path / "state"),
+        "NEMOCLAW_VLLM_PORT": str(free_port()),
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
 
 
 def free_port() -> int:

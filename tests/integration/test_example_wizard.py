@@ -18,7 +18,7 @@ import pytest
 
 from tests.fake_servers.fake_hf import FakeHub, tiny_model_files
 from tests.fake_servers.fake_vllm import fake_vllm_files, fake_vllm_image  # noqa: F401  (fixture)
-from tests.helpers.docker_env import free_port, unique_name
+from tests.helpers.docker_env import free_port, removed_after, unique_name
 from tests.helpers.images import build_busybox_image, unique_tag
 from tests.helpers.registry import LocalRegistry
 
@@ -37,12 +37,7 @@ CANCEL_WITHIN_S = 60  # generous: the wizard must exit well before the 60 s load
 @pytest.fixture
 def name(docker_client: docker.DockerClient) -> Iterator[str]:
     """A unique container name (never the shared default ``nemoclaw-vllm``), removed after the test."""
-    chosen = unique_name("wizard-vllm")
-    yield chosen
-    try:
-        docker_client.containers.get(chosen).remove(force=True)
-    except docker.errors.NotFound:
-        pass
+    yield from removed_after(docker_client, "wizard-vllm")
 
 
 def wizard_env(tmp_path: Path, image: str, hub: FakeHub, port: int) -> dict[str, str]:

@@ -22,7 +22,7 @@ from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes import pipeline
 from tests.fake_servers.fake_hf import FakeHub, tiny_model_files
 from tests.fake_servers.fake_vllm import fake_vllm_files, start_fake_vllm
-from tests.helpers.docker_env import free_port, unique_name
+from tests.helpers.docker_env import removed_after, serve_environment, unique_name
 from tests.helpers.images import build_busybox_image
 from tests.helpers.registry import LocalRegistry, running_registry
 
@@ -73,27 +73,13 @@ def hub(fake_hf: FakeHub) -> FakeHub:
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, hub: FakeHub, tmp_path: Path) -> dict[str, str]:
-    values = {
-        "NEMOCLAW_GPU_SNAPSHOT": str(FIXTURES / "h100_x8.json"),
-        "HF_ENDPOINT": hub.url,
-        "HF_HOME": str(tmp_path / "hf"),
-        "NEMOCLAW_STATE_DIR": str(tmp_path / "state"),
-        "NEMOCLAW_VLLM_PORT": str(free_port()),
-    }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    return values
+    return serve_environment(monkeypatch, hub.url, tmp_path)
 
 
 @pytest.fixture
 def name(docker_client: docker.DockerClient) -> Iterator[str]:
     """A unique container name, removed after the test whatever happened."""
-    chosen = unique_name("nrt-vllm")
-    yield chosen
-    try:
-        docker_client.containers.get(chosen).remove(force=True)
-    except docker.errors.NotFound:
-        pass
+    yield from removed_after(docker_client, "nrt-vllm")
 
 
 def _up(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any, str]:
