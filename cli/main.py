@@ -71,8 +71,22 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     code = run(args)
+    _keep_the_exit_code(code)
     _exit_without_waiting_for_library_threads(code)
     sys.exit(code)
+
+
+def _keep_the_exit_code(code: int) -> None:
+    """The command has answered and cleaned up: a Ctrl-C or SIGTERM still pending (one that arrived while a clean-up
+    held signals back) must not turn into a KeyboardInterrupt during interpreter shutdown, which CPython reports by
+    killing the process with SIGINT instead of exiting with ``code``."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(signum, signal.SIG_IGN)
+        except (ValueError, OSError):
+            pass
 
 
 def _exit_without_waiting_for_library_threads(code: int) -> None:
