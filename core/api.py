@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from nemoclaw_runtime.registry import Registry
     from nemoclaw_runtime.runtimes.docker.containers import ManagedContainerView
     from nemoclaw_runtime.runtimes.docker.port import DockerPort, PulledImage
+    from nemoclaw_runtime.runtimes.docker.registry_login import PromptSecret
     from nemoclaw_runtime.runtimes.drivers.contract import Plan, UpResult
     from nemoclaw_runtime.runtimes.fit import FitResult, ModelSource
     from nemoclaw_runtime.runtimes.lockfile import Lock
@@ -45,8 +46,6 @@ if TYPE_CHECKING:
     from nemoclaw_runtime.runtimes.server.validate import ValidationResult
     from nemoclaw_runtime.runtimes.status.values import StatusReport
 
-#: Asks for a secret with a label (a masked prompt on a terminal) and returns what was typed.
-PromptSecret = Callable[[str], str]
 
 def _settings(settings: Settings | None) -> Settings:
     return settings if settings is not None else Settings.from_env()

@@ -289,5 +289,7 @@ def test_every_variable_survives_hostile_values(variable: str, data: st.DataObje
 
 
 def test_the_walk_covers_every_command_and_variable() -> None:
-    assert {"gpus", "models", "pull", "up", "ps", "stop", "logs", "options", "validate"} <= set(COMMANDS)
+    every_command = {"gpus", "models", "pull", "up", "ps", "stop", "logs", "options", "validate", "fit", "status",
+                     "lock"}
+    assert every_command <= set(COMMANDS)
     assert len(VARIABLES) >= 30 and "HF_ENDPOINT" in VARIABLES and "DOCKER_HOST" in VARIABLES
