@@ -36,6 +36,14 @@ from tests.helpers.registry import running_registry  # noqa: E402
 
 MODEL_SLUG = "nemotron-3-nano-4b"
 MODEL_ID = "nvidia/NVIDIA-Nemotron-3-Nano-4B-FP8"
+
+
+def pinned_revision() -> str | None:
+    """The commit the registry pins the model to: the fake hub must serve that one (the prefetch asks for it)."""
+    from nemoclaw_runtime.registry import load_registry
+
+    entry = load_registry().find_vllm_model(MODEL_SLUG)
+    return entry.hf_revision if entry is not None else None
 READY_LINE = "Application startup complete."
 NEMOCLAW_POLL_S = 5.0
 
@@ -115,7 +123,7 @@ def main() -> None:
         image = registry.ref("bench/fake-vllm", "1")
         hub = FakeHub().start()
         try:
-            hub.add_repo(MODEL_ID, tiny_model_files())
+            hub.add_repo(MODEL_ID, tiny_model_files(), commit=pinned_revision())
             settings = Settings.from_env({"HOME": tmp, "HF_ENDPOINT": hub.url, "HF_HOME": f"{tmp}/hf",
                                           "NEMOCLAW_GPU_SNAPSHOT": str(ROOT / "fixtures/gpu/h100_x8.json")})
             ours = [run_ours(client, settings, image, free_port()) for _ in range(args.runs)]
