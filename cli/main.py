@@ -70,8 +70,14 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    code = run(args)
-    _keep_the_exit_code(code)
+    code = 130  # what a Ctrl-C escaping before run() answers means
+    try:
+        code = run(args)
+        _keep_the_exit_code(code)
+    except KeyboardInterrupt:
+        # A Ctrl-C dispatched after run()'s own handling (a signal that arrived while a clean-up held signals back)
+        # must not escape: CPython would then end the process *by SIGINT* instead of exiting with the code.
+        _keep_the_exit_code(code)
     _exit_without_waiting_for_library_threads(code)
     sys.exit(code)
 
