@@ -39,6 +39,7 @@ from nemoclaw_runtime.runtimes.fit.facts import (
     StaticModelSource,
     weights_from_document,
 )
+from nemoclaw_runtime.runtimes.fit.group import GroupFit, group_refusal, hosts_needed, plan_group_fit
 from nemoclaw_runtime.runtimes.fit.hub import HubModelSource
 from nemoclaw_runtime.runtimes.fit.options import ServeOptions
 from nemoclaw_runtime.runtimes.fit.safetensors import DTYPE_BITS, WeightsFacts, parse_header, stored_bytes
@@ -56,6 +57,7 @@ __all__ = [
     "DirectoryModelSource",
     "FitResult",
     "GpuBudget",
+    "GroupFit",
     "HubModelSource",
     "KvCache",
     "LayerSpec",
@@ -66,11 +68,14 @@ __all__ = [
     "WeightsFacts",
     "estimate_overhead",
     "gpu_budgets",
+    "group_refusal",
+    "hosts_needed",
     "kv_dtype_bytes",
     "min_compute_capability_for",
     "parse_architecture",
     "parse_header",
     "plan_fit",
+    "plan_group_fit",
     "refusal",
     "stored_bytes",
     "weights_from_document",

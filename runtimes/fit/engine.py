@@ -322,9 +322,9 @@ def plan_fit(
     reasons: list[str] = list(facts.reasons)
     budgets = gpu_budgets(inventory, opts.gpu_memory_utilization, min_cc)
     batched = opts.batched_tokens(max((g.total_bytes for g in budgets), default=SMALL_GPU_BYTES))
-    arch, kv = _kv_model(facts, opts, batched, reasons, assumptions)
+    arch, kv = kv_model(facts, opts, batched, reasons, assumptions)
     asked = max_model_len or opts.max_model_len or (arch.max_position_embeddings if arch else None)
-    weights = _weights_at_dtype(facts, opts, arch, assumptions)
+    weights = weights_at_dtype(facts, opts, arch, assumptions)
     base: dict[str, Any] = dict(
         model=facts.model_id, weights_bytes=weights, max_model_len=asked,
         gpu_memory_utilization=opts.gpu_memory_utilization, kv_cache_dtype=opts.kv_cache_dtype,
@@ -375,7 +375,7 @@ def plan_fit(
                            "vLLM would refuse to start",
                            remedy=f"use --tensor-parallel-size {' or '.join(map(str, valid[:8]))}",
                            details={"option": "--tensor-parallel-size", "tensor_parallel_size": tp_asked})
-    model_max = _model_max_len(facts.config or {}, arch) if arch is not None else None
+    model_max = model_max_len(facts.config or {}, arch) if arch is not None else None
     if model_max is not None and asked is not None and asked > model_max:
         reasons.insert(0, f"--max-model-len {asked} is above {facts.model_id}'s own maximum of {model_max} tokens "
                           "(max_position_embeddings × rope scaling in its config.json); vLLM would refuse it — "
@@ -400,7 +400,7 @@ def plan_fit(
         kv_fit = kv.max_context(tp, min(g.budget_bytes for g in chosen) - fixed, ceiling, CONTEXT_MULTIPLE)
         return _Placement(tp, tuple(chosen), need, over, kv_fit)
 
-    groups = _groups(usable)
+    groups = gpu_groups(usable)
     first_tp = tp_asked or 1
     asked_placements = [place(first_tp, group[:first_tp]) for group in groups if len(group) >= first_tp]
     if not asked_placements:
@@ -429,7 +429,7 @@ def plan_fit(
     # the TP search (3) is needed both for its own decision and as an alternative to (2)
     wider: _Placement | None = None
     if not tp_asked:
-        for tp in _tp_sizes(arch, max(len(g) for g in groups)):
+        for tp in tensor_parallel_sizes(arch, max(len(g) for g in groups)):
             options_at_tp = [place(tp, group[:tp]) for group in groups if len(group) >= tp]
             fitting = [p for p in options_at_tp if p.fits]
             if fitting:
@@ -456,7 +456,7 @@ def plan_fit(
     # 4. not on this host: report the placement that came closest (the widest the host allows)
     widest = best
     if not tp_asked:
-        for tp in _tp_sizes(arch, max(len(g) for g in groups)):
+        for tp in tensor_parallel_sizes(arch, max(len(g) for g in groups)):
             for group in groups:
                 if len(group) >= tp:
                     p = place(tp, group[:tp])
@@ -468,8 +468,10 @@ def plan_fit(
 # --- helpers --------------------------------------------------------------------------------------------------
 
 
-def _kv_model(facts: ModelFacts, opts: ServeOptions, batched: int, reasons: list[str],
-              assumptions: list[str]) -> tuple[Architecture | None, KvCache | None]:
+def kv_model(facts: ModelFacts, opts: ServeOptions, batched: int, reasons: list[str],
+             assumptions: list[str]) -> tuple[Architecture | None, KvCache | None]:
+    """The model's KV layout and its pricing under ``opts`` (``None, None`` when the config is missing or
+    unreadable; the reason is appended). Notes about the layout go to ``assumptions``."""
     if facts.config is None:
         return None, None
     try:
@@ -496,8 +498,8 @@ TORCH_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2}
 _SIXTEEN_BIT = ("BF16", "F16")
 
 
-def _weights_at_dtype(facts: ModelFacts, opts: ServeOptions, arch: Architecture | None,
-                      assumptions: list[str]) -> int | None:
+def weights_at_dtype(facts: ModelFacts, opts: ServeOptions, arch: Architecture | None,
+                     assumptions: list[str]) -> int | None:
     """The stored weight bytes, scaled where ``--dtype float32`` upcasts a 16-bit checkpoint's tensors."""
     if facts.weights is None:
         return None
@@ -549,7 +551,7 @@ def _candidates(budgets: list[GpuBudget], requested: Sequence[int] | None) -> li
     return [by_index[i] for i in dict.fromkeys(requested)]
 
 
-def _groups(usable: list[GpuBudget]) -> list[list[GpuBudget]]:
+def gpu_groups(usable: list[GpuBudget]) -> list[list[GpuBudget]]:
     """Usable GPUs grouped by model (tensor parallelism only across identical GPUs), most free memory first."""
     groups: dict[str, list[GpuBudget]] = {}
     for g in usable:
@@ -559,7 +561,8 @@ def _groups(usable: list[GpuBudget]) -> list[list[GpuBudget]]:
     return sorted(groups.values(), key=lambda m: -m[0].budget_bytes)
 
 
-def _tp_sizes(arch: Architecture, most: int) -> list[int]:
+def tensor_parallel_sizes(arch: Architecture, most: int) -> list[int]:
+    """The tensor-parallel sizes above 1 worth trying on up to ``most`` GPUs: powers of two vLLM accepts."""
     sizes, tp = [], 2
     while tp <= most:
         if arch.valid_tensor_parallel(tp):
@@ -573,7 +576,7 @@ def _unknown(base: dict[str, Any], reasons: list[str], assumptions: list[str], u
              refused: tuple[int, ...], batched: int) -> FitResult:
     """Facts are missing: never claim a fit; say "does not fit" only when the weights alone cannot fit anywhere."""
     if weights is not None:
-        groups = _groups(usable)
+        groups = gpu_groups(usable)
         best_total = max(sum(g.budget_bytes for g in group) for group in groups)
         over = overhead_bytes if overhead_bytes is not None else estimate_overhead(arch, opts, 1, batched)
         if weights + over > best_total:
@@ -642,7 +645,7 @@ def _describe_capabilities(gpus: Sequence[GpuBudget]) -> str:
     return "; ".join(parts)
 
 
-def _model_max_len(config: Mapping[str, Any], arch: Architecture) -> int | None:
+def model_max_len(config: Mapping[str, Any], arch: Architecture) -> int | None:
     """The longest context vLLM accepts for the model: ``max_position_embeddings``, times the rope-scaling factor
     (of ``original_max_position_embeddings`` for yarn) except for the su/longrope/llama3 kinds, as vLLM derives it."""
     longest = arch.max_position_embeddings
@@ -669,7 +672,8 @@ def _gib(n: int) -> str:
 
 
 __all__ = [
-    "DECISION_DOES_NOT_FIT", "DECISION_FITS", "DECISION_REDUCE_CONTEXT", "DECISION_REFUSED", "DECISION_TENSOR_PARALLEL",
-    "DECISION_UNKNOWN", "FitResult", "GpuBudget", "estimate_overhead", "gpu_budgets", "min_compute_capability_for",
-    "plan_fit", "refusal",
+    "CONTEXT_MULTIPLE", "DECISION_DOES_NOT_FIT", "DECISION_FITS", "DECISION_REDUCE_CONTEXT", "DECISION_REFUSED",
+    "DECISION_TENSOR_PARALLEL", "DECISION_UNKNOWN", "FitResult", "GpuBudget", "MIN_CONTEXT", "estimate_overhead",
+    "gpu_budgets", "gpu_groups", "kv_model", "min_compute_capability_for", "model_max_len", "plan_fit", "refusal",
+    "tensor_parallel_sizes", "weights_at_dtype",
 ]
