@@ -10,6 +10,13 @@ FAKE_VLLM_CRASH=oom|gpu-util|401|nogpu, FAKE_VLLM_RESTART_LOOP=1, FAKE_VLLM_EXIT
 FAKE_VLLM_HEALTH=503, FAKE_VLLM_HANG=1, FAKE_VLLM_METRICS=deprecated|garbage, FAKE_VLLM_PROMPT_TPS /
 FAKE_VLLM_GEN_TPS (see the script). ``/metrics`` speaks vLLM's metric names; its token counters grow with time.
 
+The image also has a fake ``ray`` (as the real vLLM image does) for multi-node tests, same image on every node,
+``network_mode=host``: ``ray start --head --port=P --node-ip-address=IP [--num-gpus=G] --block`` on the head,
+``ray start --address=IP:P [--num-gpus=G] --block`` on each worker, ``ray status`` (docker exec into the head) and
+``vllm serve ... --distributed-executor-backend ray`` with ``RAY_ADDRESS=IP:P``. Switches: FAKE_RAY_GPUS,
+FAKE_RAY_FAIL=worker-exit|join|head-exit, FAKE_RAY_FAIL_AFTER_S, FAKE_RAY_JOIN_TIMEOUT_S (see the ``ray`` script).
+:func:`start_fake_ray` runs one node.
+
 :class:`EngineTarget` is a :class:`~nemoclaw_runtime.runtimes.server.readiness.ReadinessTarget` over the real
 ``DockerEngine``, for readiness tests against real containers.
 """
@@ -36,6 +43,8 @@ if TYPE_CHECKING:
 FAKE_VLLM_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "images" / "fake-vllm"
 VLLM_PATH = "/usr/local/bin/vllm"
 HANDLER_PATH = "/usr/local/lib/fake-vllm/handler.sh"
+RAY_PATH = "/usr/local/bin/ray"
+RAY_HANDLER_PATH = "/usr/local/lib/fake-vllm/ray-handler.sh"
 CONTAINER_PORT = 8000
 
 
@@ -43,6 +52,8 @@ def fake_vllm_files() -> dict[str, str]:
     return {
         VLLM_PATH: (FAKE_VLLM_DIR / "vllm").read_text(encoding="utf-8"),
         HANDLER_PATH: (FAKE_VLLM_DIR / "handler.sh").read_text(encoding="utf-8"),
+        RAY_PATH: (FAKE_VLLM_DIR / "ray").read_text(encoding="utf-8"),
+        RAY_HANDLER_PATH: (FAKE_VLLM_DIR / "ray-handler.sh").read_text(encoding="utf-8"),
     }
 
 
@@ -94,6 +105,40 @@ def start_fake_vllm(
         ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)},
         labels={**(labels or {}), **session_labels()},
         **kwargs,
+    )
+
+
+def ray_head_command(port: int, ip: str = "127.0.0.1", *, gpus: int | None = None) -> list[str]:
+    """``ray start --head`` argv as the multi-node orchestration runs it."""
+    gpu_flag = [f"--num-gpus={gpus}"] if gpus is not None else []
+    return ["ray", "start", "--head", f"--port={port}", f"--node-ip-address={ip}", *gpu_flag, "--block"]
+
+
+def ray_worker_command(address: str, *, gpus: int | None = None) -> list[str]:
+    """``ray start --address=HEAD_IP:PORT`` argv of a worker node."""
+    gpu_flag = [f"--num-gpus={gpus}"] if gpus is not None else []
+    return ["ray", "start", f"--address={address}", *gpu_flag, "--block"]
+
+
+def start_fake_ray(
+    client: docker.DockerClient,
+    image: str,
+    command: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    name: str | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> Any:
+    """Run one node (``ray start ...`` or ``vllm serve ...``) detached with ``network_mode=host``, labelled with
+    the test session; returns the docker-py Container."""
+    return client.containers.run(
+        image,
+        list(command),
+        name=name or unique_name("fake-ray"),
+        detach=True,
+        environment=dict(env or {}),
+        network_mode="host",
+        labels={**(labels or {}), **session_labels()},
     )
 
 
