@@ -143,11 +143,17 @@ def read_lock(path: Path, runtime: str) -> Lock:
 
 def write_lock(lock: Lock, path: Path) -> Path:
     """Write ``lock`` to ``path`` atomically (temporary file + rename), mode 0644; returns the path."""
+    return write_json_atomically(lock.to_dict(), path)
+
+
+def write_json_atomically(document: Any, path: Path) -> Path:
+    """``document`` as indented JSON at ``path``: a temporary file in the same folder, synced, then renamed over
+    it (a reader never sees half a file), mode 0644; returns the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(lock.to_dict(), handle, indent=2)
+            json.dump(document, handle, indent=2)
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
@@ -189,4 +195,4 @@ def check_against(lock: Lock, *, argv: tuple[str, ...] | list[str], image: str, 
 
 
 __all__ = ["LOCK_SCHEMA", "Lock", "check_against", "default_lock_path", "make_lock", "read_lock",
-           "registry_entry_version", "write_lock"]
+           "registry_entry_version", "write_json_atomically", "write_lock"]

@@ -268,6 +268,8 @@ class Settings:
         _context)
     vllm_ready_timeout: float = _setting("NEMOCLAW_VLLM_READY_TIMEOUT", 1800.0, "seconds to wait for vLLM readiness",
                                          _seconds)
+    ray_port: int = _setting("NEMOCLAW_RAY_PORT", 6379,
+                             "port of the Ray head on the head node's interface (`up --nodes`)", _port)
     # --- NIM -----------------------------------------------------------------------------------------------------
     nim_image: str | None = _setting("NEMOCLAW_NIM_IMAGE", None, "override the NIM image", _image)
     nim_ready_timeout: float = _setting("NEMOCLAW_NIM_READY_TIMEOUT", 1200.0, "seconds to wait for NIM readiness",

@@ -18,10 +18,10 @@ import json
 import socket
 import threading
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import docker
 import docker.auth
@@ -260,6 +260,8 @@ def create_kwargs(spec: ContainerSpec) -> dict[str, Any]:
         kwargs["shm_size"] = spec.shm_size
     if spec.ipc_mode:
         kwargs["ipc_mode"] = spec.ipc_mode
+    if spec.network_mode:
+        kwargs["network_mode"] = spec.network_mode
     return kwargs
 
 
@@ -413,6 +415,44 @@ class DockerEngine:
     def remove_container(self, name_or_id: str, *, force: bool = False) -> None:
         with self._t("removing a container", subject=name_or_id):
             self._api.remove_container(name_or_id, force=force)
+
+    def exec_in_container(self, name_or_id: str, argv: Sequence[str]) -> tuple[int, str]:
+        """Run ``argv`` (a list, never a shell string) in the running container and wait for it: its exit code and
+        its output (stdout and stderr together). For short commands only (``ray status``)."""
+        with self._t("running a command in a container", subject=name_or_id):
+            exec_id = self._api.exec_create(name_or_id, list(argv), stdout=True, stderr=True)["Id"]
+            output = self._api.exec_start(exec_id)
+            code = self._api.exec_inspect(exec_id).get("ExitCode")
+        text = bytes(output).decode("utf-8", "replace") if isinstance(output, (bytes, bytearray)) else str(output)
+        return (int(code) if code is not None else -1), text
+
+    def put_archive(self, name_or_id: str, path: str, data: bytes | IO[bytes]) -> None:
+        """Unpack the tar ``data`` (bytes, or a stream read to its end) at ``path`` in the container; the container
+        may be created and not started (how files reach a named volume on a remote engine)."""
+        with self._t("copying files into a container", subject=name_or_id):
+            if not self._api.put_archive(name_or_id, path, data):
+                raise NemoclawError(f"The engine refused the files for {name_or_id}:{path}",
+                                    remedy="check the engine's disk space and the path")
+
+    def path_exists(self, name_or_id: str, path: str) -> bool:
+        """Whether ``path`` exists in the container's filesystem (its mounts included); reads its stat only."""
+        api: Any = self._api  # the request helpers are undeclared in docker-py's stubs
+        with self._t("looking for a path in a container", subject=name_or_id):
+            url = api._url("/containers/{0}/archive", name_or_id)
+            response = api.head(url, params={"path": path}, timeout=ENGINE_CONTACT_TIMEOUT_S)  # a requests.Session
+            if response.status_code == 404 and "X-Docker-Container-Path-Stat" not in response.headers:
+                api.inspect_container(name_or_id)  # a missing container raises NoSuchContainer; else the path
+                return False
+            api._raise_for_status(response)
+        return True
+
+    def remove_volume(self, name: str) -> None:
+        """Remove the named volume; one already gone is not an error."""
+        with self._t("removing a volume", subject=name):
+            try:
+                self._api.remove_volume(name, force=True)
+            except docker.errors.NotFound:
+                return
 
     # --- images --------------------------------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from nemoclaw_runtime.runtimes.docker.port import ContainerInfo, ContainerState,
 from nemoclaw_runtime.runtimes.docker.spec import (
     LABEL_GPU_MEMORY_UTILIZATION,
     LABEL_GPUS,
+    LABEL_GROUP,
     LABEL_HOST,
     LABEL_IMAGE,
     LABEL_IMAGE_DIGEST,
@@ -417,6 +418,8 @@ class ManagedContainerView:
     gpus: tuple[int, ...] | None = None  # the GPU indices it computes on; None when its labels do not say
     gpu_memory_utilization: float | None = None
     weights_revision: str | None = None  # the pinned Hugging Face commit (vLLM), when one is pinned
+    group: str | None = None  # the deployment over several nodes it belongs to (``up --nodes``)
+    nodes: tuple[Mapping[str, Any], ...] | None = None  # a deployment's entry: every node and its state
 
     @classmethod
     def from_info(cls, info: ContainerInfo) -> ManagedContainerView:
@@ -429,10 +432,12 @@ class ManagedContainerView:
                    image=labels.get(LABEL_IMAGE) or info.image, image_digest=labels.get(LABEL_IMAGE_DIGEST),
                    created=info.created, version=labels.get(LABEL_VERSION), gpus=gpu_indices_label(labels),
                    gpu_memory_utilization=utilization_label(labels),
-                   weights_revision=labels.get(LABEL_WEIGHTS_REVISION))
+                   weights_revision=labels.get(LABEL_WEIGHTS_REVISION), group=labels.get(LABEL_GROUP))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["nodes"] = [dict(node) for node in self.nodes] if self.nodes is not None else None
+        return data
 
 
 def gpu_indices_label(labels: Mapping[str, str]) -> tuple[int, ...] | None:

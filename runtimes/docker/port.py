@@ -9,10 +9,10 @@ dataclasses below.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import IO, Any, Literal, Protocol, runtime_checkable
 
 from nemoclaw_runtime.kernel.clock import CancelToken
 from nemoclaw_runtime.kernel.events import EventSink
@@ -135,6 +135,14 @@ class DockerPort(Protocol):
     def stop_container(self, name_or_id: str, *, timeout: float = 10) -> None: ...
 
     def remove_container(self, name_or_id: str, *, force: bool = False) -> None: ...
+
+    def exec_in_container(self, name_or_id: str, argv: Sequence[str]) -> tuple[int, str]: ...  # (exit code, output)
+
+    def put_archive(self, name_or_id: str, path: str, data: bytes | IO[bytes]) -> None: ...  # a tar, unpacked at path
+
+    def path_exists(self, name_or_id: str, path: str) -> bool: ...  # in the container's filesystem and mounts
+
+    def remove_volume(self, name: str) -> None: ...  # a named volume; absent is fine
 
     def close(self) -> None: ...
 

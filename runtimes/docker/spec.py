@@ -17,10 +17,11 @@ from nemoclaw_runtime.kernel.checks import CONTAINER_NAME_PATTERN
 from nemoclaw_runtime.kernel.secret import REDACTED, Secret
 
 __all__ = [
-    "CONTAINER_NAME_RE", "ContainerSpec", "GpuRequest", "LABEL_GPUS", "LABEL_GPU_MEMORY_UTILIZATION", "LABEL_HOST",
+    "CONTAINER_NAME_RE", "ContainerSpec", "GpuRequest", "LABEL_GPUS", "LABEL_GROUP", "LABEL_NODE", "LABEL_NODES",
+    "LABEL_ROLE", "LABEL_GPU_MEMORY_UTILIZATION", "LABEL_HOST",
     "LABEL_IMAGE", "LABEL_IMAGE_DIGEST", "LABEL_MANAGED", "LABEL_MODEL", "LABEL_PORT", "LABEL_RUNTIME",
     "LABEL_SERVED_MODEL", "LABEL_SPEC_HASH", "LABEL_VERSION", "LABEL_WEIGHTS_REVISION", "Mount", "PortBinding",
-    "image_repository", "split_reference", "url_host",
+    "WILDCARD_HOSTS", "image_repository", "split_reference", "url_host",
 ]
 
 #: Every label we set lives under this prefix; ownership is decided by ``LABEL_MANAGED`` alone.
@@ -41,6 +42,12 @@ LABEL_GPUS = f"{LABEL_PREFIX}.gpus"
 LABEL_GPU_MEMORY_UTILIZATION = f"{LABEL_PREFIX}.gpu-memory-utilization"
 #: The Hugging Face commit the weights are pinned to (vLLM's ``--revision``); absent when none is pinned.
 LABEL_WEIGHTS_REVISION = f"{LABEL_PREFIX}.weights-revision"
+#: A deployment over several nodes (``up --nodes``): every container of it carries the group (the deployment's
+#: name), its node's index and its role; the serve container also lists the nodes' engine addresses, in order.
+LABEL_GROUP = f"{LABEL_PREFIX}.group"
+LABEL_NODE = f"{LABEL_PREFIX}.node"
+LABEL_ROLE = f"{LABEL_PREFIX}.role"
+LABEL_NODES = f"{LABEL_PREFIX}.nodes"
 
 EnvValue: TypeAlias = "str | Secret"
 
@@ -131,6 +138,7 @@ class ContainerSpec:
     restart_policy: str | None = "unless-stopped"
     shm_size: str | None = None
     ipc_mode: str | None = None
+    network_mode: str | None = None  # "host" for the nodes of a multi-node deployment (Ray and NCCL need it)
 
     @property
     def image_ref(self) -> str:
@@ -170,6 +178,8 @@ class ContainerSpec:
             "restart_policy": self.restart_policy,
             "shm_size": self.shm_size,
             "ipc_mode": self.ipc_mode,
+            # only when set: the hashes of single-host specs (the reuse fast path) stay what they were
+            **({"network_mode": self.network_mode} if self.network_mode else {}),
         }
 
 

@@ -225,9 +225,12 @@ class UpResult:
     weights_revision: str | None = None
     validated_api: str | None = None
     elapsed_s: float | None = None
+    #: ``up --nodes``: every node (index, engine address, role) and its containers; empty on one host
+    nodes: tuple[Mapping[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            **({"nodes": [dict(node) for node in self.nodes]} if self.nodes else {}),
             "runtime": self.runtime,
             "name": self.name,
             "model": self.model,

@@ -621,4 +621,4 @@ def _own_memory_freed(inventory: GpuInventory, placement: GpuPlacement) -> GpuIn
     return dataclasses.replace(inventory, gpus=tuple(gpus))
 
 
-__all__ = ["VllmDriver", "requested_context", "set_flag"]
+__all__ = ["CONTAINER_HF_HOME", "VllmDriver", "requested_context", "set_flag"]

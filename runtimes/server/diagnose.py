@@ -63,6 +63,27 @@ _OOM_REMEDY = (
 # Order matters only between rules that match the same log line: the more specific rule comes first.
 _RULES: tuple[_Rule, ...] = (
     _Rule(
+        "ray-unreachable",
+        _rx(r"Unable to connect to GCS at", r"Could not connect to Ray cluster", r"Failed to connect to GCS",
+            r"Could not find any running Ray instance"),
+        "a node could not reach the Ray head",
+        "check that every node reaches the head's address and Ray port (NEMOCLAW_RAY_PORT, 6379 by default) over "
+        "the interface named by --nic, and that no firewall is in the way",
+    ),
+    _Rule(
+        "nccl",
+        _rx(r"NCCL error", r"ncclSystemError", r"ncclInternalError", r"NCCL WARN"),
+        "NCCL failed between the nodes",
+        "check the link between the nodes (--nic names the interface NCCL uses; `ip addr` on each node), that the "
+        "nodes run the same driver; the failing node's log is in the error above",
+    ),
+    _Rule(
+        "not-enough-gpus",
+        _rx(r"number of required GPUs exceeds the total number of available GPUs"),
+        "the Ray cluster holds fewer GPUs than tensor × pipeline parallelism needs",
+        "check that every node joined (`nemoclaw-runtime logs NAME --node N`) and gives its GPUs to its container",
+    ),
+    _Rule(
         "nim-no-profile",
         _rx(r"Could not match a profile in manifest", r"Could not find a profile that is currently runnable",
             r"no compatible profile", r"No (?:matching|valid) profiles?"),

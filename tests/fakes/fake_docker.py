@@ -10,13 +10,15 @@ assert that an operation made no engine writes. Helpers (``add_image``, ``add_fo
 
 from __future__ import annotations
 
+import io
 import itertools
+import tarfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from nemoclaw_runtime.kernel.errors import (
     DockerUnavailable,
@@ -30,7 +32,8 @@ from nemoclaw_runtime.runtimes.docker.port import ContainerInfo, ContainerState,
 from nemoclaw_runtime.runtimes.docker.spec import ContainerSpec, image_repository, split_reference
 
 WRITE_CALLS = frozenset({"create_container", "start_container", "stop_container", "remove_container", "tag_image",
-                         "pull_stream", "login"})
+                         "pull_stream", "login", "exec_in_container", "put_archive",
+                         "remove_volume"})
 FOLLOW_MAX_WAIT_S = 10.0  # a follow never blocks a test longer than this
 #: The remedy the adapter gives an engine error it has no special case for (adapter._ENGINE_ERROR).
 _ENGINE_ERROR_REMEDY = "see the engine's explanation above; `docker info` shows the engine's state"
@@ -106,6 +109,10 @@ class FakeDocker:
         self.start_failures: dict[str, Exception] = {}  # container name -> raised by its next start
         self._pulls: dict[tuple[str, str], tuple[list[Mapping[str, Any]], str | None]] = {}
         self.closed = False
+        #: ``exec_in_container`` answers by the argv's first word: (exit code, output), or a callable of the container
+        self.exec_answers: dict[str, Any] = {}
+        #: paths ``put_archive`` unpacked, by volume (``volume:NAME``) or container (``container:ID``)
+        self.files: dict[str, set[str]] = {}
 
     # --- bookkeeping ---------------------------------------------------------------------------------------------
 
@@ -349,6 +356,49 @@ class FakeDocker:
             container.status = "removing"
             del self.containers[container.id]
             self._changed.notify_all()
+
+    def exec_in_container(self, name_or_id: str, argv: Sequence[str]) -> tuple[int, str]:
+        """Answers from ``exec_answers`` (keyed by the argv's first word; a callable gets the container); a
+        container that is not running is a 409 as from the engine."""
+        with self._guard:
+            self._record("exec_in_container", name_or_id)
+            container = self._get(name_or_id)
+            if container.status != "running":
+                raise NemoclawError(f"Docker engine error while running a command in a container: Container "
+                                    f"{container.id} is not running", remedy=_ENGINE_ERROR_REMEDY,
+                                    details={"status": 409})
+            answer = self.exec_answers.get(argv[0] if argv else "", (127, f"exec: {argv[:1]}: not found"))
+            return answer(container) if callable(answer) else answer
+
+    def put_archive(self, name_or_id: str, path: str, data: bytes | IO[bytes]) -> None:
+        with self._guard:
+            self._record("put_archive", name_or_id)
+            container = self._get(name_or_id)
+            blob = data if isinstance(data, bytes) else data.read()
+            with tarfile.open(fileobj=io.BytesIO(blob)) as archive:
+                names = archive.getnames()
+            volume = self._volume_of(container, path)
+            for name in names:
+                self.files.setdefault(volume, set()).add(f"{path.rstrip('/')}/{name}".replace("//", "/"))
+
+    def path_exists(self, name_or_id: str, path: str) -> bool:
+        with self._guard:
+            self._record("path_exists", name_or_id)
+            container = self._get(name_or_id)
+            return path.rstrip("/") in self.files.get(self._volume_of(container, path), set())
+
+    def remove_volume(self, name: str) -> None:
+        with self._guard:
+            self._record("remove_volume", name)
+            self.files.pop(f"volume:{name}", None)
+
+    @staticmethod
+    def _volume_of(container: FakeContainer, path: str) -> str:
+        """Files under a named volume's mount outlive the container (kept by volume name), others by container."""
+        for mount in container.spec.mounts if container.spec else ():
+            if mount.kind == "volume" and path.startswith(mount.target):
+                return f"volume:{mount.source}"
+        return f"container:{container.id}"
 
     # --- scenario helpers ------------------------------------------------------------------------------------------
 
