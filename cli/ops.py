@@ -41,8 +41,18 @@ def _ps_lines(views: Sequence[ManagedContainerView]) -> Iterator[str]:
     # Names, labels and images come from the engine: one clean line per cell (no escapes, bidi marks, newlines)
     rows = [_PS_COLUMNS] + [tuple(one_line(cell) for cell in _ps_row(v)) for v in views]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_PS_COLUMNS))]
-    for row in rows:
+    for row, view in zip(rows, [None, *views], strict=True):
         yield "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        yield from _node_lines(view)
+
+
+def _node_lines(view: ManagedContainerView | None) -> Iterator[str]:
+    """Under a deployment over several nodes: one indented line per node (its place, engine and state)."""
+    for node in (view.nodes or ()) if view is not None else ():
+        role = "head" if node.get("index") == 0 else "worker"
+        line = f"  └ node {node.get('index')} ({role}) {node.get('address')}: {node.get('container')} " \
+               f"{node.get('state')}"
+        yield one_line(line + (f" ({node['error']})" if node.get("error") else ""))
 
 
 def _ps_row(view: ManagedContainerView) -> tuple[str, ...]:
@@ -108,10 +118,13 @@ def _stop_lines(stopped: Iterable[str], runtime: str | None) -> Iterator[str]:
 @click.option("--tail", "-n", type=whole_number(0, MAX_LOG_TAIL), default=DEFAULT_TAIL, show_default=True,
               help="How many of the last lines to show.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the container stops or Ctrl-C.")
-def logs(name: str, tail: int, follow: bool) -> None:
+@click.option("--node", metavar="N|ADDRESS",
+              help="A deployment over several nodes: the Ray container of this node (its index, 0 the head, or its "
+                   "engine address); without it, the server's log on the head.")
+def logs(name: str, tail: int, follow: bool, node: str | None) -> None:
     """Show the log (stdout and stderr) of a managed container."""
     output = Output(False)
-    lines = api.logs(name, tail=tail, follow=follow, settings=output.settings())
+    lines = api.logs(name, tail=tail, follow=follow, settings=output.settings(), node=node)
     try:
         for line in lines:
             output.out.write(safe_line(line.rstrip("\n")) + "\n")  # the container's text: no escapes, no secrets

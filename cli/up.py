@@ -45,13 +45,19 @@ from nemoclaw_runtime.kernel.units import format_bytes
 @click.option("--locked", is_flag=True,
               help="Serve exactly what the lock file records (image digest, weights revision, argv); resolve "
                    "nothing new, refuse (exit 3) what differs.")
+@click.option("--nodes", metavar="HEAD,WORKER[,…]",
+              help="vLLM over several machines: each node's Docker engine (local, ssh://user@host, tcp://host:port), "
+                   "the head first; vLLM's Ray executor splits the model across them.")
+@click.option("--nic", metavar="IFACE",
+              help="With --nodes: the network interface between the nodes (NCCL, Gloo, Ray); detected when there is "
+                   "one candidate.")
 @click.option("--dry-run", is_flag=True,
               help="Print the plan and the fit (no download, no container; the fit reads config and headers only).")
 @json_option
 def up(runtime: str, model: str | None, port: int | None, gpus: str, image: str | None, name: str | None,
        host: str, no_prefetch: bool, timeout_s: float | None, no_validate: bool, allow_no_tools: bool,
-       max_model_len: str | None, no_fit_check: bool, lock_path: str | None, locked: bool, dry_run: bool,
-       json_mode: bool) -> None:
+       max_model_len: str | None, no_fit_check: bool, lock_path: str | None, locked: bool, nodes: str | None,
+       nic: str | None, dry_run: bool, json_mode: bool) -> None:
     """Start RUNTIME serving a model and wait until it answers.
 
     \b
@@ -62,6 +68,7 @@ def up(runtime: str, model: str | None, port: int | None, gpus: str, image: str 
       NGC_API_KEY=... nemoclaw-runtime up nim
       nemoclaw-runtime up ollama --model qwen3.5:9b
       nemoclaw-runtime up vllm --lock qwen.lock.json --locked
+      nemoclaw-runtime up vllm --model qwen3.6-27b --nodes local,ssh://me@spark2 --nic enp1s0f0np0
     """
     from nemoclaw_runtime.kernel.settings import Settings
 
@@ -71,6 +78,8 @@ def up(runtime: str, model: str | None, port: int | None, gpus: str, image: str 
                                    prefetch=not no_prefetch, timeout_s=timeout_s, validate=not no_validate,
                                    allow_no_tools=allow_no_tools, max_model_len=max_model_len,
                                    fit_check=not no_fit_check)
+    if nodes is not None or nic is not None:
+        options.update(nodes=nodes, nic=nic)
     if dry_run:
         the_plan = api.plan(runtime, settings=settings, events=output.events(), **options)
         output.result(the_plan.to_dict(), lambda: _plan_lines(the_plan.to_dict()))
@@ -81,6 +90,9 @@ def up(runtime: str, model: str | None, port: int | None, gpus: str, image: str 
 
 
 def _plan_lines(plan: dict[str, Any]) -> Iterator[str]:
+    if plan.get("nodes"):
+        yield from _cluster_lines(plan)
+        return
     container = plan["container"]
     yield f"Plan for {plan['runtime']} (dry run: no image or weights were downloaded, nothing was started)"
     yield f"  profile:   {plan['profile']}" + (f" ({plan['profile_name']})" if plan["profile_name"] else "")
@@ -100,6 +112,35 @@ def _plan_lines(plan: dict[str, Any]) -> Iterator[str]:
         yield f"  fit:       {_fit_line(plan['fit'])}"
     for check in plan["checks"]:
         yield f"  {'✓' if check['ok'] else '✗'} {check['check']}: {check['detail']}"
+    for note in plan["notes"]:
+        yield f"  note: {note}"
+
+
+def _cluster_lines(plan: dict[str, Any]) -> Iterator[str]:
+    """A plan over several nodes: the split, then every node's containers with their whole spec."""
+    yield (f"Plan for vllm over {len(plan['nodes'])} nodes (dry run: no image or weights were downloaded, nothing "
+           "was started)")
+    yield f"  model:     {plan['model']} → {plan['model_id']} (served as {plan['served_model_id']})"
+    yield (f"  split:     tensor parallel {plan['tensor_parallel_size']} × pipeline parallel "
+           f"{plan['pipeline_parallel_size']} (Ray head {plan['head_address']}:{plan['ray_port']})")
+    if plan.get("interface"):
+        interface = plan["interface"]
+        how = "detected" if interface["detected"] else "--nic"
+        yield f"  interface: {interface['name']} {interface['address']} ({how})".rstrip()
+    if plan.get("group_fit"):
+        reasons = plan["group_fit"].get("reasons") or []
+        yield f"  fit:       {plan['group_fit']['decision']}" + (f": {reasons[0]}" if reasons else "")
+    yield f"  ready:     {_ready_check(plan)} within {plan['ready_timeout_s']:g} s"
+    for node in plan["nodes"]:
+        yield f"  node {node['index']} ({node['role']}): {node['address']}"
+        for container in node["containers"]:
+            yield f"    container {container['name']}: network {container.get('network_mode')}, ipc " \
+                  f"{container['ipc_mode']}, gpus {container['gpus']}, image {container['image']}"
+            for mount in container["mounts"]:
+                yield f"      mount: {mount['source']} → {mount['target']} ({mount['kind']})"
+            for key, value in container["env"].items():
+                yield f"      env:   {key}={value}"
+            yield "      argv:  " + " ".join(container["command"])
     for note in plan["notes"]:
         yield f"  note: {note}"
 
@@ -137,6 +178,8 @@ def _result_lines(result: dict[str, Any]) -> Iterator[str]:
         yield f"  image:           {result['image']}{pinned}"
     if result["validated_api"]:
         yield f"  validated:       {result['validated_api']}"
+    for node in result.get("nodes") or ():
+        yield f"  node {node['index']} ({node['role']}):  {node['address']}: {', '.join(node['containers'])}"
 
 
 __all__ = ["masked_prompt_if_interactive", "up"]

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nemoclaw_runtime.kernel import checks
 from nemoclaw_runtime.kernel.clock import CancelToken, Clock
 from nemoclaw_runtime.kernel.errors import InvalidInput
 from nemoclaw_runtime.kernel.events import EventSink, discard
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from nemoclaw_runtime.gpu import GpuInventory
     from nemoclaw_runtime.kernel.secret import Secret
     from nemoclaw_runtime.registry import Registry
+    from nemoclaw_runtime.runtimes.cluster import ClusterPlan
     from nemoclaw_runtime.runtimes.docker.containers import ManagedContainerView
     from nemoclaw_runtime.runtimes.docker.port import DockerPort, PulledImage
     from nemoclaw_runtime.runtimes.docker.registry_login import PromptSecret
@@ -208,16 +210,31 @@ def select_option(options: LocalOptions, settings: Settings | None = None, *, ke
 
 
 def plan(runtime: str = "vllm", *, settings: Settings | None = None, events: EventSink = discard,
-         inventory: GpuInventory | None = None, model_source: ModelSource | None = None, **options: Any) -> Plan:
+         inventory: GpuInventory | None = None, model_source: ModelSource | None = None,
+         **options: Any) -> Plan | ClusterPlan:
     """What ``up`` would do (the dry run: no download, no container, no engine), with the fit under ``fit``
     (vLLM: the model's config and safetensors headers from ``model_source``, default the hub). ``options`` are
     those of :func:`up` (model, port, gpus, image, name, host, prefetch, timeout_s, validate, allow_no_tools,
-    max_model_len, fit_check)."""
+    max_model_len, fit_check; ``nodes`` and ``nic`` for several nodes: then the :class:`ClusterPlan`)."""
     from nemoclaw_runtime.runtimes import pipeline
 
     check_runtime(runtime)
-    return pipeline.plan(pipeline.make_request(runtime, **options), settings=_settings(settings),
-                         inventory=inventory, events=events, model_source=model_source)
+    nodes, nic = options.pop("nodes", None), options.pop("nic", None)
+    request = pipeline.make_request(runtime, **options)
+    if nodes is not None:
+        from nemoclaw_runtime.runtimes import cluster
+
+        return cluster.plan(request, nodes, nic=nic, settings=_settings(settings), inventory=inventory,
+                            events=events, model_source=model_source)
+    _refuse_nic_alone(nic)
+    return pipeline.plan(request, settings=_settings(settings), inventory=inventory, events=events,
+                         model_source=model_source)
+
+
+def _refuse_nic_alone(nic: str | None) -> None:
+    if nic is not None:
+        raise InvalidInput("--nic applies to a deployment over several nodes", remedy="pass --nodes as well, or "
+                                                                                  "leave --nic out")
 
 
 def up(runtime: str = "vllm", *, model: str | None = None, port: int | None = None, gpus: str = "all",
@@ -227,7 +244,8 @@ def up(runtime: str = "vllm", *, model: str | None = None, port: int | None = No
        settings: Settings | None = None, events: EventSink = discard, cancel: CancelToken | None = None,
        inventory: GpuInventory | None = None, prompt_secret: PromptSecret | None = None,
        docker: DockerPort | None = None, http: httpx.Client | None = None, clock: Clock | None = None,
-       lock_path: str | os.PathLike[str] | None = None, locked: bool = False) -> UpResult:
+       lock_path: str | os.PathLike[str] | None = None, locked: bool = False,
+       nodes: str | Sequence[str] | None = None, nic: str | None = None) -> UpResult:
     """Serve a model and return once it answers (see ``nemoclaw-runtime up --help`` for each option).
 
     ``prompt_secret`` (interactive callers only) is asked for an NGC key when NIM has none in the settings, and
@@ -241,6 +259,10 @@ def up(runtime: str = "vllm", *, model: str | None = None, port: int | None = No
     ``lock_path`` (default ``<state_dir>/locks/<container-name>.json``). ``locked=True`` reads it instead and serves
     exactly that (image by the locked digest, weights at the locked revision): a missing or invalid lock is
     ``InvalidInput`` (exit 2), an argv, image or registry entry that differs from it ``PreflightRefused`` (exit 3).
+
+    ``nodes`` (vLLM: ``"local,ssh://user@host2"``, the head first) serves one model over several machines with
+    vLLM's Ray executor: the group fit picks tensor × pipeline parallelism, every node runs the same digest, and
+    a failure or Ctrl-C leaves nothing on any node. ``nic`` names the interface between the nodes.
     """
     from nemoclaw_runtime.runtimes import pipeline
 
@@ -250,6 +272,15 @@ def up(runtime: str = "vllm", *, model: str | None = None, port: int | None = No
     request = pipeline.make_request(runtime, model=model, port=port, gpus=gpus, image=image, name=name, host=host,
                                     prefetch=prefetch, timeout_s=timeout_s, validate=validate,
                                     allow_no_tools=allow_no_tools, max_model_len=max_model_len, fit_check=fit_check)
+    if nodes is not None:
+        if lock_path is not None or locked:
+            raise InvalidInput("--lock and --locked are for one host, not --nodes",
+                               remedy="leave --lock/--locked out with --nodes")
+        from nemoclaw_runtime.runtimes import cluster
+
+        return cluster.up(request, nodes, nic=nic, settings=_settings(settings), inventory=inventory,
+                          events=events, cancel=cancel, model_source=model_source, http=http, clock=clock)
+    _refuse_nic_alone(nic)
     return pipeline.up(request, settings=_settings(settings), inventory=inventory, events=events, cancel=cancel,
                        prompt_secret=prompt_secret, docker=docker, http=http, clock=clock, model_source=model_source,
                        lock_path=_lock_path(lock_path), locked=locked)
@@ -320,12 +351,18 @@ def list_managed(*, runtime: str | None = None, settings: Settings | None = None
                  docker: DockerPort | None = None) -> list[ManagedContainerView]:
     """Every container nemoclaw-runtime manages (selected by our label only), optionally of one runtime."""
     from nemoclaw_runtime.runtimes import wiring
+    from nemoclaw_runtime.runtimes.cluster import ops
     from nemoclaw_runtime.runtimes.docker.containers import list_managed as _list
 
     _check_filter(runtime)
     settings = _settings(settings)
     with wiring.docker_session(settings, docker) as port:
-        return _list(settings, docker=port, runtime=runtime)
+        views = _list(settings, docker=port, runtime=runtime)
+    if runtime not in (None, "vllm"):
+        return views
+    groups = ops.list_groups(settings)  # a deployment over several nodes is one entry, with its nodes
+    named = {group.name for group in groups}
+    return sorted([v for v in views if v.group not in named] + groups, key=lambda view: view.name)
 
 
 def stop(names: Iterable[str] = (), *, all: bool = False, runtime: str | None = None,
@@ -337,20 +374,44 @@ def stop(names: Iterable[str] = (), *, all: bool = False, runtime: str | None = 
     GPU memory is handed back before the container goes), through ``http`` when given.
     """
     from nemoclaw_runtime.runtimes import pipeline
+    from nemoclaw_runtime.runtimes.cluster import ops, records
 
     _check_filter(runtime)
-    return pipeline.stop(names, all=all, runtime=runtime, settings=_settings(settings), events=events,
-                         docker=docker, http=http)
+    settings = _settings(settings)
+    wanted = list(dict.fromkeys(names))
+    if all == bool(wanted):
+        raise InvalidInput("Name the containers to stop, or pass --all (not both)",
+                           remedy="run `nemoclaw-runtime stop NAME…` or `nemoclaw-runtime stop --all`")
+    # deployments over several nodes: every node's containers go, through the record of the nodes
+    groups = [r.name for r in records.read_records(settings)] if all else \
+        [name for name in wanted if records.read_record(settings, name) is not None]
+    groups = groups if runtime in (None, "vllm") else []
+    stopped = ops.stop_groups(settings, groups, events=events) if groups else []
+    rest = [name for name in wanted if name not in groups]
+    if all or rest:
+        stopped += pipeline.stop(rest, all=all, runtime=runtime, settings=settings, events=events, docker=docker,
+                                 http=http)
+    return stopped
 
 
 def logs(name: str, *, tail: int = 80, follow: bool = False, settings: Settings | None = None,
-         docker: DockerPort | None = None) -> Iterator[str]:
+         docker: DockerPort | None = None, node: str | None = None) -> Iterator[str]:
     """A managed container's log lines (stdout and stderr), oldest first; with ``follow``, then every new line until
-    the container stops. An engine connected here is closed when the iterator ends or is closed."""
+    the container stops. An engine connected here is closed when the iterator ends or is closed.
+
+    A deployment over several nodes: its server's log (on the head), or with ``node`` (an index or an engine
+    address) that node's Ray container's."""
     from nemoclaw_runtime.runtimes import wiring
+    from nemoclaw_runtime.runtimes.cluster import ops, records
     from nemoclaw_runtime.runtimes.docker.containers import managed_logs
 
     settings = _settings(settings)
+    if records.read_record(settings, checks.check_container_name(name, "NAME")) is not None:
+        lines, closing = ops.group_logs(settings, name, node=node, tail=tail, follow=follow)
+        return _ClosingLines(lines, closing)
+    if node is not None:
+        raise InvalidInput(f"--node applies to a deployment over several nodes; {name} is not one",
+                           remedy="leave --node out, or name a deployment listed with nodes by `nemoclaw-runtime ps`")
     stack = ExitStack()
     try:
         port = stack.enter_context(wiring.docker_session(settings, docker))

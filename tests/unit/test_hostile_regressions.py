@@ -404,7 +404,7 @@ def test_allowed_extra_args_still_pass() -> None:
 
 @pytest.mark.parametrize(("variable", "value"), [
     ("NEMOCLAW_STATE_DIR", "file"), ("HF_HOME", "file"), ("XDG_CACHE_HOME", "file"), ("DOCKER_CONFIG", "/dev/null"),
-    ("DOCKER_HOST", "bogus://x"), ("DOCKER_HOST", "ssh://user@host"), ("DOCKER_HOST", "tcp://"),
+    ("DOCKER_HOST", "bogus://x"), ("DOCKER_HOST", "ssh://user@host:99999"), ("DOCKER_HOST", "tcp://"),
     ("DOCKER_HOST", "unix://relative"), ("HF_ENDPOINT", "ftp://x"), ("HF_ENDPOINT", "not a url"),
     ("NEMOCLAW_VLLM_IMAGE", "--privileged"), ("NEMOCLAW_OLLAMA_IMAGE", "UPPER/case"), ("HF_TOKEN", "a b"),
     ("NGC_API_KEY", "key\u202e"), ("NEMOCLAW_VLLM_MODEL", "x\x1b[31m"),
@@ -415,12 +415,6 @@ def test_bad_environment_values_are_exit_2_naming_the_variable_before_any_networ
     if value == "file":
         (tmp_path / "file").write_text("x")
         value = str(tmp_path / "file")
-    if value.startswith("ssh://"):
-        pytest.importorskip("nemoclaw_runtime")  # paramiko absent here: ssh:// is refused with the extra to install
-        import importlib.util
-
-        if importlib.util.find_spec("paramiko") is not None:
-            pytest.skip("paramiko is installed: ssh:// is a valid engine address here")
     monkeypatch.setenv(variable, value)
     for args in (["up", "vllm", "--gpus", "none", "--json"], ["pull", "ollama", "--json"]):
         code, out, err = cli(capsys, *args)
