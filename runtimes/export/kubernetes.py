@@ -1,0 +1,190 @@
+"""``export kubernetes``: the plan ``up`` would run on one host, written as Kubernetes manifests instead.
+
+:func:`export_kubernetes` resolves the model and image as ``up`` does (registry, settings, lock) and returns a
+:class:`KubernetesExport`: the documents, and notes saying which Secrets must exist and what was assumed. Nothing is
+applied to a cluster and nothing is fetched: the manifests are values, written as YAML or JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from nemoclaw_runtime.kernel.errors import InvalidInput
+from nemoclaw_runtime.kernel.events import EventSink, Warning, discard
+from nemoclaw_runtime.kernel.names import RUNTIME_NIM, RUNTIME_VLLM
+from nemoclaw_runtime.kernel.text import has_unsafe, shown
+from nemoclaw_runtime.runtimes.export import nim_manifests, vllm_manifests
+from nemoclaw_runtime.runtimes.export.plan import (
+    FORMAT_LEADERWORKERSET,
+    FORMAT_NIM_OPERATOR,
+    HF_SECRET,
+    HF_SECRET_KEY,
+    NGC_API_SECRET,
+    NGC_API_SECRET_KEY,
+    NGC_PULL_SECRET,
+    ExportPlan,
+)
+from nemoclaw_runtime.runtimes.export.resolve import Request, resolve
+
+if TYPE_CHECKING:
+    from nemoclaw_runtime.kernel.settings import Settings
+    from nemoclaw_runtime.runtimes.fit import ModelSource
+
+
+@dataclass(frozen=True)
+class KubernetesExport:
+    """The manifests of one export. ``to_yaml()`` is what ``kubectl apply -f`` reads; ``to_dict()`` the JSON."""
+
+    documents: tuple[dict[str, Any], ...]
+    runtime: str
+    format: str
+    namespace: str
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"runtime": self.runtime, "format": self.format, "namespace": self.namespace,
+                "documents": list(self.documents), "notes": list(self.notes)}
+
+    def to_yaml(self) -> str:
+        """Multi-document YAML, the notes first as comments (``kubectl`` skips them, a reader sees them)."""
+        header = "".join(f"# {note}\n" for note in self.notes)
+        return header + yaml.safe_dump_all(self.documents, sort_keys=False, default_flow_style=False, width=120)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def write(self, path: str | os.PathLike[str], *, as_json: bool = False) -> Path:
+        """Write the YAML (or JSON) to ``path`` atomically, mode 0644; returns the path. Anything but a regular
+        file or a new path (a directory, a device, a FIFO) → :class:`InvalidInput`."""
+        target = output_path(path)
+        return _write_text(target, self.to_json() if as_json else self.to_yaml())
+
+
+def export_kubernetes(runtime: str, *, model: str | None = None, gpus: int | None = None, nodes: int = 1,
+                      namespace: str = "default", name: str | None = None, format: str = "auto",
+                      image: str | None = None, lock_path: str | os.PathLike[str] | None = None,
+                      settings: Settings | None = None, events: EventSink = discard,
+                      model_source: ModelSource | None = None) -> KubernetesExport:
+    """Manifests that serve ``model`` with ``runtime`` (``vllm`` or ``nim``) on Kubernetes.
+
+    ``format``: vLLM ``auto`` (a Deployment on one node, a LeaderWorkerSet for ``nodes`` > 1), ``deployment`` or
+    ``leaderworkerset``; NIM ``auto`` (= ``nim-operator``: NIMCache + NIMService, ``multiNode`` for ``nodes`` > 1)
+    or ``deployment`` (one node). ``gpus`` per pod (default 1). ``lock_path``: a lock from ``nemoclaw-runtime
+    lock`` pins the image digest (and the model and weights revision). ``model_source`` (optional, e.g. the fit's
+    hub source) sizes the cache volume from the weights; without it the volume asks for 100Gi. No secret value is
+    ever written: tokens are Secret references, and the notes say how to create the Secrets.
+    Bad input → :class:`InvalidInput` (exit 2); an unknown model → the registry's ``UnknownModel``.
+    """
+    from nemoclaw_runtime.kernel.settings import Settings
+
+    settings = settings or Settings.from_env()
+    request = Request(runtime=runtime, model=model, gpus=gpus, nodes=nodes, namespace=namespace, name=name,
+                      format=format, image=image, lock_path=_lock_path(lock_path))
+    plan = resolve(request, settings, model_source)
+    for note in request.notes:
+        if "not pinned" in note:
+            events(Warning(note))
+    notes = (*request.notes, *_secret_notes(plan), *_format_notes(plan))
+    return KubernetesExport(documents=tuple(_documents(plan)), runtime=plan.runtime, format=plan.format,
+                            namespace=plan.namespace, notes=notes)
+
+
+def _documents(plan: ExportPlan) -> list[dict[str, Any]]:
+    if plan.format == FORMAT_NIM_OPERATOR:
+        return nim_manifests.operator_documents(plan)
+    if plan.runtime == RUNTIME_NIM:
+        return nim_manifests.deployment_documents(plan)
+    if plan.format == FORMAT_LEADERWORKERSET:
+        return vllm_manifests.leaderworkerset_documents(plan)
+    return vllm_manifests.deployment_documents(plan)
+
+
+def _secret_notes(plan: ExportPlan) -> tuple[str, ...]:
+    """How to create every Secret the manifests name — with ``...`` where the value goes, never a value."""
+    ns = f" -n {plan.namespace}"
+    if plan.runtime == RUNTIME_VLLM:
+        need = "optional: the model is not gated" if plan.token_optional else "required: the model is gated"
+        return (f"Secret {HF_SECRET} ({need}): kubectl create secret generic {HF_SECRET}{ns} "
+                f"--from-literal={HF_SECRET_KEY}=...",)
+    return (f"Secret {NGC_API_SECRET} (required): kubectl create secret generic {NGC_API_SECRET}{ns} "
+            f"--from-literal={NGC_API_SECRET_KEY}=...",
+            f"Secret {NGC_PULL_SECRET} (required, pulls from nvcr.io): kubectl create secret docker-registry "
+            f"{NGC_PULL_SECRET}{ns} --docker-server=nvcr.io --docker-username='$oauthtoken' --docker-password=...")
+
+
+def _format_notes(plan: ExportPlan) -> tuple[str, ...]:
+    if plan.format == FORMAT_LEADERWORKERSET:
+        return ("needs LeaderWorkerSet installed (https://lws.sigs.k8s.io/docs/installation/); each pod keeps its own "
+                "HF cache on an emptyDir, as vLLM's example does",
+                f"the Ray leader/worker commands run {vllm_manifests.RAY_SCRIPT}, as vLLM's images ship it; with "
+                "another image, check that path",
+                f"clients reach it through the Service {plan.name}-leader on port 8000")
+    if plan.format == FORMAT_NIM_OPERATOR:
+        multi = ("; several nodes also need LeaderWorkerSet and a ReadWriteMany storage class for the NIMCache"
+                 if plan.nodes > 1 else "")
+        return (f"needs the NVIDIA NIM Operator installed{multi}",)
+    return ()
+
+
+def _lock_path(value: str | os.PathLike[str] | None) -> Path | None:
+    if value is None:
+        return None
+    text = os.fspath(value)
+    if not text.strip() or "\x00" in text or has_unsafe(text):
+        raise InvalidInput(f"Invalid --lock {shown(text)}: expected a file path", remedy="pass --lock PATH")
+    return Path(text).expanduser()
+
+
+def output_path(value: str | os.PathLike[str]) -> Path:
+    """Where ``-o`` may write: a new path, or an existing regular file (replaced). A directory, device or FIFO
+    is refused before anything is written (replacing ``/dev/null`` by a rename would be a disaster)."""
+    text = os.fspath(value)
+    if not text.strip() or "\x00" in text or has_unsafe(text):
+        raise InvalidInput(f"Invalid --output {shown(text)}: expected a file path",
+                           remedy="pass -o FILE, e.g. -o manifests.yaml")
+    path = Path(text).expanduser()
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise InvalidInput(f"Invalid --output {shown(text)}: {exc.strerror or 'cannot be used'}",
+                           remedy="pass -o FILE in a folder you can write") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise InvalidInput(f"Invalid --output {shown(text)}: it is a directory, device or FIFO, not a file",
+                           remedy="pass -o FILE, e.g. -o manifests.yaml")
+    if not path.parent.is_dir():
+        raise InvalidInput(f"Invalid --output {shown(text)}: the folder {shown(str(path.parent))} does not exist",
+                           remedy="create the folder first, or pass -o FILE in an existing one")
+    return path
+
+
+def _write_text(path: Path, text: str) -> Path:
+    """A temporary file in the same folder, synced, then renamed over ``path``: a reader never sees half a file."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise InvalidInput(f"Cannot write {shown(str(path))}: {exc.strerror or exc}",
+                           remedy="pass -o FILE in a folder you can write") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+__all__ = ["KubernetesExport", "export_kubernetes", "output_path"]
