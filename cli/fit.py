@@ -118,6 +118,19 @@ def table_lines(fit: dict[str, Any], *, auto: bool = False) -> Iterator[str]:
         yield f"  · {reason}"
     for assumption in fit["assumptions"]:
         yield f"  assumed: {assumption}"
+    yield from _beyond_lines(fit.get("beyond"))
+
+
+def _beyond_lines(beyond: dict[str, Any] | None) -> Iterator[str]:
+    """Where a model this host cannot hold would run: N hosts like it, and the commands."""
+    if not beyond:
+        return
+    if beyond["hosts"] is None:
+        yield "  beyond this host: no group of up to 8 hosts like this one holds it either"
+        return
+    yield f"  beyond this host: it fits {beyond['hosts']} hosts like this one (README: Beyond one machine)"
+    yield f"    over Docker engines:  {beyond['up']}"
+    yield f"    on Kubernetes:        {beyond['kubernetes']}"
 
 
 def _gpu_lines(budgets: list[dict[str, Any]]) -> Iterator[str]:

@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "options": "nemoclaw_runtime.cli.options:options",
     "validate": "nemoclaw_runtime.cli.validate:validate",
     "status": "nemoclaw_runtime.cli.status:status",
+    "export": "nemoclaw_runtime.cli.export:export",
 }
 
 

@@ -26,7 +26,7 @@ _EXPORTS: dict[str, str] = {
     "GpuRequest": "nemoclaw_runtime.runtimes.docker.spec",
 }
 for _name in ("detect_gpus", "models", "local_options", "select_option", "plan", "up", "pull", "list_managed",
-              "stop", "logs", "validate", "status", "watch_status", "fit", "lock", "write_lock"):
+              "stop", "logs", "validate", "status", "watch_status", "fit", "lock", "write_lock", "export_kubernetes"):
     _EXPORTS[_name] = "nemoclaw_runtime.api"
 for _name in ("FitResult", "ModelFacts", "ModelSource", "DirectoryModelSource", "HubModelSource", "StaticModelSource",
               "refusal"):
@@ -49,6 +49,9 @@ _EXPORTS.update({
     "StatusReport": "nemoclaw_runtime.runtimes.status.values",
     "ServerStatus": "nemoclaw_runtime.runtimes.status.values",
     "EngineMetrics": "nemoclaw_runtime.runtimes.status.metrics",
+    "ClusterPlan": "nemoclaw_runtime.runtimes.cluster",
+    "KubernetesExport": "nemoclaw_runtime.runtimes.export",
+    "GroupFit": "nemoclaw_runtime.runtimes.fit",
 })
 for _name in ("Event", "EventSink", "PhaseChanged", "Progress", "Heartbeat", "LogLine", "Info", "Warning",
               "event_to_dict"):
@@ -79,6 +82,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from nemoclaw_runtime.api import (
         detect_gpus,
+        export_kubernetes,
         fit,
         list_managed,
         local_options,
@@ -102,13 +106,16 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from nemoclaw_runtime.kernel.secret import Secret
     from nemoclaw_runtime.kernel.settings import Settings
     from nemoclaw_runtime.registry import load_registry
+    from nemoclaw_runtime.runtimes.cluster import ClusterPlan
     from nemoclaw_runtime.runtimes.docker.containers import ManagedContainerView
     from nemoclaw_runtime.runtimes.docker.port import PulledImage
     from nemoclaw_runtime.runtimes.docker.spec import ContainerSpec, GpuRequest
     from nemoclaw_runtime.runtimes.drivers.contract import Plan, UpRequest, UpResult
+    from nemoclaw_runtime.runtimes.export import KubernetesExport
     from nemoclaw_runtime.runtimes.fit import (
         DirectoryModelSource,
         FitResult,
+        GroupFit,
         HubModelSource,
         ModelFacts,
         ModelSource,

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from nemoclaw_runtime.runtimes.docker.port import DockerPort, PulledImage
     from nemoclaw_runtime.runtimes.docker.registry_login import PromptSecret
     from nemoclaw_runtime.runtimes.drivers.contract import Plan, UpResult
+    from nemoclaw_runtime.runtimes.export import KubernetesExport
     from nemoclaw_runtime.runtimes.fit import FitResult, ModelSource
     from nemoclaw_runtime.runtimes.lockfile import Lock
     from nemoclaw_runtime.runtimes.onboarding.menu import LocalOptions
@@ -180,7 +181,26 @@ def fit(model: str | None = None, *, gpus: str = "all", max_model_len: int | str
     result = plan_fit(facts, inventory, options, gpus=list(request.indices) if request.mode == "indices" else None,
                       min_compute_capability=entry.min_compute_capability)
     auto = auto or (entry.adhoc and context is None)  # a bare HF id is served at the context the fit gives
-    return dataclasses.replace(result, auto_context=True) if auto else result
+    result = dataclasses.replace(result, auto_context=True) if auto else result
+    return dataclasses.replace(result, beyond=_beyond(result, facts, inventory, options, entry))
+
+
+def _beyond(result: FitResult, facts: Any, inventory: GpuInventory, options: Any, entry: Any) -> dict[str, Any] | None:
+    """A model this host cannot hold: the fewest hosts like it that would (the group fit), and the two ways there —
+    `up --nodes` over Docker engines, and manifests for a Kubernetes cluster."""
+    from nemoclaw_runtime.runtimes.fit import DECISION_DOES_NOT_FIT, hosts_needed
+
+    if result.fits or result.auto_context or result.decision not in (DECISION_DOES_NOT_FIT, "reduce-context"):
+        return None
+    hosts = hosts_needed(facts, inventory, options, min_compute_capability=entry.min_compute_capability)
+    if hosts is None:
+        return {"hosts": None, "up": None, "kubernetes": None}
+    workers = ",".join(f"ssh://HOST{i}" for i in range(2, hosts + 1))
+    gpus = max(1, len(inventory.gpus))
+    return {"hosts": hosts,
+            "up": f"nemoclaw-runtime up vllm --model {entry.slug} --nodes local,{workers} --nic IFACE",
+            "kubernetes": f"nemoclaw-runtime export kubernetes vllm --model {entry.slug} --nodes {hosts} "
+                          f"--gpus {gpus}"}
 
 
 def local_options(settings: Settings | None = None, *, inventory: GpuInventory | None = None,
@@ -344,6 +364,27 @@ def pull(runtime: str, *, model: str | None = None, image: str | None = None, se
                          docker=docker, clock=clock)
 
 
+def export_kubernetes(runtime: str, *, model: str | None = None, gpus: int | None = None, nodes: int = 1,
+                      namespace: str = "default", name: str | None = None, format: str = "auto",
+                      image: str | None = None, lock_path: str | os.PathLike[str] | None = None,
+                      settings: Settings | None = None, events: EventSink = discard,
+                      model_source: ModelSource | None = None) -> KubernetesExport:
+    """Kubernetes manifests serving ``model`` with ``runtime`` (``vllm`` or ``nim``), from the registry entry ``up``
+    serves: vLLM as a Deployment + Service + PVC (one node) or a LeaderWorkerSet (``nodes`` > 1, Ray leader/worker,
+    tensor parallel within a node, pipeline parallel across); NIM as the NIM Operator's NIMCache + NIMService
+    (``format="nim-operator"``, the default) or a Deployment (``format="deployment"``). ``gpus`` per pod (default 1);
+    ``lock_path`` (a ``lock`` file) pins the image digest, model and weights revision; ``model_source`` sizes the
+    cache volume from the weights (default: 100Gi, no network). Tokens are Secret references only, never values.
+    Returns a :class:`~nemoclaw_runtime.runtimes.export.KubernetesExport` (``to_yaml()``, ``to_dict()``,
+    ``write(path)``). Bad input → ``InvalidInput`` (exit 2); an unknown model → ``UnknownModel``.
+    """
+    from nemoclaw_runtime.runtimes.export import export_kubernetes as _export
+
+    return _export(runtime, model=model, gpus=gpus, nodes=nodes, namespace=namespace, name=name, format=format,
+                   image=image, lock_path=lock_path, settings=_settings(settings), events=events,
+                   model_source=model_source)
+
+
 # --- the managed containers ------------------------------------------------------------------------------------------
 
 
@@ -498,6 +539,7 @@ def validate(base_url: str, model: str, *, api: str | None = None, api_key: Secr
 
 
 __all__ = [
-    "RUNTIMES", "check_runtime", "detect_gpus", "fit", "list_managed", "local_options", "lock", "logs", "models",
-    "plan", "pull", "select_option", "status", "stop", "up", "validate", "watch_status", "write_lock",
+    "RUNTIMES", "check_runtime", "detect_gpus", "export_kubernetes", "fit", "list_managed", "local_options", "lock",
+    "logs", "models", "plan", "pull", "select_option", "status", "stop", "up", "validate", "watch_status",
+    "write_lock",
 ]

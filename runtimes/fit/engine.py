@@ -200,6 +200,9 @@ class FitResult:
     alternatives: tuple[Mapping[str, Any], ...] = ()
     gpu_budgets: tuple[GpuBudget, ...] = field(default=(), repr=False)
     auto_context: bool = False  # --max-model-len auto: a reduced context is the answer, not a refusal
+    #: When it does not fit this host: how many hosts like it would hold it and the commands that do it
+    #: (``up --nodes``, ``export kubernetes``); set by the public ``fit``, None otherwise.
+    beyond: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         cc = self.min_compute_capability
@@ -230,6 +233,7 @@ class FitResult:
             "alternatives": [dict(a) for a in self.alternatives],
             "gpu_budgets": [b.to_dict() for b in self.gpu_budgets],
             "auto_context": self.auto_context,
+            "beyond": dict(self.beyond) if self.beyond is not None else None,
         }
 
     def serve_flags(self) -> tuple[str, ...]:

@@ -146,11 +146,18 @@ def hostile_text(world: World) -> st.SearchStrategy[str]:
 # --- the commands, found by introspection -------------------------------------------------------------------------
 
 
-def _commands() -> dict[str, click.Command]:
-    group = cli_main.cli
+def _commands(group: click.Group | None = None, prefix: str = "") -> dict[str, click.Command]:
+    """Every command by the words that run it; a group's subcommands too (``export kubernetes``)."""
+    group = group or cli_main.cli
     ctx = click.Context(group)
-    found = {name: group.get_command(ctx, name) for name in group.list_commands(ctx)}
-    return {name: command for name, command in found.items() if command is not None}
+    found: dict[str, click.Command] = {}
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if isinstance(command, click.Group):
+            found.update(_commands(command, f"{prefix}{name} "))
+        elif command is not None:
+            found[f"{prefix}{name}"] = command
+    return found
 
 
 COMMANDS = _commands()
@@ -193,7 +200,7 @@ def command_line(draw: st.DrawFn, name: str, world: World) -> list[str]:
                                                                                                   ["x"]))))
             options += more_options
             positionals += more_positionals
-    return [name, *options, "--", *positionals] if positionals else [name, *options]
+    return [*name.split(), *options, "--", *positionals] if positionals else [*name.split(), *options]
 
 
 #: Invocations that read every variable: what each variable is fed to.
@@ -203,6 +210,8 @@ INVOCATIONS = [
     ["options", "--select"], ["stop", "--all"], ["logs", "nemoclaw-vllm"],
     ["validate", "--base-url", f"{CLOSED_URL}/v1", "--model", "m"],
     *([["status"]] if "status" in COMMANDS else []),
+    ["export", "kubernetes", "vllm", "--model", "nemotron-3-nano-4b"],
+    ["up", "vllm", "--dry-run", "--nodes", f"local,tcp://127.0.0.1:{CLOSED}", "--nic", "lo"],
 ]
 
 
@@ -250,9 +259,18 @@ def check(world: World, args: list[str], env: dict[str, str | None]) -> None:
         assert len(errors) == 1, shown
         assert any(line.startswith("  fix: ") for line in err.splitlines()), shown
     assert elapsed < EXAMPLE_SECONDS, shown
-    assert world.files() == before, f"left behind: {world.files() - before}\n{shown}"
+    assert world.files() - _written(args, code) == before, f"left behind: {world.files() - before}\n{shown}"
     growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - memory
     assert growth < MEMORY_GROWTH_KIB, f"memory grew by {growth} KiB\n{shown}"
+
+
+def _written(args: list[str], code: int) -> set[Path]:
+    """What a command asked to write a file (``export … -o FILE``) wrote there when it succeeded: not left behind."""
+    if code != 0:
+        return set()
+    pairs = zip(args, args[1:], strict=False)
+    return {Path(value) for flag, value in pairs if flag in ("-o", "--output")} | \
+        {Path(arg.split("=", 1)[1]) for arg in args if arg.startswith(("--output=", "-o="))}
 
 
 #: 25 examples per command and per variable keep the suite near ten seconds; HOSTILE_EXAMPLES=500 (and
@@ -268,8 +286,9 @@ SETTINGS = settings(max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "25")), 
 @given(data=st.data())
 def test_every_option_of_every_command_survives_hostile_values(name: str, data: st.DataObject, world: World) -> None:
     args = data.draw(command_line(name, world))
+    words = len(name.split())
     if data.draw(st.booleans()):
-        args = [args[0], "--json", *args[1:]]
+        args = [*args[:words], "--json", *args[words:]]
     check(world, args, world.env())
 
 
@@ -290,6 +309,6 @@ def test_every_variable_survives_hostile_values(variable: str, data: st.DataObje
 
 def test_the_walk_covers_every_command_and_variable() -> None:
     every_command = {"gpus", "models", "pull", "up", "ps", "stop", "logs", "options", "validate", "fit", "status",
-                     "lock"}
+                     "lock", "export kubernetes"}
     assert every_command <= set(COMMANDS)
     assert len(VARIABLES) >= 30 and "HF_ENDPOINT" in VARIABLES and "DOCKER_HOST" in VARIABLES
