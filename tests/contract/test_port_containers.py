@@ -234,3 +234,53 @@ def test_every_call_on_an_absent_container_is_no_such_container(world: World) ->
             call()
         assert caught.value.exit_code == 6 and spec.name in caught.value.message
     assert world.port.inspect_container(spec.name) is None
+
+
+# --- files into a named volume (how weights reach another node's cache) ------------------------------------------------
+
+
+def _tar(*names: str) -> bytes:
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = 2
+            archive.addfile(info, io.BytesIO(b"ok"))
+    return buffer.getvalue()
+
+
+def test_files_put_into_a_created_containers_volume_outlive_it_until_the_volume_goes(world: World) -> None:
+    import dataclasses
+    import uuid
+
+    from nemoclaw_runtime.runtimes.docker.spec import Mount
+
+    volume = f"nemoclaw-contract-{uuid.uuid4().hex[:12]}"
+    first = dataclasses.replace(world.spec(), mounts=(Mount(volume, "/data", "volume"),))
+    world.port.create_container(first)  # never started: an engine copies into a created container
+    try:
+        assert not world.port.path_exists(first.name, "/data/hub/m/config.json")
+        world.port.put_archive(first.name, "/data", _tar("hub/m/config.json", "hub/m/model.safetensors"))
+        assert world.port.path_exists(first.name, "/data/hub/m/config.json")
+        assert world.port.path_exists(first.name, "/data/hub/m/model.safetensors")
+        world.port.remove_container(first.name)
+
+        second = dataclasses.replace(world.spec(), mounts=(Mount(volume, "/data", "volume"),))
+        world.port.create_container(second)
+        assert world.port.path_exists(second.name, "/data/hub/m/config.json"), "the volume keeps the files"
+        world.port.remove_container(second.name)
+    finally:
+        world.port.remove_volume(volume)
+    world.port.remove_volume(volume)  # already gone: not an error
+    third = dataclasses.replace(world.spec(), mounts=(Mount(volume, "/data", "volume"),))
+    world.port.create_container(third)
+    try:
+        assert not world.port.path_exists(third.name, "/data/hub/m/config.json")
+    finally:
+        world.port.remove_container(third.name)
+        world.port.remove_volume(volume)
+    with pytest.raises(NoSuchContainer):
+        world.port.path_exists(third.name, "/data")

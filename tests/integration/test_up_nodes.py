@@ -12,6 +12,10 @@ cancel during the Ray join (the same clean-up as Ctrl-C); an unreachable node (e
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -211,6 +215,41 @@ def test_a_cancel_while_the_nodes_join_removes_every_nodes_container(
     assert "removed from every node" in caught.value.message
     assert any(isinstance(e, Info) and f"Removed {name}-ray-1 on node 1" in e.message for e in seen)
     assert _group(docker_client, name) == {} and _group(engine2_client, name) == {}
+
+
+def test_ctrl_c_while_the_nodes_join_is_exit_130_and_leaves_nothing_on_either_engine(
+        images: dict[str, str], env: dict[str, str], name: str, engine2: SecondEngine, tmp_path: Path,
+        docker_client: docker.DockerClient, engine2_client: docker.DockerClient) -> None:
+    """A real SIGINT to the CLI process (what Ctrl-C sends), once the Ray head and the worker run and `up` waits
+    for GPUs that never come (FAKE_RAY_GPUS=0)."""
+    err_path = tmp_path / "up.err"
+    with err_path.open("wb") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "nemoclaw_runtime.cli.main", "up", "vllm", "--gpus", "none", "--nodes",
+             f"local,{engine2.host}", "--nic", "lo", "--model", MODEL_SLUG, "--image", images["no-gpus"], "--name",
+             name], stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL, env=dict(os.environ))
+    try:
+        deadline = time.monotonic() + 60
+        while not (_running(docker_client, f"{name}-ray-0") and _running(engine2_client, f"{name}-ray-1")):
+            assert process.poll() is None, err_path.read_text()
+            assert time.monotonic() < deadline, "the Ray containers never ran"
+            time.sleep(0.2)
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=45)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    text = err_path.read_text()
+    assert process.returncode == 130, text
+    errors = [line for line in text.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "removed from every node" in errors[0] and "Traceback" not in text
+    assert _group(docker_client, name) == {} and _group(engine2_client, name) == {}
+
+
+def _running(client: docker.DockerClient, container: str) -> bool:
+    return any(c.status == "running" for c in client.containers.list(filters={"name": f"^/{container}$"}))
 
 
 def test_an_unreachable_node_is_exit_3_naming_it_before_anything_starts(
