@@ -147,14 +147,18 @@ def write_lock(lock: Lock, path: Path) -> Path:
 
 
 def write_json_atomically(document: Any, path: Path) -> Path:
-    """``document`` as indented JSON at ``path``: a temporary file in the same folder, synced, then renamed over
-    it (a reader never sees half a file), mode 0644; returns the path."""
+    """``document`` as indented JSON at ``path`` (:func:`write_text_atomically`); returns the path."""
+    return write_text_atomically(json.dumps(document, indent=2) + "\n", path)
+
+
+def write_text_atomically(text: str, path: Path) -> Path:
+    """``text`` at ``path``: a temporary file in the same folder, synced, then renamed over it (a reader never sees
+    half a file), mode 0644; returns the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2)
-            handle.write("\n")
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
@@ -195,4 +199,5 @@ def check_against(lock: Lock, *, argv: tuple[str, ...] | list[str], image: str, 
 
 
 __all__ = ["LOCK_SCHEMA", "Lock", "check_against", "default_lock_path", "make_lock", "read_lock",
-           "registry_entry_version", "write_json_atomically", "write_lock"]
+           "registry_entry_version", "write_json_atomically", "write_lock",
+           "write_text_atomically"]

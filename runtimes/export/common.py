@@ -166,9 +166,27 @@ class ImageRef:
         return f"{self.repository}:{self.tag or 'latest'}"
 
 
+
+
+def one_replica_documents(runtime: str, name: str, namespace: str, pod: dict[str, Any], cache: str,
+                         cache_size: str) -> list[dict[str, Any]]:
+    """A one-replica Deployment of ``pod`` (``Recreate``: a new pod never runs beside the old one on the same GPUs
+    and cache), the claim ``cache`` it mounts, and the Service in front of it."""
+    common = labels(runtime, name)
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(name, namespace, common),
+        "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
+                 "selector": {"matchLabels": selector_labels(runtime, name)},
+                 "template": {"metadata": {"labels": common}, "spec": pod}},
+    }
+    return [pvc(cache, namespace, common, cache_size), deployment,
+            service(name, namespace, common, selector_labels(runtime, name))]
+
+
 __all__ = [
     "DERIVED_NAME_CHARS", "MANAGED_BY", "PORT_NAME", "PROBE_PERIOD_S", "SERVER_PORT", "SHM_SIZE", "ImageRef",
-    "check_name", "check_namespace", "container_port", "derive_name", "gibibytes", "http_probe", "k8s_arg", "labels",
+    "check_name", "check_namespace", "container_port", "derive_name",
+    "one_replica_documents", "gibibytes", "http_probe", "k8s_arg", "labels",
     "metadata", "plain_env", "pvc", "secret_env", "selector_labels", "service", "shell_line", "shm_volume",
     "startup_probe",
 ]

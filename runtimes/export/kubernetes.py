@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -168,23 +167,14 @@ def output_path(value: str | os.PathLike[str]) -> Path:
 
 
 def _write_text(path: Path, text: str) -> Path:
-    """A temporary file in the same folder, synced, then renamed over ``path``: a reader never sees half a file."""
+    """Written atomically (the lock file's writer); a folder that cannot be written is exit 2 with the remedy."""
+    from nemoclaw_runtime.runtimes.lockfile import write_text_atomically
+
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        return write_text_atomically(text, path)
     except OSError as exc:
         raise InvalidInput(f"Cannot write {shown(str(path))}: {exc.strerror or exc}",
                            remedy="pass -o FILE in a folder you can write") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 __all__ = ["KubernetesExport", "export_kubernetes", "output_path"]

@@ -17,10 +17,8 @@ from nemoclaw_runtime.runtimes.export.common import (
     http_probe,
     labels,
     metadata,
-    pvc,
+    one_replica_documents,
     secret_env,
-    selector_labels,
-    service,
     shm_volume,
     startup_probe,
 )
@@ -73,7 +71,6 @@ def operator_documents(plan: ExportPlan) -> list[dict[str, Any]]:
 
 def deployment_documents(plan: ExportPlan) -> list[dict[str, Any]]:
     """PVC, Deployment, Service: the ``docker run`` of ``up nim`` mapped field by field."""
-    common = labels(plan.runtime, plan.name)
     cache = f"{plan.name}-nim-cache"
     shm, shm_mount = shm_volume()
     container = {
@@ -91,14 +88,7 @@ def deployment_documents(plan: ExportPlan) -> list[dict[str, Any]]:
         "containers": [container],
         "volumes": [shm, {"name": "nim-cache", "persistentVolumeClaim": {"claimName": cache}}],
     }
-    deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(plan.name, plan.namespace, common),
-        "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
-                 "selector": {"matchLabels": selector_labels(plan.runtime, plan.name)},
-                 "template": {"metadata": {"labels": common}, "spec": pod}},
-    }
-    return [pvc(cache, plan.namespace, common, plan.cache_size), deployment,
-            service(plan.name, plan.namespace, common, selector_labels(plan.runtime, plan.name))]
+    return one_replica_documents(plan.runtime, plan.name, plan.namespace, pod, cache, plan.cache_size)
 
 
 def _operator_tag(plan: ExportPlan) -> str:

@@ -21,10 +21,9 @@ from nemoclaw_runtime.runtimes.export.common import (
     k8s_arg,
     labels,
     metadata,
+    one_replica_documents,
     plain_env,
-    pvc,
     secret_env,
-    selector_labels,
     service,
     shell_line,
     shm_volume,
@@ -41,20 +40,12 @@ LWS_NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"
 
 def deployment_documents(plan: ExportPlan) -> list[dict[str, Any]]:
     """PVC, Deployment, Service (in the order ``kubectl apply`` should create them)."""
-    common = labels(plan.runtime, plan.name)
     cache = f"{plan.name}-hf-cache"
     shm = shm_volume()[0]
     container = _container(plan, "vllm", {"args": [k8s_arg(token) for token in _serve_argv(plan)]}, probes=True)
     pod = {"containers": [container],
            "volumes": [shm, {"name": "hf-cache", "persistentVolumeClaim": {"claimName": cache}}]}
-    deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(plan.name, plan.namespace, common),
-        "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
-                 "selector": {"matchLabels": selector_labels(plan.runtime, plan.name)},
-                 "template": {"metadata": {"labels": common}, "spec": pod}},
-    }
-    return [pvc(cache, plan.namespace, common, plan.cache_size), deployment,
-            service(plan.name, plan.namespace, common, selector_labels(plan.runtime, plan.name))]
+    return one_replica_documents(plan.runtime, plan.name, plan.namespace, pod, cache, plan.cache_size)
 
 
 def leaderworkerset_documents(plan: ExportPlan) -> list[dict[str, Any]]:

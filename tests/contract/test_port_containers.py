@@ -236,7 +236,7 @@ def test_every_call_on_an_absent_container_is_no_such_container(world: World) ->
     assert world.port.inspect_container(spec.name) is None
 
 
-# --- files into a named volume (how weights reach another node's cache) ------------------------------------------------
+# --- files into a named volume (how weights reach another node's cache) -----------------------------------------
 
 
 def _tar(*names: str) -> bytes:
