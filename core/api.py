@@ -190,7 +190,8 @@ def _beyond(result: FitResult, facts: Any, inventory: GpuInventory, options: Any
     `up --nodes` over Docker engines, and manifests for a Kubernetes cluster."""
     from nemoclaw_runtime.runtimes.fit import DECISION_DOES_NOT_FIT, hosts_needed
 
-    if result.fits or result.auto_context or result.decision not in (DECISION_DOES_NOT_FIT, "reduce-context"):
+    reduced_is_the_answer = result.auto_context and result.decision == "reduce-context"
+    if result.fits or reduced_is_the_answer or result.decision not in (DECISION_DOES_NOT_FIT, "reduce-context"):
         return None
     hosts = hosts_needed(facts, inventory, options, min_compute_capability=entry.min_compute_capability)
     if hosts is None:

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import threading
 from collections.abc import Callable, Iterable
 from concurrent import futures
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from nemoclaw_runtime.kernel.clock import CancelToken, Clock
 from nemoclaw_runtime.kernel.errors import (
@@ -28,8 +27,9 @@ from nemoclaw_runtime.kernel.errors import (
     PreflightRefused,
     RuntimeNotReady,
 )
-from nemoclaw_runtime.kernel.events import Event, EventSink, Info, PhaseChanged, Warning, discard
+from nemoclaw_runtime.kernel.events import EventSink, Info, PhaseChanged, Warning, discard
 from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.kernel.threads import in_daemon_thread, serialised
 from nemoclaw_runtime.registry.entries import RUNTIMES
 from nemoclaw_runtime.runtimes import lockfile, wiring
 from nemoclaw_runtime.runtimes.docker.containers import check_gpu_runtime, engine_is_local, interrupts_deferred
@@ -417,7 +417,6 @@ DOWNLOAD_STOP_WAIT_S = 30.0
 #: How often the pipeline looks at the caller's cancel token while both downloads run.
 DOWNLOAD_POLL_S = 0.1
 
-_T = TypeVar("_T")
 
 
 def _download(driver: RuntimeDriver, the_plan: Plan, svc: Services, events: EventSink,
@@ -435,14 +434,14 @@ def _download(driver: RuntimeDriver, the_plan: Plan, svc: Services, events: Even
         events(pull_phase)
         return None, svc.images.ensure_image(the_plan.spec.image_ref, events=events, cancel=cancel)
     both = CancelToken()
-    sink = _serialised(events)
+    sink = serialised(events)
 
     def pull() -> PulledImage:
         sink(pull_phase)
         return svc.images.ensure_image(the_plan.spec.image_ref, events=sink, cancel=both)
 
-    weights = _in_thread("nemoclaw-weights", lambda: driver.fetch_weights(the_plan, svc, sink, both))
-    image = _in_thread("nemoclaw-pull", pull)
+    weights = in_daemon_thread("nemoclaw-weights", lambda: driver.fetch_weights(the_plan, svc, sink, both))
+    image = in_daemon_thread("nemoclaw-pull", pull)
     pending: set[futures.Future[Any]] = {weights, image}
     try:
         while pending:
@@ -457,22 +456,6 @@ def _download(driver: RuntimeDriver, the_plan: Plan, svc: Services, events: Even
         _wait_stopped(pending, sink)
         raise
     return weights.result(), image.result()
-
-
-def _in_thread(name: str, work: Callable[[], _T]) -> futures.Future[_T]:
-    """``work()`` in a daemon thread (a stuck download never holds the process at exit), as a Future."""
-    future: futures.Future[_T] = futures.Future()
-
-    def run() -> None:
-        if not future.set_running_or_notify_cancel():
-            return
-        try:
-            future.set_result(work())
-        except BaseException as exc:  # noqa: BLE001 - handed to the pipeline's thread, which raises it
-            future.set_exception(exc)
-
-    threading.Thread(target=run, name=name, daemon=True).start()
-    return future
 
 
 def _first_failure(done: Iterable[futures.Future[Any]]) -> BaseException | None:
@@ -492,17 +475,6 @@ def _wait_stopped(pending: set[futures.Future[Any]], events: EventSink) -> None:
     if still:
         events(Warning(f"A download did not stop within {DOWNLOAD_STOP_WAIT_S:.0f} s of the cancel; it stops in the "
                        "background"))
-
-
-def _serialised(events: EventSink) -> EventSink:
-    """``events`` called from two threads, one event at a time (sinks need not be thread-safe)."""
-    lock = threading.Lock()
-
-    def sink(event: Event) -> None:
-        with lock:
-            events(event)
-
-    return sink
 
 
 def _reuse_if_same(driver: RuntimeDriver, the_plan: Plan, svc: Services, events: EventSink,

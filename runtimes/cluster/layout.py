@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nemoclaw_runtime.runtimes.cluster.nodes import Interface, Node
+from nemoclaw_runtime.runtimes.cluster.nodes import Interface, Node, reach_host
 from nemoclaw_runtime.runtimes.docker.spec import (
     LABEL_GROUP,
     LABEL_HOST,
@@ -74,7 +74,9 @@ class ClusterPlan:
 
     @property
     def base_url(self) -> str:
-        return self.base.base_url
+        """Where clients on this machine reach the server: on the head (its own address when it is another machine
+        serving on every interface)."""
+        return f"http://{reach_host(self.nodes[0], self.base.host)}:{self.base.port}/v1"
 
     def specs_on(self, node: Node) -> tuple[ContainerSpec, ...]:
         own = (self.ray[node.index],)
@@ -83,6 +85,7 @@ class ClusterPlan:
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.base.to_dict(),
+            "base_url": self.base_url,
             "name": self.name,
             "nodes": [{**node.to_dict(), "containers": [spec.to_dict() for spec in self.specs_on(node)]}
                       for node in self.nodes],
@@ -135,11 +138,13 @@ def _mounts(node: Node, hf_home: str, *, ray_tmp: str | None) -> tuple[Mount, ..
 def _ray_spec(base: Plan, node: Node, interface: Interface | None, head_address: str, ray_port: int, hf_home: str,
               group: tuple[tuple[str, str], ...]) -> ContainerSpec:
     if node.index == 0:
+        # no dashboard (its job API runs code) and no usage reports: the cluster is vLLM's executor, nothing more
         command: tuple[str, ...] = ("ray", "start", "--head", f"--port={ray_port}",
-                                    f"--node-ip-address={head_address}", "--block")
+                                    f"--node-ip-address={head_address}", "--include-dashboard=false",
+                                    "--disable-usage-stats", "--block")
         role = ROLE_RAY_HEAD
     else:
-        command = ("ray", "start", f"--address={head_address}:{ray_port}", "--block")
+        command = ("ray", "start", f"--address={head_address}:{ray_port}", "--disable-usage-stats", "--block")
         role = ROLE_RAY_WORKER
     name = base.spec.name
     return dataclasses.replace(
@@ -162,7 +167,7 @@ def _serve_spec(base: Plan, nodes: Sequence[Node], interface: Interface | None, 
     env = (*_node_env(base, interface, head_address, head=True), ("RAY_ADDRESS", f"{head_address}:{ray_port}"))
     labels = (*base.spec.labels, *group, (LABEL_NODE, "0"), (LABEL_ROLE, ROLE_SERVE),
               (LABEL_NODES, ",".join(node.address for node in nodes)), (LABEL_PORT, str(base.port)),
-              (LABEL_HOST, base.host))
+              (LABEL_HOST, reach_host(nodes[0], base.host).strip("[]")))
     return dataclasses.replace(
         base.spec, command=argv, env=env, labels=labels, ports=(), restart_policy=None, network_mode="host",
         mounts=_mounts(nodes[0], hf_home, ray_tmp=ray_volume_name(base.spec.name)), ipc_mode="host")

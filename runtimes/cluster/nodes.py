@@ -9,6 +9,7 @@ on this machine, as the tests use). The first node is the head: it runs the Ray 
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,8 +19,8 @@ from nemoclaw_runtime.kernel import checks
 from nemoclaw_runtime.kernel.errors import InvalidInput, PreflightRefused
 from nemoclaw_runtime.kernel.settings import Settings
 
-__all__ = ["LOCAL", "MAX_NODES", "Interface", "Node", "choose_interface", "head_address", "local_interfaces",
-           "node_settings", "parse_nodes"]
+__all__ = ["LOCAL", "MAX_NODES", "Interface", "Node", "check_interface_name", "choose_interface", "head_address",
+           "is_loopback", "local_interfaces", "node_settings", "parse_nodes", "reach_host"]
 
 LOCAL = "local"
 MAX_NODES = 64
@@ -123,6 +124,39 @@ def local_interfaces() -> tuple[dict[str, list[str]], dict[str, bool]]:
                  for name, entries in psutil.net_if_addrs().items()}
     up = {name: stats.isup for name, stats in psutil.net_if_stats().items()}
     return addresses, up
+
+
+#: A network interface's name as Linux allows it (IFNAMSIZ: 15 characters), for a --nic that cannot be checked here.
+_INTERFACE_NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,15}")
+
+
+def check_interface_name(nic: str) -> str:
+    """``--nic`` naming an interface of other machines (a remote head): only its form can be checked here."""
+    name = checks.check_plain_text(nic, "--nic")
+    if not _INTERFACE_NAME.fullmatch(name):
+        raise InvalidInput(f"Invalid --nic {name!r}: not an interface name (letters, digits, . _ - : @; at most 15)",
+                           remedy="pass the interface of the link between the nodes, as `ip addr` lists it")
+    return name
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine's loopback."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def reach_host(head: Node, host: str) -> str:
+    """Where this machine reaches the head's server (ready for a URL): as a single host would (a wildcard bind on
+    loopback), or a remote head's own address when the server listens on every interface there."""
+    from nemoclaw_runtime.runtimes.docker.spec import WILDCARD_HOSTS, url_host
+
+    if head.hostname is not None and host in WILDCARD_HOSTS:
+        return url_host(head.hostname)
+    return url_host(host)
 
 
 def head_address(head: Node, interface: Interface | None) -> str:

@@ -11,7 +11,15 @@ from nemoclaw_runtime.kernel.errors import InvalidInput, NemoclawError
 from nemoclaw_runtime.kernel.events import EventSink, Info, PhaseChanged, Warning
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes.cluster.layout import ClusterPlan, Layout, build_cluster_plan
-from nemoclaw_runtime.runtimes.cluster.nodes import Interface, Node, choose_interface, head_address, parse_nodes
+from nemoclaw_runtime.runtimes.cluster.nodes import (
+    Interface,
+    Node,
+    check_interface_name,
+    choose_interface,
+    head_address,
+    is_loopback,
+    parse_nodes,
+)
 from nemoclaw_runtime.runtimes.docker.spec import GpuRequest
 from nemoclaw_runtime.runtimes.drivers.contract import Plan, UpRequest
 from nemoclaw_runtime.runtimes.drivers.vllm import VllmDriver, set_flag
@@ -21,7 +29,6 @@ __all__ = ["Interfaces", "default_layout", "plan_cluster"]
 
 #: This machine's interfaces: (IPv4 addresses by name, up by name); injected by tests.
 Interfaces = Callable[[], tuple[Mapping[str, Sequence[str]], Mapping[str, bool]]]
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def plan_cluster(request: UpRequest, nodes: str | Sequence[str], *, nic: str | None, settings: Settings,
@@ -34,13 +41,16 @@ def plan_cluster(request: UpRequest, nodes: str | Sequence[str], *, nic: str | N
                                   "`nemoclaw-runtime export kubernetes nim --nodes N` hands it to the NIM Operator")
     group = parse_nodes(nodes)
     head = group[0]
-    if head.hostname is not None and request.host in LOOPBACK:
-        raise InvalidInput(f"The head {head.address} is another machine: a server on its loopback cannot be reached "
-                           "from here", remedy="run the command on the head (--nodes local,…), or pass --host "
-                                               "with the head's address")
+    _check_request(request, group, settings)
     base = VllmDriver().plan(request, settings, inventory)
     interface = _interface(group, nic, interfaces, events)
     address = head_address(head, interface)
+    if is_loopback(address) and any(node.hostname is not None for node in group):
+        raise InvalidInput(f"The Ray head's address {address} is a loopback address: the other machines cannot reach "
+                           "it", remedy="pass --nic with the interface of the link between the nodes (not lo), or "
+                                        "name the head by an address the nodes resolve")
+    events(Warning(f"Ray listens on every interface of each node ({address}:{settings.ray_port} on the head): only "
+                   "the private link between the nodes should reach them"))
     layout, fit, base = _split(base, request, inventory, len(group), source, events)
     notes = [f"{len(group)} nodes: tensor parallel {layout.tensor_parallel_size} × pipeline parallel "
              f"{layout.pipeline_parallel_size}; the Ray head listens on {address}:{settings.ray_port}, which every "
@@ -52,12 +62,29 @@ def plan_cluster(request: UpRequest, nodes: str | Sequence[str], *, nic: str | N
                               layout=layout, hf_home=str(settings.hf_home), fit=fit, notes=notes)
 
 
+def _check_request(request: UpRequest, group: Sequence[Node], settings: Settings) -> None:
+    """What several nodes cannot do, refused before anything (exit 2)."""
+    head = group[0]
+    if head.hostname is not None and is_loopback(request.host):
+        raise InvalidInput(f"The head {head.address} is another machine: a server on its loopback cannot be reached "
+                           "from here", remedy="run the command on the head (--nodes local,…), or pass --host "
+                                               "with the head's address")
+    if not request.prefetch:
+        raise InvalidInput("--no-prefetch with --nodes would hand the Hugging Face token to every node's container",
+                           remedy="leave --no-prefetch out: the weights are downloaded here once and copied to the "
+                                  "nodes")
+    port = request.port or settings.vllm_port
+    if port == settings.ray_port:
+        raise InvalidInput(f"Port {port} is the Ray head's (NEMOCLAW_RAY_PORT): both listen on the head's network",
+                           remedy="pass another --port, or set NEMOCLAW_RAY_PORT to another port")
+
+
 def _interface(group: Sequence[Node], nic: str | None, interfaces: Interfaces | None,
                events: EventSink) -> Interface | None:
     """The link's interface: checked on this machine when the head is this machine; named only (each node has
     one of that name, as in the recipes) when the head is elsewhere."""
     if group[0].hostname is not None:
-        return Interface(nic, "", detected=False) if nic else None
+        return Interface(check_interface_name(nic), "", detected=False) if nic else None
     from nemoclaw_runtime.runtimes.cluster.nodes import local_interfaces
 
     addresses, up = (interfaces or local_interfaces)()

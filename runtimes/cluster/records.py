@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from nemoclaw_runtime.kernel import checks
+from nemoclaw_runtime.kernel.errors import NemoclawError
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.kernel.text import loads_json
-from nemoclaw_runtime.runtimes.cluster.nodes import Node
+from nemoclaw_runtime.runtimes.cluster.nodes import Node, parse_nodes
 from nemoclaw_runtime.runtimes.lockfile import write_json_atomically
 
 __all__ = ["GroupRecord", "delete_record", "read_record", "read_records", "write_record"]
@@ -55,9 +56,11 @@ def read_record(settings: Settings, name: str) -> GroupRecord | None:
         if not path.is_file() or path.stat().st_size > MAX_RECORD_BYTES:
             return None
         data = loads_json(path.read_text(encoding="utf-8"))
-        nodes = tuple(Node(i, str(address)) for i, address in enumerate(data["nodes"]))
+        nodes = parse_nodes([str(address) for address in data["nodes"]])  # the same checks as --nodes
+        if data["name"] != name or data.get("schema") != RECORD_SCHEMA:
+            return None
         return GroupRecord(str(data["name"]), str(data["runtime"]), str(data["model"]), nodes)
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError, NemoclawError):
         return None
 
 

@@ -12,22 +12,24 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from nemoclaw_runtime.kernel.clock import CancelToken, Clock, SystemClock
-from nemoclaw_runtime.kernel.errors import Cancelled, ContainerExited, NemoclawError, PortInUse
+from nemoclaw_runtime.kernel.errors import Cancelled, ContainerExited, NemoclawError, PortInUse, PreflightRefused
 from nemoclaw_runtime.kernel.events import EventSink, Info, PhaseChanged, Warning
 from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.kernel.threads import in_daemon_thread, serialised
 from nemoclaw_runtime.runtimes import wiring
 from nemoclaw_runtime.runtimes.cluster import records
 from nemoclaw_runtime.runtimes.cluster.layout import HF_VOLUME, ClusterPlan, ray_volume_name
-from nemoclaw_runtime.runtimes.cluster.nodes import Node, node_settings
+from nemoclaw_runtime.runtimes.cluster.nodes import Node, node_settings, reach_host
 from nemoclaw_runtime.runtimes.cluster.watch import GroupTarget, NodeContainer, RayCluster, wait_for_gpus
 from nemoclaw_runtime.runtimes.docker.containers import check_gpu_runtime, engine_is_local, interrupts_deferred
-from nemoclaw_runtime.runtimes.docker.spec import LABEL_GROUP, LABEL_MANAGED, WILDCARD_HOSTS, image_repository, url_host
+from nemoclaw_runtime.runtimes.docker.spec import LABEL_GROUP, LABEL_MANAGED, image_repository
 from nemoclaw_runtime.runtimes.drivers.contract import Services, UpResult
 
 if TYPE_CHECKING:
@@ -40,7 +42,6 @@ __all__ = ["Engines", "remove_group", "start_cluster"]
 #: Opens the engine of a node (default: ``runtimes/wiring.py``); injected by tests and library callers.
 Engines = Callable[[Node], "DockerPort"]
 CLEANUP_STOP_TIMEOUT_S = 3.0
-_T = TypeVar("_T")
 
 
 @dataclass
@@ -64,14 +65,54 @@ def start_cluster(the_plan: ClusterPlan, *, settings: Settings, events: EventSin
         _preflight(the_plan, nodes, events)
         head = nodes[0]
         with head.svc.containers.lock(the_plan.name, events=events):
+            existed = _check_record(settings, the_plan)
+            # written before any container starts: it is how `stop` finds a remote node's containers, even after
+            # this process was killed half-way
+            _write_record(settings, the_plan)
+            run = _Run()
             try:
-                result = _run(the_plan, nodes, events, cancel, clock)
+                result = _run(the_plan, nodes, events, cancel, clock, run)
             except BaseException as exc:
-                _clean_up_after(the_plan, nodes, events, exc)
+                if run.changed or not existed:  # a deployment that ran before, untouched by this run, stays
+                    _clean_up_after(the_plan, nodes, events, exc)
+                    if not existed:
+                        records.delete_record(settings, the_plan.name)
                 raise
+        return dataclasses.replace(result, elapsed_s=clock.monotonic() - started)
+
+
+@dataclass
+class _Run:
+    """What this run did: whether it created or replaced any container (a failure then removes the deployment)."""
+
+    changed: bool = False
+
+    def note(self, action: str) -> None:
+        self.changed = self.changed or action != "reused"
+
+
+def _check_record(settings: Settings, the_plan: ClusterPlan) -> bool:
+    """Whether a deployment of this name was recorded; one on other nodes is refused (its containers would be
+    orphaned)."""
+    record = records.read_record(settings, the_plan.name)
+    if record is None:
+        return False
+    if [n.address for n in record.nodes] != [n.address for n in the_plan.nodes]:
+        raise PreflightRefused(
+            f"{the_plan.name} already runs on other nodes ({', '.join(n.address for n in record.nodes)})",
+            remedy=f"stop it first with `nemoclaw-runtime stop {the_plan.name}`, or pass another --name",
+            details={"nodes": [n.address for n in record.nodes]})
+    return True
+
+
+def _write_record(settings: Settings, the_plan: ClusterPlan) -> None:
+    try:
         records.write_record(settings, records.GroupRecord(the_plan.name, "vllm", the_plan.base.model,
                                                            the_plan.nodes))
-        return dataclasses.replace(result, elapsed_s=clock.monotonic() - started)
+    except OSError as exc:
+        raise PreflightRefused(f"Cannot write the deployment's record in {settings.state_dir}: "
+                               f"{exc.strerror or exc}",
+                               remedy="make the state folder writable (NEMOCLAW_STATE_DIR or XDG_STATE_HOME)") from None
 
 
 @contextlib.contextmanager
@@ -109,14 +150,15 @@ def _preflight(the_plan: ClusterPlan, nodes: Sequence[_Node], events: EventSink)
     if nodes[0].node.hostname is None:
         from nemoclaw_runtime.runtimes.server.host_ports import port_listening
 
-        ours = nodes[0].svc.containers.get(the_plan.name)
-        if port_listening(the_plan.base.port) and ours is None:
-            raise PortInUse(f"Port {the_plan.base.port} is already in use on the head (this machine)",
-                            remedy="stop what listens there, or pass --port / set NEMOCLAW_VLLM_PORT")
+        for port, ours, how in ((the_plan.base.port, the_plan.name, "pass --port / set NEMOCLAW_VLLM_PORT"),
+                                (the_plan.ray_port, the_plan.ray[0].name, "set NEMOCLAW_RAY_PORT")):
+            if port_listening(port) and nodes[0].svc.containers.get(ours) is None:
+                raise PortInUse(f"Port {port} is already in use on the head (this machine)",
+                                remedy=f"stop what listens there, or {how} to a free port")
 
 
 def _run(the_plan: ClusterPlan, nodes: Sequence[_Node], events: EventSink, cancel: CancelToken,
-         clock: Clock) -> UpResult:
+         clock: Clock, run: _Run) -> UpResult:
     head = nodes[0]
     pulled, revision, snapshot = _download_on_head(the_plan, head, events, cancel)
     image_ref = f"{image_repository(pulled.ref)}@{pulled.digest}" if pulled.digest else the_plan.serve.image_ref
@@ -127,18 +169,21 @@ def _run(the_plan: ClusterPlan, nodes: Sequence[_Node], events: EventSink, cance
         return dataclasses.replace(spec, image_digest=pin) if pin else spec
 
     events(PhaseChanged("start", f"Starting the Ray head on node 0 and {len(nodes) - 1} worker(s)"))
+    # the Ray head's /tmp/ray, shared with the server: labelled, so only ours is ever removed
+    head.svc.docker.create_volume(ray_volume_name(the_plan.name), {LABEL_MANAGED: "true", LABEL_GROUP: the_plan.name})
     cluster = RayCluster([NodeContainer(item.node, the_plan.ray[item.node.index].name, item.svc.containers)
                           for item in nodes], clock)
     for item in nodes:
         cancel.raise_if_cancelled()
-        item.svc.containers.ensure_running(pinned(the_plan.ray[item.node.index]), events=events)
+        run.note(item.svc.containers.ensure_running(pinned(the_plan.ray[item.node.index]), events=events).action)
     events(PhaseChanged("wait", f"Waiting for the Ray cluster to report {the_plan.layout.gpus} GPUs"))
     head_ray = the_plan.ray[0].name
-    wait_for_gpus(cluster, lambda: head.svc.docker.exec_in_container(head_ray, ["ray", "status"]),
-                  gpus=the_plan.layout.gpus, timeout_s=the_plan.base.ready_timeout_s, clock=clock, cancel=cancel,
-                  events=events)
+    budget = the_plan.base.ready_timeout_s  # one budget for the join and the readiness together
+    joined = wait_for_gpus(cluster, lambda: head.svc.docker.exec_in_container(head_ray, ["ray", "status"]),
+                           gpus=the_plan.layout.gpus, timeout_s=budget, clock=clock, cancel=cancel, events=events)
     outcome = head.svc.containers.ensure_running(pinned(the_plan.serve), events=events)
-    served, validated = _serve(the_plan, head, cluster, events, cancel)
+    run.note(outcome.action)
+    served, validated = _serve(the_plan, head, cluster, events, cancel, max(1.0, budget - joined))
     from nemoclaw_runtime.runtimes.drivers.steps import effective_context_window
 
     return UpResult(
@@ -160,25 +205,24 @@ def _download_on_head(the_plan: ClusterPlan, head: _Node, events: EventSink,
     from nemoclaw_runtime.runtimes.transfer import weights
 
     base = the_plan.base
-    driver = VllmDriver()
-    driver.prepare(base, head.svc, events, cancel)
+    VllmDriver().prepare(base, head.svc, events, cancel)
     snapshot: list[Any] = []
 
-    def fetch() -> str | None:
+    def fetch(token: CancelToken, sink: EventSink) -> str | None:
         if not base.prefetch:
             return None
-        token = head.svc.settings.hf_token_value()
-        events(PhaseChanged("weights", f"Downloading {base.model_id} into {head.svc.settings.hf_home}"))
-        result = weights.prefetch(base.model_id, token=token[1] if token else None, settings=head.svc.settings,
-                                  events=events, cancel=cancel, revision=_revision(base.spec.command))
+        hf = head.svc.settings.hf_token_value()
+        sink(PhaseChanged("weights", f"Downloading {base.model_id} into {head.svc.settings.hf_home}"))
+        result = weights.prefetch(base.model_id, token=hf[1] if hf else None, settings=head.svc.settings,
+                                  events=sink, cancel=token, revision=_revision(base.spec.command))
         snapshot.append(result.path)
         return result.revision
 
-    def pull() -> PulledImage:
-        events(PhaseChanged("pull", f"Pulling {base.spec.image} on node 0 (pinned to this platform's digest)"))
-        return head.svc.images.ensure_image(base.spec.image_ref, events=events, cancel=cancel)
+    def pull(token: CancelToken, sink: EventSink) -> PulledImage:
+        sink(PhaseChanged("pull", f"Pulling {base.spec.image} on node 0 (pinned to this platform's digest)"))
+        return head.svc.images.ensure_image(base.spec.image_ref, events=sink, cancel=token)
 
-    revision, pulled = _both(fetch, pull, cancel)
+    revision, pulled = run_together([("nemoclaw-weights", fetch), ("nemoclaw-pull", pull)], cancel, events)
     return pulled, revision, (snapshot[0] if snapshot else None)
 
 
@@ -187,25 +231,22 @@ def _prepare_other_nodes(the_plan: ClusterPlan, nodes: Sequence[_Node], image_re
     """Every other node: the head's digest pulled, the weights copied into its cache volume — nodes in parallel."""
     from nemoclaw_runtime.runtimes.cluster.weights import copy_snapshot
 
-    def prepare(item: _Node) -> None:
-        if item.node.index > 0:
-            events(Info(f"Pulling {image_ref} on node {item.node.index} ({item.node.address})"))
-            item.svc.images.ensure_image(image_ref, events=discard_progress(events), cancel=cancel)
-        if snapshot is not None and not item.node.is_local:
-            events(Info(f"Copying the weights into the {HF_VOLUME} volume of node {item.node.index}"))
-            copied = copy_snapshot(item.svc.docker, snapshot=snapshot, image_ref=image_ref, volume=HF_VOLUME,
-                                   group=the_plan.name, node=item.node.index, runtime="vllm")
-            if not copied:
-                events(Info(f"Node {item.node.index} already holds these weights"))
+    def prepare(item: _Node) -> Task:
+        def work(token: CancelToken, sink: EventSink) -> None:
+            if item.node.index > 0:
+                sink(Info(f"Pulling {image_ref} on node {item.node.index} ({item.node.address})"))
+                item.svc.images.ensure_image(image_ref, events=discard_progress(sink), cancel=token)
+            if snapshot is not None and not item.node.is_local:
+                sink(Info(f"Copying the weights into the {HF_VOLUME} volume of node {item.node.index}"))
+                copied = copy_snapshot(item.svc.docker, snapshot=snapshot, image_ref=image_ref, volume=HF_VOLUME,
+                                       group=the_plan.name, node=item.node.index, runtime="vllm", cancel=token)
+                if not copied:
+                    sink(Info(f"Node {item.node.index} already holds these weights"))
+        return f"nemoclaw-node-{item.node.index}", work
 
-    work = [item for item in nodes if item.node.index > 0 or not item.node.is_local]
-    if not work:
-        return
-    pool = futures.ThreadPoolExecutor(max_workers=min(8, len(work)), thread_name_prefix="nemoclaw-node")
-    try:
-        _raise_first([pool.submit(prepare, item) for item in work], cancel)
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)  # the waiting was bounded above; never hang on a stuck node
+    work = [prepare(item) for item in nodes if item.node.index > 0 or not item.node.is_local]
+    if work:
+        run_together(work, cancel, events)
 
 
 def discard_progress(events: EventSink) -> EventSink:
@@ -219,18 +260,19 @@ def discard_progress(events: EventSink) -> EventSink:
     return sink
 
 
-def _both(first: Callable[[], _T], second: Callable[[], Any], cancel: CancelToken) -> tuple[_T, Any]:
-    pool = futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="nemoclaw-head")
-    try:
-        one, two = pool.submit(first), pool.submit(second)
-        _raise_first([one, two], cancel)
-        return one.result(), two.result()
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+#: A task run beside others: its thread's name, and the work (its own cancel token, a thread-safe event sink).
+Task = tuple[str, Callable[[CancelToken, EventSink], Any]]
+#: How long, after a failure, a cancel or Ctrl-C, the other tasks get to notice their token and stop.
+TASK_STOP_WAIT_S = 30.0
 
 
-def _raise_first(pending: Sequence[futures.Future[Any]], cancel: CancelToken) -> None:
-    """Wait for all; the first failure cancels the rest (through ``cancel``) and is raised."""
+def run_together(tasks: Sequence[Task], cancel: CancelToken, events: EventSink) -> list[Any]:
+    """The tasks at once, in daemon threads (a stuck one never holds the process), sharing one token of their own;
+    their results in order. The first failure — or the caller's cancel, or Ctrl-C — cancels the others, which get
+    ``TASK_STOP_WAIT_S`` to stop (a second Ctrl-C cannot cut that short), and is raised."""
+    own = CancelToken()
+    sink = serialised(events)
+    pending = [in_daemon_thread(name, functools.partial(work, own, sink)) for name, work in tasks]
     waiting = set(pending)
     try:
         while waiting:
@@ -240,24 +282,28 @@ def _raise_first(pending: Sequence[futures.Future[Any]], cancel: CancelToken) ->
                 failed.sort(key=lambda error: isinstance(error, Cancelled))  # the cause, not the others' cancel
                 raise failed[0]
             cancel.raise_if_cancelled()
-    except BaseException:  # a failure, a cancel or Ctrl-C: the other tasks stop at their next look at the token
-        cancel.cancel()
-        with interrupts_deferred():
-            futures.wait(waiting, timeout=30)
+    except BaseException:
+        own.cancel()
+        with interrupts_deferred(functools.partial(sink, Warning("Still stopping the transfers; a few seconds more "
+                                                                 "(this Ctrl-C will not interrupt it)"))):
+            _, still = futures.wait(waiting, timeout=TASK_STOP_WAIT_S)
+        if still:
+            sink(Warning(f"A transfer did not stop within {TASK_STOP_WAIT_S:.0f} s; it stops in the background"))
         raise
+    return [future.result() for future in pending]
 
 
-def _serve(the_plan: ClusterPlan, head: _Node, cluster: RayCluster, events: EventSink,
-           cancel: CancelToken) -> tuple[Any, str | None]:
+def _serve(the_plan: ClusterPlan, head: _Node, cluster: RayCluster, events: EventSink, cancel: CancelToken,
+           timeout_s: float) -> tuple[Any, str | None]:
     from nemoclaw_runtime.runtimes.drivers.vllm import VllmDriver
     from nemoclaw_runtime.runtimes.server.readiness import wait_ready
 
     driver = VllmDriver()
     base = dataclasses.replace(the_plan.base, spec=the_plan.serve)
     events(PhaseChanged("wait", f"Waiting for {the_plan.name} on {the_plan.base_url}"))
-    target = GroupTarget(head.svc.containers, the_plan.name, base.port, cluster, host=_reach(head.node, base.host))
+    target = GroupTarget(head.svc.containers, the_plan.name, base.port, cluster, host=reach_host(head.node, base.host))
     try:
-        ready = wait_ready(target, driver.readiness_probe(base), timeout_s=base.ready_timeout_s, clock=head.svc.clock,
+        ready = wait_ready(target, driver.readiness_probe(base), timeout_s=timeout_s, clock=head.svc.clock,
                            cancel=cancel, events=events, http=head.svc.http)
     except ContainerExited:
         if target.failed is not None:  # a Ray node stopped: the error names it, with its own log
@@ -266,14 +312,6 @@ def _serve(the_plan: ClusterPlan, head: _Node, cluster: RayCluster, events: Even
     root = f"http://{target.host}:{base.port}"
     served = driver.after_ready(base, ready, root, head.svc, events, cancel)
     return served, driver.validate(base, served, root, head.svc, events, cancel)
-
-
-def _reach(head: Node, host: str) -> str:
-    """Where this machine reaches the head's server: as a single host would, or a remote head's own address when
-    the server listens on every interface there."""
-    if head.hostname is not None and host in WILDCARD_HOSTS:
-        return url_host(head.hostname)
-    return url_host(host)
 
 
 def _revision(argv: Sequence[str]) -> str | None:

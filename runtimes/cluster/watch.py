@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from nemoclaw_runtime.kernel.clock import CancelToken, Clock
-from nemoclaw_runtime.kernel.errors import ContainerExited, NemoclawError, ReadinessTimeout
+from nemoclaw_runtime.kernel.errors import ContainerExited, NemoclawError, NoSuchContainer, ReadinessTimeout
 from nemoclaw_runtime.kernel.events import EventSink, Heartbeat, Info
 from nemoclaw_runtime.runtimes.cluster.nodes import Node
 from nemoclaw_runtime.runtimes.docker.port import ContainerManager, ContainerState
@@ -77,7 +77,10 @@ class RayCluster:
             return None
         self._checked_at = now
         for container in self.containers:
-            state = container.manager.state(container.name)
+            try:
+                state = container.manager.state(container.name)
+            except NoSuchContainer:  # removed by someone while we wait: a stopped node all the same
+                state = ContainerState(status="removed")
             if not state.running:
                 return container, state
         return None

@@ -66,12 +66,28 @@ def connect(settings: Settings) -> DockerEngine:
     set back to the per-call default for everything else.
     """
     with translated("connecting to the Docker engine", host=settings.docker_host):
-        client = docker.from_env(environment=dict(settings.environ), timeout=ENGINE_CONTACT_TIMEOUT_S)
+        try:
+            client = docker.from_env(environment=dict(settings.environ), timeout=ENGINE_CONTACT_TIMEOUT_S)
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            raise  # the table below knows these
+        except Exception as exc:  # an ssh:// engine: paramiko connects (and fails) while the client is built
+            raise _ssh_failure(settings.docker_host, exc) from None
     client.api.timeout = ENGINE_CALL_TIMEOUT_S
     return DockerEngine(client, docker_config_path=settings.docker_config_path, host=settings.docker_host)
 
 
 # --- error translation: the one place docker-py errors become ours ------------------------------------------------
+
+
+def _ssh_failure(host: str | None, exc: BaseException) -> DockerUnavailable:
+    """An ssh:// engine that could not be reached: an unknown host, refused, a host key or login paramiko rejected."""
+    where = redact_url(host) if host else "the engine"
+    reason = one_line(redact(str(exc))) or type(exc).__name__
+    return DockerUnavailable(
+        f"Cannot reach the Docker engine at {where} over ssh: {reason}",
+        remedy="check that `ssh USER@HOST docker version` works from this machine without a prompt (the host key "
+               "known, a key or an agent for the login) and that the user may use Docker there",
+        details={"host": where})
 
 
 def _explanation(exc: BaseException) -> str:
@@ -446,13 +462,28 @@ class DockerEngine:
             api._raise_for_status(response)
         return True
 
-    def remove_volume(self, name: str) -> None:
-        """Remove the named volume; one already gone is not an error."""
+    def create_volume(self, name: str, labels: Mapping[str, str]) -> None:
+        """Create the named volume with ``labels`` (one of that name already there is left as it is)."""
+        with self._t("creating a volume", subject=name):
+            self._api.create_volume(name=name, labels=dict(labels))
+
+    def remove_volume(self, name: str) -> bool:
+        """Remove the named volume when it carries our label (``LABEL_MANAGED``); False when it is absent or not
+        ours (then it is left alone)."""
+        from nemoclaw_runtime.runtimes.docker.spec import LABEL_MANAGED
+
         with self._t("removing a volume", subject=name):
+            try:
+                labels = self._api.inspect_volume(name).get("Labels") or {}
+            except docker.errors.NotFound:
+                return False
+            if labels.get(LABEL_MANAGED) != "true":
+                return False
             try:
                 self._api.remove_volume(name, force=True)
             except docker.errors.NotFound:
-                return
+                return False
+        return True
 
     # --- images --------------------------------------------------------------------------------------------------
 

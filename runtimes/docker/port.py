@@ -142,7 +142,9 @@ class DockerPort(Protocol):
 
     def path_exists(self, name_or_id: str, path: str) -> bool: ...  # in the container's filesystem and mounts
 
-    def remove_volume(self, name: str) -> None: ...  # a named volume; absent is fine
+    def create_volume(self, name: str, labels: Mapping[str, str]) -> None: ...  # an existing one is left as is
+
+    def remove_volume(self, name: str) -> bool: ...  # only one carrying our label; False: absent or not ours
 
     def close(self) -> None: ...
 

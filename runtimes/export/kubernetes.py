@@ -107,16 +107,18 @@ def _documents(plan: ExportPlan) -> list[dict[str, Any]]:
 
 
 def _secret_notes(plan: ExportPlan) -> tuple[str, ...]:
-    """How to create every Secret the manifests name — with ``...`` where the value goes, never a value."""
+    """How to create every Secret the manifests name — from a file holding the key (never a value on a command
+    line, where shell history and `ps` would keep it)."""
     ns = f" -n {plan.namespace}"
     if plan.runtime == RUNTIME_VLLM:
         need = "optional: the model is not gated" if plan.token_optional else "required: the model is gated"
         return (f"Secret {HF_SECRET} ({need}): kubectl create secret generic {HF_SECRET}{ns} "
-                f"--from-literal={HF_SECRET_KEY}=...",)
+                f"--from-file=./{HF_SECRET_KEY} (a file named {HF_SECRET_KEY} holding the token alone)",)
     return (f"Secret {NGC_API_SECRET} (required): kubectl create secret generic {NGC_API_SECRET}{ns} "
-            f"--from-literal={NGC_API_SECRET_KEY}=...",
-            f"Secret {NGC_PULL_SECRET} (required, pulls from nvcr.io): kubectl create secret docker-registry "
-            f"{NGC_PULL_SECRET}{ns} --docker-server=nvcr.io --docker-username='$oauthtoken' --docker-password=...")
+            f"--from-file=./{NGC_API_SECRET_KEY} (a file named {NGC_API_SECRET_KEY} holding the key alone)",
+            f"Secret {NGC_PULL_SECRET} (required, pulls from nvcr.io): kubectl create secret generic "
+            f"{NGC_PULL_SECRET}{ns} --type=kubernetes.io/dockerconfigjson --from-file=.dockerconfigjson=config.json "
+            "(a Docker config.json with a login to nvcr.io as $oauthtoken; `docker login nvcr.io` writes one)")
 
 
 def _format_notes(plan: ExportPlan) -> tuple[str, ...]:

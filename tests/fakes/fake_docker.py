@@ -33,7 +33,7 @@ from nemoclaw_runtime.runtimes.docker.spec import ContainerSpec, image_repositor
 
 WRITE_CALLS = frozenset({"create_container", "start_container", "stop_container", "remove_container", "tag_image",
                          "pull_stream", "login", "exec_in_container", "put_archive",
-                         "remove_volume"})
+                         "remove_volume", "create_volume"})
 FOLLOW_MAX_WAIT_S = 10.0  # a follow never blocks a test longer than this
 #: The remedy the adapter gives an engine error it has no special case for (adapter._ENGINE_ERROR).
 _ENGINE_ERROR_REMEDY = "see the engine's explanation above; `docker info` shows the engine's state"
@@ -113,6 +113,7 @@ class FakeDocker:
         self.exec_answers: dict[str, Any] = {}
         #: paths ``put_archive`` unpacked, by volume (``volume:NAME``) or container (``container:ID``)
         self.files: dict[str, set[str]] = {}
+        self.volumes: dict[str, dict[str, str]] = {}  # made by create_volume: name -> labels
 
     # --- bookkeeping ---------------------------------------------------------------------------------------------
 
@@ -375,8 +376,12 @@ class FakeDocker:
             self._record("put_archive", name_or_id)
             container = self._get(name_or_id)
             blob = data if isinstance(data, bytes) else data.read()
-            with tarfile.open(fileobj=io.BytesIO(blob)) as archive:
-                names = archive.getnames()
+            try:
+                with tarfile.open(fileobj=io.BytesIO(blob)) as archive:
+                    names = archive.getnames()
+            except tarfile.TarError as exc:  # the engine answers 500 for a cut or garbled tar
+                raise NemoclawError(f"Docker engine error while copying files into a container: {exc}",
+                                    remedy=_ENGINE_ERROR_REMEDY, details={"status": 500}) from None
             volume = self._volume_of(container, path)
             for name in names:
                 self.files.setdefault(volume, set()).add(f"{path.rstrip('/')}/{name}".replace("//", "/"))
@@ -387,10 +392,22 @@ class FakeDocker:
             container = self._get(name_or_id)
             return path.rstrip("/") in self.files.get(self._volume_of(container, path), set())
 
-    def remove_volume(self, name: str) -> None:
+    def create_volume(self, name: str, labels: Mapping[str, str]) -> None:
+        with self._guard:
+            self._record("create_volume", name)
+            self.volumes.setdefault(name, dict(labels))
+
+    def remove_volume(self, name: str) -> bool:
         with self._guard:
             self._record("remove_volume", name)
+            labels = self.volumes.get(name)
+            if labels is None and f"volume:{name}" in self.files:
+                labels = {}  # made by a mount: no labels
+            if labels is None or labels.get("io.nemoclaw.runtime.managed") != "true":
+                return False
+            self.volumes.pop(name, None)
             self.files.pop(f"volume:{name}", None)
+            return True
 
     @staticmethod
     def _volume_of(container: FakeContainer, path: str) -> str:

@@ -208,7 +208,7 @@ def test_a_gated_model_needs_the_token_secret() -> None:
     result = export("vllm", model="deepseek-r1-distill-70b")
     env = {e["name"]: e for e in _pod(by_kind(result)["Deployment"])["containers"][0]["env"]}
     assert "optional" not in env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]
-    assert any("hf-token (required" in note and "--from-literal=HF_TOKEN=..." in note for note in result.notes)
+    assert any("hf-token (required" in note and "--from-file=./HF_TOKEN" in note for note in result.notes)
 
 
 def test_the_default_name_comes_from_the_model() -> None:
@@ -372,8 +372,8 @@ def test_nim_operator_cache_and_service() -> None:
     assert startup["httpGet"]["path"] == "/v1/health/ready"
     assert startup["failureThreshold"] * startup["periodSeconds"] >= 1200
     assert "multiNode" not in spec
-    assert any("ngc-api-secret" in note and "NGC_API_KEY=..." in note for note in result.notes)
-    assert any("docker-registry ngc-secret" in note for note in result.notes)
+    assert any("ngc-api-secret" in note and "--from-file=./NGC_API_KEY" in note for note in result.notes)
+    assert any("generic ngc-secret" in note and "dockerconfigjson" in note for note in result.notes)
 
 
 def test_nim_on_several_nodes_is_a_multinode_nimservice() -> None:

@@ -19,7 +19,10 @@ from tests.helpers.docker_env import free_port
 ROOT = Path(__file__).resolve().parents[2]
 GPUS = ROOT / "fixtures" / "gpu"
 FACTS = DirectoryModelSource(ROOT / "fixtures" / "fit")
-WORKER = "tcp://192.0.2.10:2375"  # TEST-NET-1: never contacted, the dry run asks no engine
+#: Another engine on this machine (never contacted: the dry run asks no engine), so --nic lo is a valid link; a
+#: remote node (TEST-NET-1) with a loopback head is refused.
+WORKER = "unix:///run/nemoclaw-test/engine2.sock"
+REMOTE = "tcp://192.0.2.10:2375"
 
 
 @pytest.fixture(autouse=True)
@@ -106,7 +109,9 @@ def test_two_sparks_split_tensor_parallel_across_the_nodes(capsys: pytest.Captur
         assert container["network_mode"] == "host" and container["ipc_mode"] == "host"
         assert container["env"]["NCCL_SOCKET_IFNAME"] == "lo" and container["env"]["MASTER_ADDR"] == "127.0.0.1"
         assert container["ports"] == [] and container["restart_policy"] is None
-    assert worker["containers"][0]["command"] == ["ray", "start", "--address=127.0.0.1:6379", "--block"]
+    assert worker["containers"][0]["command"] == ["ray", "start", "--address=127.0.0.1:6379", "--disable-usage-stats",
+                                                  "--block"]
+    assert "--include-dashboard=false" in head["containers"][0]["command"]  # its job API would run code
     assert worker["containers"][0]["mounts"][0]["kind"] == "volume"  # a remote node's cache: the volume
     assert head["containers"][0]["mounts"][0]["kind"] == "bind"  # this machine's cache
 
@@ -135,18 +140,24 @@ def test_the_human_dry_run_prints_every_nodes_argv(capsys: pytest.CaptureFixture
                          "--dry-run")
     assert code == 0, err
     assert "tensor parallel 2 × pipeline parallel 1" in out and f"node 1 (worker): {WORKER}" in out
-    assert "argv:  ray start --head --port=6379 --node-ip-address=127.0.0.1 --block" in out
+    assert ("argv:  ray start --head --port=6379 --node-ip-address=127.0.0.1 --include-dashboard=false "
+            "--disable-usage-stats --block") in out
     assert "argv:  vllm serve deepseek-ai/DeepSeek-R1-Distill-Llama-70B" in out
 
 
 @pytest.mark.parametrize(("args", "code", "words"), [
     (["up", "nim", "--nodes", f"local,{WORKER}", "--dry-run"], 2, "vLLM only"),
     (["up", "vllm", "--nic", "lo", "--dry-run"], 2, "--nic applies"),
-    (["up", "vllm", "--nodes", f"{WORKER},local", "--dry-run"], 2, "another machine"),
+    (["up", "vllm", "--nodes", f"{REMOTE},local", "--dry-run"], 2, "another machine"),
     (["up", "vllm", "--nodes", f"local,{WORKER}", "--lock", "x.json"], 2, "--lock"),
     (["up", "vllm", "--nodes", "local", "--dry-run"], 2, "two nodes"),
     (["up", "vllm", "--nodes", f"local,{WORKER}", "--nic", "nosuch0", "--dry-run"], 2, "no such interface"),
     (["logs", "nemoclaw-vllm", "--node", "1"], 2, "--node applies"),
+    (["up", "vllm", "--nodes", f"local,{REMOTE}", "--nic", "lo", "--dry-run"], 2, "loopback address"),
+    (["up", "vllm", "--nodes", f"local,{WORKER}", "--nic", "lo", "--no-prefetch", "--dry-run"], 2, "--no-prefetch"),
+    (["up", "vllm", "--nodes", f"local,{WORKER}", "--nic", "lo", "--port", "6379", "--dry-run"], 2, "Ray head"),
+    (["up", "vllm", "--nodes", f"{REMOTE},local", "--host", "0.0.0.0", "--nic", "a b", "--dry-run"], 2, "--nic"),
+    (["up", "vllm", "--nodes", f"{REMOTE},local", "--host", "127.0.0.2", "--dry-run"], 2, "another machine"),
 ])
 def test_bad_requests_are_one_line_with_the_exit_code(capsys: pytest.CaptureFixture[str],
                                                        monkeypatch: pytest.MonkeyPatch, args: list[str], code: int,
@@ -176,3 +187,24 @@ def test_fit_names_the_hosts_and_the_commands_when_one_host_is_not_enough(
     assert "beyond this host: it fits 2 hosts like this one" in text and "export kubernetes vllm" in text
     code, result, _ = cli(capsys, monkeypatch, "h100_x8", "fit", "vllm", "--model", "qwen3.6-27b", "--json")
     assert code == 0 and result["beyond"] is None  # it fits: nothing to say
+
+
+def test_a_remote_head_serving_on_every_interface_is_reached_at_its_own_address(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    code, plan, err = cli(capsys, monkeypatch, "dgx_spark", "up", "vllm", "--model", "nemotron-3-nano-4b", "--nodes",
+                          f"{REMOTE},local", "--host", "0.0.0.0", "--nic", "enp1s0f0np0", "--gpus", "none",
+                          "--dry-run", "--json")
+    assert code == 0, err
+    port = plan["container"]["ports"][0]["host_port"]
+    assert plan["base_url"] == f"http://192.0.2.10:{port}/v1" and plan["head_address"] == "192.0.2.10"
+    serve = plan["nodes"][0]["containers"][1]
+    assert serve["labels"]["io.nemoclaw.runtime.host"] == "192.0.2.10"
+    assert plan["nodes"][1]["containers"][0]["mounts"][0]["kind"] == "bind"  # `local` is this machine's cache
+    assert "Ray listens on every interface" in err
+
+
+def test_fit_names_the_way_beyond_for_a_bare_hub_id_too(capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    code, result, _ = cli(capsys, monkeypatch, "dgx_station", "fit", "vllm", "--model",
+                          "hf:deepseek-ai/DeepSeek-R1", "--json")
+    assert code == 3 and result["decision"] == "does-not-fit" and result["beyond"]["hosts"] == 3
