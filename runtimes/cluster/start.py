@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nemoclaw_runtime.kernel.clock import CancelToken, Clock, SystemClock
-from nemoclaw_runtime.kernel.errors import Cancelled, ContainerExited, NemoclawError, PortInUse, PreflightRefused
+from nemoclaw_runtime.kernel.errors import (
+    Cancelled,
+    ContainerExited,
+    InvalidInput,
+    NemoclawError,
+    PortInUse,
+    PreflightRefused,
+)
 from nemoclaw_runtime.kernel.events import EventSink, Info, PhaseChanged, Warning
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.kernel.threads import in_daemon_thread, serialised
@@ -140,6 +147,7 @@ def _engine(settings: Settings, node: Node, engines: Engines | None) -> Iterator
 
 def _preflight(the_plan: ClusterPlan, nodes: Sequence[_Node], events: EventSink) -> None:
     events(PhaseChanged("preflight", f"Checking the {len(nodes)} nodes' engines"))
+    _refuse_one_engine_twice(nodes)
     if the_plan.base.spec.gpus.mode != "none":
         for item in nodes:
             try:
@@ -155,6 +163,23 @@ def _preflight(the_plan: ClusterPlan, nodes: Sequence[_Node], events: EventSink)
             if port_listening(port) and nodes[0].svc.containers.get(ours) is None:
                 raise PortInUse(f"Port {port} is already in use on the head (this machine)",
                                 remedy=f"stop what listens there, or {how} to a free port")
+
+
+def _refuse_one_engine_twice(nodes: Sequence[_Node]) -> None:
+    """Two addresses of one engine (``local`` and its socket, a name and its IP) would stack two nodes' GPUs on one
+    machine: refused (exit 2) by the engines' own ID and data root."""
+    seen: dict[str, Node] = {}
+    for item in nodes:
+        info = item.svc.docker.engine_info()
+        if not info.get("ID"):
+            continue
+        # the ID can be the machine's (two daemons there share /etc/docker), the data root is the daemon's own
+        engine_id = f"{info.get('ID')}|{info.get('DockerRootDir')}"
+        if engine_id in seen:
+            first = seen[engine_id]
+            raise InvalidInput(f"Nodes {first.index} ({first.address}) and {item.node.index} ({item.node.address}) "
+                               "are the same Docker engine", remedy="name each machine once in --nodes")
+        seen[engine_id] = item.node
 
 
 def _run(the_plan: ClusterPlan, nodes: Sequence[_Node], events: EventSink, cancel: CancelToken,

@@ -264,3 +264,14 @@ def test_an_unreachable_node_is_exit_3_naming_it_before_anything_starts(
     assert error["error"] == "DockerUnavailable" and error["message"].startswith(f"Node 1 ({missing}):")
     assert "Traceback" not in captured.err
     assert _group(docker_client, name) == {}
+
+
+def test_one_engine_named_twice_is_refused_before_anything_starts(
+        images: dict[str, str], env: dict[str, str], name: str, docker_client: docker.DockerClient,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    same = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"  # what `local` is here
+    code = run(["up", "vllm", "--gpus", "none", "--json", "--nodes", f"local,{same}", "--nic", "lo", "--model",
+                MODEL_SLUG, "--image", images["ok"], "--name", name])
+    error = json.loads(capsys.readouterr().out)
+    assert code == 2 and error["error"] == "InvalidInput" and "same Docker engine" in error["message"]
+    assert _group(docker_client, name) == {}
