@@ -13,9 +13,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable
-from concurrent import futures
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nemoclaw_runtime.kernel.clock import CancelToken, Clock
 from nemoclaw_runtime.kernel.errors import (
@@ -29,10 +28,10 @@ from nemoclaw_runtime.kernel.errors import (
 )
 from nemoclaw_runtime.kernel.events import EventSink, Info, PhaseChanged, Warning, discard
 from nemoclaw_runtime.kernel.settings import Settings
-from nemoclaw_runtime.kernel.threads import in_daemon_thread, serialised
+from nemoclaw_runtime.kernel.threads import interrupts_deferred, run_together
 from nemoclaw_runtime.registry.entries import RUNTIMES
 from nemoclaw_runtime.runtimes import lockfile, wiring
-from nemoclaw_runtime.runtimes.docker.containers import check_gpu_runtime, engine_is_local, interrupts_deferred
+from nemoclaw_runtime.runtimes.docker.containers import check_gpu_runtime, engine_is_local
 from nemoclaw_runtime.runtimes.docker.spec import (
     LABEL_IMAGE_DIGEST,
     LABEL_PORT,
@@ -414,67 +413,32 @@ def _up_locked(driver: RuntimeDriver, the_plan: Plan, svc: Services, events: Eve
 #: How long a failure, a cancel or Ctrl-C waits for the other download to stop and clean up before ``up`` goes on
 #: without it (it still stops: its cancel token is set).
 DOWNLOAD_STOP_WAIT_S = 30.0
-#: How often the pipeline looks at the caller's cancel token while both downloads run.
-DOWNLOAD_POLL_S = 0.1
 
 
 
 def _download(driver: RuntimeDriver, the_plan: Plan, svc: Services, events: EventSink,
               cancel: CancelToken) -> tuple[str | None, PulledImage]:
     """The weights (``driver.fetch_weights``) and the image (``svc.images.ensure_image``): from different places
-    and neither needs the other, so they run at the same time, in two threads sharing one derived cancel token.
-
-    The first failure cancels the other download and is the error raised (the other's cancellation is not a second
-    error); the caller's cancel or Ctrl-C cancels both. Either way ``up`` waits (up to ``DOWNLOAD_STOP_WAIT_S``) for
-    both to stop, so each cleans up as it does alone. Events from both threads reach ``events`` one at a time,
-    progress keyed by its task (``weights`` / ``image``). A driver with no weights to fetch: the pull alone, here.
+    and neither needs the other, so they run at the same time (:func:`run_together`: the first failure cancels the
+    other and is the error raised; the caller's cancel or Ctrl-C cancels both; each cleans up as it does alone,
+    within ``DOWNLOAD_STOP_WAIT_S``). Progress is keyed by its task (``weights`` / ``image``). A driver with no
+    weights to fetch: the pull alone, here.
     """
     pull_phase = PhaseChanged("pull", f"Pulling {the_plan.spec.image} (pinned to this platform's digest)")
     if not driver.fetches_weights(the_plan):
         events(pull_phase)
         return None, svc.images.ensure_image(the_plan.spec.image_ref, events=events, cancel=cancel)
-    both = CancelToken()
-    sink = serialised(events)
 
-    def pull() -> PulledImage:
+    def pull(token: CancelToken, sink: EventSink) -> PulledImage:
         sink(pull_phase)
-        return svc.images.ensure_image(the_plan.spec.image_ref, events=sink, cancel=both)
+        return svc.images.ensure_image(the_plan.spec.image_ref, events=sink, cancel=token)
 
-    weights = in_daemon_thread("nemoclaw-weights", lambda: driver.fetch_weights(the_plan, svc, sink, both))
-    image = in_daemon_thread("nemoclaw-pull", pull)
-    pending: set[futures.Future[Any]] = {weights, image}
-    try:
-        while pending:
-            done, pending = futures.wait(pending, timeout=DOWNLOAD_POLL_S, return_when=futures.FIRST_EXCEPTION)
-            failure = _first_failure(done)
-            if failure is not None:
-                raise failure
-            if cancel.cancelled:
-                raise Cancelled("cancelled")
-    except BaseException:
-        both.cancel()
-        _wait_stopped(pending, sink)
-        raise
-    return weights.result(), image.result()
+    def fetch(token: CancelToken, sink: EventSink) -> str | None:
+        return driver.fetch_weights(the_plan, svc, sink, token)
 
-
-def _first_failure(done: Iterable[futures.Future[Any]]) -> BaseException | None:
-    """The error of a download that failed (a real failure before a cancellation, when both ended at once)."""
-    failures = [exc for exc in (f.exception() for f in done) if exc is not None]
-    failures.sort(key=lambda exc: isinstance(exc, Cancelled))
-    return failures[0] if failures else None
-
-
-def _wait_stopped(pending: set[futures.Future[Any]], events: EventSink) -> None:
-    """After a cancel: let the other download notice it and clean up (bounded; a second Ctrl-C cannot cut it)."""
-    if not pending:
-        return
-    with interrupts_deferred(lambda: events(Warning("Still stopping the downloads; a few seconds more (this Ctrl-C "
-                                                    "will not interrupt it)"))):
-        _, still = futures.wait(pending, timeout=DOWNLOAD_STOP_WAIT_S)
-    if still:
-        events(Warning(f"A download did not stop within {DOWNLOAD_STOP_WAIT_S:.0f} s of the cancel; it stops in the "
-                       "background"))
+    revision, pulled = run_together([("nemoclaw-weights", fetch), ("nemoclaw-pull", pull)], cancel, events,
+                                    stop_wait_s=DOWNLOAD_STOP_WAIT_S, what="downloads")
+    return revision, pulled
 
 
 def _reuse_if_same(driver: RuntimeDriver, the_plan: Plan, svc: Services, events: EventSink,

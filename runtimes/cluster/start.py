@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 from collections.abc import Callable, Iterator, Sequence
-from concurrent import futures
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,13 +27,13 @@ from nemoclaw_runtime.kernel.errors import (
 )
 from nemoclaw_runtime.kernel.events import EventSink, Info, PhaseChanged, Warning
 from nemoclaw_runtime.kernel.settings import Settings
-from nemoclaw_runtime.kernel.threads import in_daemon_thread, serialised
+from nemoclaw_runtime.kernel.threads import Task, interrupts_deferred, run_together
 from nemoclaw_runtime.runtimes import wiring
 from nemoclaw_runtime.runtimes.cluster import records
 from nemoclaw_runtime.runtimes.cluster.layout import HF_VOLUME, ClusterPlan, ray_volume_name
 from nemoclaw_runtime.runtimes.cluster.nodes import Node, node_settings, reach_host
 from nemoclaw_runtime.runtimes.cluster.watch import GroupTarget, NodeContainer, RayCluster, wait_for_gpus
-from nemoclaw_runtime.runtimes.docker.containers import check_gpu_runtime, engine_is_local, interrupts_deferred
+from nemoclaw_runtime.runtimes.docker.containers import check_gpu_runtime, engine_is_local
 from nemoclaw_runtime.runtimes.docker.spec import LABEL_GROUP, LABEL_MANAGED, image_repository
 from nemoclaw_runtime.runtimes.drivers.contract import Services, UpResult
 
@@ -283,39 +281,6 @@ def discard_progress(events: EventSink) -> EventSink:
             events(event)
 
     return sink
-
-
-#: A task run beside others: its thread's name, and the work (its own cancel token, a thread-safe event sink).
-Task = tuple[str, Callable[[CancelToken, EventSink], Any]]
-#: How long, after a failure, a cancel or Ctrl-C, the other tasks get to notice their token and stop.
-TASK_STOP_WAIT_S = 30.0
-
-
-def run_together(tasks: Sequence[Task], cancel: CancelToken, events: EventSink) -> list[Any]:
-    """The tasks at once, in daemon threads (a stuck one never holds the process), sharing one token of their own;
-    their results in order. The first failure — or the caller's cancel, or Ctrl-C — cancels the others, which get
-    ``TASK_STOP_WAIT_S`` to stop (a second Ctrl-C cannot cut that short), and is raised."""
-    own = CancelToken()
-    sink = serialised(events)
-    pending = [in_daemon_thread(name, functools.partial(work, own, sink)) for name, work in tasks]
-    waiting = set(pending)
-    try:
-        while waiting:
-            done, waiting = futures.wait(waiting, timeout=0.1, return_when=futures.FIRST_EXCEPTION)
-            failed = [error for error in (f.exception() for f in done) if error is not None]
-            if failed:
-                failed.sort(key=lambda error: isinstance(error, Cancelled))  # the cause, not the others' cancel
-                raise failed[0]
-            cancel.raise_if_cancelled()
-    except BaseException:
-        own.cancel()
-        with interrupts_deferred(functools.partial(sink, Warning("Still stopping the transfers; a few seconds more "
-                                                                 "(this Ctrl-C will not interrupt it)"))):
-            _, still = futures.wait(waiting, timeout=TASK_STOP_WAIT_S)
-        if still:
-            sink(Warning(f"A transfer did not stop within {TASK_STOP_WAIT_S:.0f} s; it stops in the background"))
-        raise
-    return [future.result() for future in pending]
 
 
 def _serve(the_plan: ClusterPlan, head: _Node, cluster: RayCluster, events: EventSink, cancel: CancelToken,

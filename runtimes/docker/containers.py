@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import signal
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +35,7 @@ from nemoclaw_runtime.kernel.errors import (
 from nemoclaw_runtime.kernel.events import EventSink, Info, PhaseChanged, Warning, discard
 from nemoclaw_runtime.kernel.secret import Secret
 from nemoclaw_runtime.kernel.settings import Settings
+from nemoclaw_runtime.kernel.threads import interrupts_deferred
 from nemoclaw_runtime.runtimes.docker.locks import DEFAULT_WAIT_S, name_lock
 from nemoclaw_runtime.runtimes.docker.port import ContainerInfo, ContainerState, DockerPort, RunOutcome
 from nemoclaw_runtime.runtimes.docker.spec import (
@@ -70,42 +69,6 @@ Action = Literal["started", "reused", "replaced", "restarted"]
 
 def is_managed(info: ContainerInfo) -> bool:
     return info.labels.get(LABEL_MANAGED) == "true"
-
-
-# --- clean-up that a second Ctrl-C cannot cut short ------------------------------------------------------------
-
-
-@contextmanager
-def interrupts_deferred(notice: Callable[[], None] | None = None) -> Iterator[list[int]]:
-    """Run the block with Ctrl-C (SIGINT) and SIGTERM held back: a signal that arrives is recorded (the yielded list)
-    and ``notice`` is called, and the block — a clean-up — runs to its end. Off the main thread (where Python delivers
-    signals) it does nothing. The previous handlers are restored afterwards; a SIGTERM held back is then raised again
-    for the previous SIGTERM handler (the CLI's raises, so the command still ends with 143 once the clean-up is done).
-    """
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def hold(signum: int, frame: object) -> None:
-        received.append(signum)
-        if notice is not None:
-            with suppress(Exception):
-                notice()
-
-    try:
-        previous = signal.signal(signal.SIGINT, hold)
-    except (ValueError, OSError):  # no signals here (an embedded interpreter): nothing to defer
-        yield received
-        return
-    previous_term = signal.signal(signal.SIGTERM, hold)
-    try:
-        yield received
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.signal(signal.SIGTERM, previous_term)
-    if signal.SIGTERM in received:
-        signal.raise_signal(signal.SIGTERM)  # delivered late, to whatever handled it before (default: the process ends)
 
 
 def _left_behind(name: str, why: str) -> Cancelled:
@@ -536,6 +499,6 @@ def managed_logs(settings: Settings, name: str, *, docker: DockerPort, tail: int
 
 __all__ = [
     "DockerContainerManager", "ManagedContainerView", "base_url", "check_gpu_runtime", "engine_is_local",
-    "gpu_indices_label", "gpu_runtime_missing", "interrupts_deferred", "is_managed", "list_managed",
+    "gpu_indices_label", "gpu_runtime_missing", "is_managed", "list_managed",
     "managed_labels", "managed_logs", "no_such_container", "stop_managed", "utilization_label",
 ]

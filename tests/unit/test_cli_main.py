@@ -88,7 +88,7 @@ from pathlib import Path
 import click
 from nemoclaw_runtime.cli import main as cli_main
 from nemoclaw_runtime.kernel.errors import Cancelled
-from nemoclaw_runtime.runtimes.docker.containers import interrupts_deferred
+from nemoclaw_runtime.kernel.threads import interrupts_deferred
 from nemoclaw_runtime.runtimes.docker.locks import name_lock
 
 state, mode = Path(sys.argv[1]), sys.argv[2]
