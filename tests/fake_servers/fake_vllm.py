@@ -57,11 +57,12 @@ def fake_vllm_files() -> dict[str, str]:
     }
 
 
-def build_fake_vllm_image(client: docker.DockerClient, tag: str) -> str:
-    """Build the image as fixtures/images/fake-vllm/Dockerfile describes; returns the image id."""
+def build_fake_vllm_image(client: docker.DockerClient, tag: str, env: Mapping[str, str] | None = None) -> str:
+    """Build the image as fixtures/images/fake-vllm/Dockerfile describes, with ``env`` baked in (a behaviour
+    switch: ``FAKE_VLLM_CRASH``, ``FAKE_RAY_FAIL``, …); returns the image id."""
     return build_busybox_image(
         client, tag, fake_vllm_files(),
-        env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", **(env or {})},
         cmd=["vllm", "serve", "fake/model", "--port", str(CONTAINER_PORT), "--max-model-len", "4096"],
     )
 

@@ -27,12 +27,11 @@ import pytest
 from nemoclaw_runtime.cli.main import run
 from nemoclaw_runtime.runtimes.docker.locks import name_lock
 from tests.fake_servers.fake_hf import FakeHub, fake_hf, fake_hf_server, tiny_model_files  # noqa: F401  (fixtures)
-from tests.fake_servers.fake_vllm import fake_vllm_files
+from tests.fake_servers.fake_vllm import build_fake_vllm_image
 from tests.faults.conftest import record
 from tests.faults.test_faults import SECRET, SECRET_VARIABLES, assert_clean_output
 from tests.helpers.docker_env import removed_after, serve_environment
 from tests.helpers.fault_proxy import FaultProxy
-from tests.helpers.images import build_busybox_image
 from tests.helpers.registry import LocalRegistry, running_registry
 from tests.integration.test_pull import push_random_image, remove_quietly
 
@@ -65,9 +64,7 @@ def vllm_images(docker_client: docker.DockerClient, up_registry: LocalRegistry,
     refs = {}
     for variant, env in VARIANTS.items():
         tag = f"nemoclaw-test/fault-vllm-{variant}:{test_session_id[:12]}"
-        build_busybox_image(docker_client, tag, fake_vllm_files(),
-                            env={"PATH": "/usr/local/bin:/usr/bin:/bin", **env},
-                            cmd=["vllm", "serve", "fake/model", "--port", "8000", "--max-model-len", "4096"])
+        build_fake_vllm_image(docker_client, tag, env)
         up_registry.push(docker_client, tag, f"fault/vllm-{variant}", "1")
         refs[variant] = up_registry.ref(f"fault/vllm-{variant}", "1")
     return refs

@@ -14,14 +14,13 @@ import httpx
 import pytest
 
 from tests.fake_servers.fake_vllm import (
-    fake_vllm_files,
+    build_fake_vllm_image,
     fake_vllm_image,  # noqa: F401  (fixture)
     ray_head_command,
     ray_worker_command,
     start_fake_ray,
 )
 from tests.helpers.docker_env import free_port
-from tests.helpers.images import build_busybox_image
 
 if TYPE_CHECKING:
     import docker
@@ -43,9 +42,7 @@ def variant_images(docker_client: docker.DockerClient, test_session_id: str) -> 
     tags = {}
     for variant, env in VARIANTS.items():
         tag = f"nemoclaw-test/fake-vllm-ray-{variant}:{test_session_id[:12]}"
-        build_busybox_image(docker_client, tag, fake_vllm_files(),
-                            env={"PATH": "/usr/local/bin:/usr/bin:/bin", **env},
-                            cmd=["vllm", "serve", "fake/model", "--port", "8000", "--max-model-len", "4096"])
+        build_fake_vllm_image(docker_client, tag, env)
         tags[variant] = tag
     return tags
 

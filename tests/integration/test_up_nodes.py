@@ -31,9 +31,8 @@ from nemoclaw_runtime.kernel.clock import CancelToken
 from nemoclaw_runtime.kernel.errors import Cancelled
 from nemoclaw_runtime.kernel.events import Event, Info, PhaseChanged
 from tests.fake_servers.fake_hf import FakeHub, tiny_model_files
-from tests.fake_servers.fake_vllm import fake_vllm_files
+from tests.fake_servers.fake_vllm import build_fake_vllm_image
 from tests.helpers.docker_env import free_port, serve_environment, unique_name
-from tests.helpers.images import build_busybox_image
 from tests.helpers.registry import LocalRegistry, running_registry
 from tests.helpers.second_engine import SecondEngine, SecondEngineUnavailable, dockerd_path
 
@@ -85,8 +84,7 @@ def _push_variants(client: docker.DockerClient, registry: LocalRegistry, session
     refs = {}
     for variant, env in VARIANTS.items():
         tag = f"nemoclaw-test/fake-vllm-nodes-{variant}:{session[:12]}"
-        build_busybox_image(client, tag, fake_vllm_files(), env={"PATH": "/usr/local/bin:/usr/bin:/bin", **env},
-                            cmd=["vllm", "serve", "fake/model", "--port", "8000"])
+        build_fake_vllm_image(client, tag, env)
         registry.push(client, tag, f"fake/vllm-nodes-{variant}", "1")
         refs[variant] = registry.ref(f"fake/vllm-nodes-{variant}", "1")
     return refs

@@ -21,9 +21,8 @@ from nemoclaw_runtime.kernel.events import Event, PhaseChanged
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes import pipeline
 from tests.fake_servers.fake_hf import FakeHub, tiny_model_files
-from tests.fake_servers.fake_vllm import fake_vllm_files, start_fake_vllm
+from tests.fake_servers.fake_vllm import build_fake_vllm_image, start_fake_vllm
 from tests.helpers.docker_env import removed_after, serve_environment, unique_name
-from tests.helpers.images import build_busybox_image
 from tests.helpers.registry import LocalRegistry, running_registry
 
 pytestmark = pytest.mark.docker
@@ -56,9 +55,7 @@ def vllm_images(docker_client: docker.DockerClient, module_registry: LocalRegist
     refs = {}
     for variant, env in VARIANTS.items():
         tag = f"nemoclaw-test/fake-vllm-{variant}:{test_session_id[:12]}"
-        build_busybox_image(docker_client, tag, fake_vllm_files(),
-                            env={"PATH": "/usr/local/bin:/usr/bin:/bin", **env},
-                            cmd=["vllm", "serve", "fake/model", "--port", "8000", "--max-model-len", "4096"])
+        build_fake_vllm_image(docker_client, tag, env)
         local_registry.push(docker_client, tag, f"fake/vllm-{variant}", "1")
         refs[variant] = local_registry.ref(f"fake/vllm-{variant}", "1")
     return refs
