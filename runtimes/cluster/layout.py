@@ -23,6 +23,9 @@ from nemoclaw_runtime.runtimes.docker.spec import (
     LABEL_NODES,
     LABEL_PORT,
     LABEL_ROLE,
+    ROLE_RAY_HEAD,
+    ROLE_RAY_WORKER,
+    ROLE_SERVE,
     ContainerSpec,
     Mount,
 )
@@ -36,7 +39,6 @@ __all__ = [
 
 #: The named volume that holds the Hugging Face cache on a node other than this machine (filled from here).
 HF_VOLUME = "nemoclaw-hf-cache"
-ROLE_SERVE, ROLE_RAY_HEAD, ROLE_RAY_WORKER = "serve", "ray-head", "ray-worker"
 RAY_TMP = "/tmp/ray"
 #: The variables vLLM's run_cluster.sh and the dual-Spark playbook set to the link's interface.
 INTERFACE_VARIABLES = ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "TP_SOCKET_IFNAME", "UCX_NET_DEVICES",

@@ -21,6 +21,7 @@ __all__ = [
     "LABEL_ROLE", "LABEL_GPU_MEMORY_UTILIZATION", "LABEL_HOST",
     "LABEL_IMAGE", "LABEL_IMAGE_DIGEST", "LABEL_MANAGED", "LABEL_MODEL", "LABEL_PORT", "LABEL_RUNTIME",
     "LABEL_SERVED_MODEL", "LABEL_SPEC_HASH", "LABEL_VERSION", "LABEL_WEIGHTS_REVISION", "Mount", "PortBinding",
+    "ROLE_RAY_HEAD", "ROLE_RAY_WORKER", "ROLE_SERVE",
     "WILDCARD_HOSTS", "image_repository", "split_reference", "url_host",
 ]
 
@@ -48,6 +49,8 @@ LABEL_GROUP = f"{LABEL_PREFIX}.group"
 LABEL_NODE = f"{LABEL_PREFIX}.node"
 LABEL_ROLE = f"{LABEL_PREFIX}.role"
 LABEL_NODES = f"{LABEL_PREFIX}.nodes"
+#: The roles (``LABEL_ROLE``): the server answers the API; the Ray containers and a weights copy serve none.
+ROLE_SERVE, ROLE_RAY_HEAD, ROLE_RAY_WORKER = "serve", "ray-head", "ray-worker"
 
 EnvValue: TypeAlias = "str | Secret"
 

@@ -46,8 +46,10 @@ from nemoclaw_runtime.runtimes.docker.spec import (
     LABEL_MANAGED,
     LABEL_MODEL,
     LABEL_PORT,
+    LABEL_ROLE,
     LABEL_RUNTIME,
     LABEL_SERVED_MODEL,
+    ROLE_SERVE,
     url_host,
 )
 from nemoclaw_runtime.runtimes.server.diagnose import display_line
@@ -210,7 +212,9 @@ class StatusCollector:
         selector: dict[str, str | None] = {LABEL_MANAGED: "true"}
         every = sorted((c for c in self.docker.list_containers(selector, all=True) if is_managed(c)),
                        key=lambda c: c.name)
-        targets = [_container_target(c) for c in every if runtime is None or c.labels.get(LABEL_RUNTIME) == runtime]
+        # a deployment over several nodes is its server: the Ray containers and a weights copy serve no API
+        servers = [c for c in every if c.labels.get(LABEL_ROLE, ROLE_SERVE) == ROLE_SERVE]
+        targets = [_container_target(c) for c in servers if runtime is None or c.labels.get(LABEL_RUNTIME) == runtime]
         if include_local:
             taken = set().union(*(_host_ports(c) for c in every)) if every else set()
             targets += self._local_targets(runtime, taken)

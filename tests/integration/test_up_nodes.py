@@ -168,6 +168,12 @@ def test_two_engines_serve_list_log_and_stop_as_one_deployment(
     table = capsys.readouterr().out
     assert f"node 1 (worker) {engine2.host}: {name}-ray-1 running" in table
 
+    assert run(["status", "--json", name]) == 0
+    served = [s for s in json.loads(capsys.readouterr().out)["servers"] if name in s["name"]]
+    assert [(s["name"], s["state"]) for s in served] == [(name, "running")]
+    assert run(["status", "--json"]) == 0  # every managed server: the Ray containers serve no API, not listed
+    assert [s["name"] for s in json.loads(capsys.readouterr().out)["servers"] if name in s["name"]] == [name]
+
     assert run(["logs", name, "--node", "1", "--tail", "50"]) == 0
     assert "Ray runtime started." in capsys.readouterr().out
     assert run(["logs", name, "--tail", "200"]) == 0
