@@ -4,7 +4,7 @@ A table maps an exception type to a :data:`Rule`; :func:`rule_for` picks the row
 exception is an instance of (its method resolution order decides, so rows need no particular order). A rule is a
 :class:`Translation` (our error class, a message template, a remedy, a cause, the details to copy) or, where the
 answer depends on the exception (an HTTP status, an errno), a function choosing one. Each module that meets a
-foreign library (docker-py in ``runtimes/docker/adapter.py``, huggingface_hub in ``runtimes/transfer/weights.py``)
+foreign library (docker-py in ``runtimes/docker/adapter.py``, huggingface_hub in ``runtimes/transfer/hf_access.py``)
 owns its table and looks it up in one place.
 
 Templates are :meth:`str.format` templates over a context the translator builds; context values are substituted,
