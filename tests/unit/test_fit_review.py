@@ -140,7 +140,7 @@ def test_a_deep_model_is_priced_by_layer_kind_quickly() -> None:
 
 
 def test_the_refusal_line_is_chosen_from_the_result_not_its_text() -> None:
-    from nemoclaw_runtime.runtimes.drivers.vllm import _refusal
+    from nemoclaw_runtime.runtimes.drivers.vllm_fit import _refusal
 
     base = fit("deepseek-ai/DeepSeek-R1", "rtx_4090", "--max-model-len", "8192")
     priced = dataclasses.replace(base, reasons=("acme/tiny needs 900 MiB per GPU, budget 512 MiB", "more"))

@@ -356,7 +356,7 @@ def test_auto_context_prefers_the_full_context_on_other_gpus(tmp_path: Path) -> 
     unused GPU holds the full context."""
     from nemoclaw_runtime.registry import load_registry
     from nemoclaw_runtime.runtimes.drivers.contract import GpuPlacement
-    from nemoclaw_runtime.runtimes.drivers.vllm import _judge, _Targets
+    from nemoclaw_runtime.runtimes.drivers.vllm_fit import _Targets, judge
     from nemoclaw_runtime.runtimes.fit import ServeOptions
 
     data = json.loads((ROOT / "fixtures" / "gpu" / "h100_x8.json").read_text())
@@ -365,11 +365,11 @@ def test_auto_context_prefers_the_full_context_on_other_gpus(tmp_path: Path) -> 
     model = next(m for m in load_registry().vllm_models if m.slug == "qwen3.6-27b")
     options = ServeOptions.from_argv([*model.serve_argv(()), "--max-model-len", "auto"])
     request = pipeline.make_request("vllm", model="qwen3.6-27b", max_model_len="auto")
-    result = _judge(model, request, small_first, GpuPlacement(own=(0,)), _Targets((0, 1), ((0,), (1,)), False),
-                    options, True, FACTS, [].append)
+    result = judge(model, request, small_first, GpuPlacement(own=(0,)), _Targets((0, 1), ((0,), (1,)), False),
+                   options, True, FACTS, [].append)
     assert result.fits and result.gpus == (1,) and result.max_model_len_fit >= 262144
-    only_own = _judge(model, request, small_first, GpuPlacement(own=(0,)), _Targets((0,), ((0,),), False),
-                      options, True, FACTS, [].append)  # --gpus 0: the shorter context there
+    only_own = judge(model, request, small_first, GpuPlacement(own=(0,)), _Targets((0,), ((0,),), False),
+                     options, True, FACTS, [].append)  # --gpus 0: the shorter context there
     assert only_own.decision == "reduce-context" and only_own.gpus == (0,) and 0 < only_own.max_model_len_fit
 
 
