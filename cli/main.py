@@ -79,8 +79,19 @@ def main(argv: list[str] | None = None) -> None:
         # A Ctrl-C dispatched after run()'s own handling (a signal that arrived while a clean-up held signals back)
         # must not escape: CPython would then end the process *by SIGINT* instead of exiting with the code.
         _keep_the_exit_code(code)
+    _forget_a_caught_interrupt()
     _exit_without_waiting_for_library_threads(code)
     sys.exit(code)
+
+
+def _forget_a_caught_interrupt() -> None:
+    """CPython (3.11, 3.12) remembers a KeyboardInterrupt that ended code run by a *string* ``exec`` — the functions
+    ``dataclasses`` and ``namedtuple`` generate while a module is imported lazily, for one — even when it was caught,
+    and at exit ``python -m nemoclaw_runtime.cli.main`` then kills itself by SIGINT instead of exiting with our code
+    (a Ctrl-C that lands in such an import, one run in eight under load). The interpreter clears that flag at the
+    start of every string evaluation, so one that completes clears it; signals are ignored by now, so no new
+    interrupt can set it again."""
+    exec("None")  # a constant string: only clears the interpreter's flag (see above)
 
 
 def _keep_the_exit_code(code: int) -> None:

@@ -172,3 +172,21 @@ def test_the_readme_says_which_commands_take_json() -> None:
     assert without == ["logs"]
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert "Every command but `logs` takes `--json`" in readme and "Every command takes `--json`" not in readme
+
+
+def test_a_caught_interrupt_in_a_string_exec_does_not_end_python_m_by_sigint(tmp_path: Path) -> None:
+    """CPython flags a KeyboardInterrupt that ended a string ``exec`` (dataclass generation in a lazy import) even when
+    it was caught; ``python -m`` then died by SIGINT (-2) instead of exiting 130 after a Ctrl-C. main() clears it."""
+    module = tmp_path / "interrupted_cli.py"
+    module.write_text(
+        "from nemoclaw_runtime.cli import main as cli_main\n"
+        "def run(args):\n"
+        "    try:\n"
+        "        exec('raise KeyboardInterrupt', {})\n"
+        "    except KeyboardInterrupt:\n"
+        "        return 130\n"
+        "cli_main.run = run\n"
+        "cli_main.main([])\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "interrupted_cli"], cwd=tmp_path, capture_output=True, timeout=60,
+                          check=False)
+    assert done.returncode == 130, done.stderr
