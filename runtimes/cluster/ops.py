@@ -16,25 +16,14 @@ from nemoclaw_runtime.kernel.events import EventSink, discard
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.kernel.text import one_line
 from nemoclaw_runtime.kernel.threads import in_daemon_thread
-from nemoclaw_runtime.runtimes import wiring
 from nemoclaw_runtime.runtimes.cluster import records
 from nemoclaw_runtime.runtimes.cluster.layout import ray_container_name
 from nemoclaw_runtime.runtimes.cluster.nodes import Node, node_settings
-from nemoclaw_runtime.runtimes.cluster.start import Engines, remove_group
+from nemoclaw_runtime.runtimes.cluster.start import Engines, node_engine, remove_group
 from nemoclaw_runtime.runtimes.docker.containers import ManagedContainerView
-from nemoclaw_runtime.runtimes.docker.port import ContainerInfo, DockerPort
+from nemoclaw_runtime.runtimes.docker.port import ContainerInfo
 
 __all__ = ["group_logs", "list_groups", "stop_groups"]
-
-
-@contextlib.contextmanager
-def _engine(settings: Settings, node: Node, engines: Engines | None) -> Iterator[DockerPort]:
-    port = engines(node) if engines is not None else wiring.open_docker(node_settings(settings, node))
-    try:
-        yield port
-    finally:
-        if engines is None:
-            port.close()
 
 
 #: How long ``ps`` waits for one node's engine (an ssh:// host that dropped off the network must not hang it).
@@ -46,7 +35,7 @@ def _ask_node(settings: Settings, record: records.GroupRecord, node: Node,
     """The node's Ray container (and, on the head, the server), asked in a daemon thread: an engine that does not
     answer never holds ``ps``."""
     def ask() -> tuple[ContainerInfo | None, ContainerInfo | None]:
-        with _engine(settings, node, engines) as docker:
+        with node_engine(settings, node, engines) as docker:
             ray = docker.inspect_container(ray_container_name(record.name, node.index))
             return ray, (docker.inspect_container(record.name) if node.index == 0 else None)
 
@@ -125,7 +114,7 @@ def _stop_everywhere(settings: Settings, record: records.GroupRecord, engines: E
     left: list[str] = []
     for node in record.nodes:
         try:
-            with _engine(settings, node, engines) as docker:
+            with node_engine(settings, node, engines) as docker:
                 left += remove_group(record.name, [(node, docker)], events)
         except Exception as exc:  # noqa: BLE001 - an unreachable node is reported, the others are still stopped
             reason = exc.message if isinstance(exc, NemoclawError) else f"{type(exc).__name__}: {exc}"
@@ -145,7 +134,7 @@ def group_logs(settings: Settings, name: str, *, node: str | None, tail: int, fo
     container = record.name if chosen.index == 0 and node is None else ray_container_name(name, chosen.index)
     stack = contextlib.ExitStack()
     try:
-        docker = stack.enter_context(_engine(settings, chosen, engines))
+        docker = stack.enter_context(node_engine(settings, chosen, engines))
         from nemoclaw_runtime.runtimes.docker.containers import managed_logs
 
         lines = managed_logs(node_settings(settings, chosen), container, docker=docker, tail=tail, follow=follow)

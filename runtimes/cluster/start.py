@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
+from concurrent import futures
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from nemoclaw_runtime.kernel.clock import CancelToken, Clock, SystemClock
 from nemoclaw_runtime.kernel.errors import (
     Cancelled,
     ContainerExited,
+    DockerUnavailable,
     InvalidInput,
     NemoclawError,
     PortInUse,
@@ -27,7 +29,7 @@ from nemoclaw_runtime.kernel.errors import (
 )
 from nemoclaw_runtime.kernel.events import EventSink, Info, PhaseChanged, Warning
 from nemoclaw_runtime.kernel.settings import Settings
-from nemoclaw_runtime.kernel.threads import Task, interrupts_deferred, run_together
+from nemoclaw_runtime.kernel.threads import Task, in_daemon_thread, interrupts_deferred, run_together
 from nemoclaw_runtime.runtimes import wiring
 from nemoclaw_runtime.runtimes.cluster import records
 from nemoclaw_runtime.runtimes.cluster.layout import HF_VOLUME, ClusterPlan, ray_volume_name
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
 
     from nemoclaw_runtime.runtimes.docker.port import DockerPort, PulledImage
 
-__all__ = ["Engines", "remove_group", "start_cluster"]
+__all__ = ["Engines", "connect_node", "node_engine", "remove_group", "start_cluster"]
 
 #: Opens the engine of a node (default: ``runtimes/wiring.py``); injected by tests and library callers.
 Engines = Callable[[Node], "DockerPort"]
@@ -63,7 +65,7 @@ def start_cluster(the_plan: ClusterPlan, *, settings: Settings, events: EventSin
     with contextlib.ExitStack() as stack:
         client = stack.enter_context(wiring.http_session(http))
         nodes = [_Node(node, wiring.build_services(node_settings(settings, node),
-                                                   stack.enter_context(_engine(settings, node, engines)), client,
+                                                   stack.enter_context(node_engine(settings, node, engines)), client,
                                                    clock=clock, arch=arch))
                  for node in the_plan.nodes]
         started = clock.monotonic()
@@ -120,22 +122,40 @@ def _write_record(settings: Settings, the_plan: ClusterPlan) -> None:
                                remedy="make the state folder writable (NEMOCLAW_STATE_DIR or XDG_STATE_HOME)") from None
 
 
-@contextlib.contextmanager
-def _engine(settings: Settings, node: Node, engines: Engines | None) -> Iterator[DockerPort]:
-    """The node's engine, opened and answering (its failure names the node); closed on exit when opened here."""
-    try:
+#: How long a node's engine gets to answer its first call. docker-py's ssh:// transport connects without a timeout
+#: of its own: a host that dropped off the network would hold the command for the system's TCP timeout.
+NODE_CONNECT_S = 20.0
+
+
+def connect_node(settings: Settings, node: Node, engines: Engines | None = None) -> DockerPort:
+    """The node's engine, opened and answering within ``NODE_CONNECT_S``; its failure is our error naming the node
+    (an engine opened too late is left to the daemon thread that opened it)."""
+    def open_and_ping() -> DockerPort:
         port = engines(node) if engines is not None else wiring.open_docker(node_settings(settings, node))
-        if engines is None:
-            try:
-                port.ping()
-            except BaseException:
-                port.close()
-                raise
-        else:
+        try:
             port.ping()
+        except BaseException:
+            if engines is None:
+                port.close()
+            raise
+        return port
+
+    try:
+        return in_daemon_thread(f"nemoclaw-connect-{node.index}", open_and_ping).result(timeout=NODE_CONNECT_S)
+    except futures.TimeoutError:
+        raise DockerUnavailable(f"Node {node.index} ({node.address}): the Docker engine did not answer within "
+                                f"{NODE_CONNECT_S:g} s", remedy="check that the node is up and reachable from this "
+                                "machine (for ssh://: `ssh USER@HOST docker version`)",
+                                details={"node": node.index, "address": node.address}) from None
     except NemoclawError as exc:
         raise type(exc)(f"Node {node.index} ({node.address}): {exc.message}", remedy=exc.remedy, cause=exc.cause,
                         details={**exc.details, "node": node.index, "address": node.address}) from None
+
+
+@contextlib.contextmanager
+def node_engine(settings: Settings, node: Node, engines: Engines | None) -> Iterator[DockerPort]:
+    """:func:`connect_node`, closed on exit when it was opened here (an injected one is the caller's)."""
+    port = connect_node(settings, node, engines)
     try:
         yield port
     finally:

@@ -205,3 +205,32 @@ def test_stop_with_a_node_that_does_not_answer_is_exit_3_and_keeps_the_record(se
 def test_cluster_views_are_plain_data() -> None:
     node = parse_nodes("local,ssh://me@spark2")[1]
     assert dataclasses.asdict(node) == {"index": 1, "address": "ssh://me@spark2"} and node.hostname == "spark2"
+
+
+def test_a_node_engine_that_never_answers_is_exit_3_naming_it_within_the_bound(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker-py's ssh:// transport connects without a timeout: the node's first call is bounded here."""
+    import threading
+    import time
+
+    from nemoclaw_runtime.runtimes.cluster import start
+
+    monkeypatch.setattr(start, "NODE_CONNECT_S", 0.2)
+    release = threading.Event()
+
+    def hangs(node: Node) -> FakeDocker:
+        release.wait(5)  # an engine that accepted and never answered
+        return FakeDocker()
+
+    began = time.monotonic()
+    try:
+        with pytest.raises(DockerUnavailable) as caught:
+            start.connect_node(settings, Node(1, "ssh://me@gone"), hangs)
+    finally:
+        release.set()
+    assert time.monotonic() - began < 2
+    assert caught.value.message.startswith("Node 1 (ssh://me@gone): the Docker engine did not answer within 0.2 s")
+    down = FakeDocker()
+    down.engine_up = False
+    with pytest.raises(DockerUnavailable, match=r"^Node 2 \(tcp://h:1\): Cannot connect"):
+        start.connect_node(settings, Node(2, "tcp://h:1"), lambda node: down)
