@@ -42,13 +42,13 @@ def plan_cluster(request: UpRequest, nodes: str | Sequence[str], *, nic: str | N
     group = parse_nodes(nodes)
     head = group[0]
     _check_request(request, group, settings)
-    base = VllmDriver().plan(request, settings, inventory)
-    interface = _interface(group, nic, interfaces, events)
+    interface = _interface(group, nic, interfaces, events)  # bad input (exit 2) before the host's GPUs (exit 3)
     address = head_address(head, interface)
     if is_loopback(address) and any(node.hostname is not None for node in group):
         raise InvalidInput(f"The Ray head's address {address} is a loopback address: the other machines cannot reach "
                            "it", remedy="pass --nic with the interface of the link between the nodes (not lo), or "
                                         "name the head by an address the nodes resolve")
+    base = VllmDriver().plan(request, settings, inventory)
     events(Warning(f"Ray listens on every interface of each node ({address}:{settings.ray_port} on the head): only "
                    "the private link between the nodes should reach them"))
     layout, fit, base = _split(base, request, inventory, len(group), source, events)

@@ -208,3 +208,13 @@ def test_fit_names_the_way_beyond_for_a_bare_hub_id_too(capsys: pytest.CaptureFi
     code, result, _ = cli(capsys, monkeypatch, "dgx_station", "fit", "vllm", "--model",
                           "hf:deepseek-ai/DeepSeek-R1", "--json")
     assert code == 3 and result["decision"] == "does-not-fit" and result["beyond"]["hosts"] == 3
+
+
+def test_bad_input_is_exit_2_before_the_hosts_gpus_are_judged(capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, err = cli(capsys, monkeypatch, "no_gpu", "up", "vllm", "--model", "nemotron-3-nano-4b", "--nodes",
+                         f"local,{REMOTE}", "--nic", "lo", "--dry-run")
+    assert code == 2 and "loopback address" in err
+    code, out, err = cli(capsys, monkeypatch, "no_gpu", "up", "vllm", "--model", "nemotron-3-nano-4b", "--nodes",
+                         f"local,{WORKER}", "--nic", "lo", "--dry-run")
+    assert code == 3 and "No usable NVIDIA GPU" in err  # the input is fine: now the host's refusal
