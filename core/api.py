@@ -308,15 +308,7 @@ def up(runtime: str = "vllm", *, model: str | None = None, port: int | None = No
 
 
 def _lock_path(path: str | os.PathLike[str] | None) -> Path | None:
-    if path is None:
-        return None
-    try:
-        text = os.fspath(path)
-    except TypeError:
-        raise InvalidInput(f"Invalid --lock {path!r}: expected a file path", remedy="pass --lock PATH") from None
-    if not isinstance(text, str) or not text.strip() or "\x00" in text:
-        raise InvalidInput(f"Invalid --lock {text!r}: expected a file path", remedy="pass --lock PATH")
-    return Path(text).expanduser()
+    return None if path is None else checks.check_file_path(path, "--lock")
 
 
 def lock(runtime: str = "vllm", *, model: str | None = None, image: str | None = None, name: str | None = None,
@@ -343,9 +335,12 @@ def write_lock(value: Lock, path: str | os.PathLike[str]) -> Path:
     """Write a :class:`Lock` to ``path`` atomically (temporary file + rename), mode 0644; returns the path."""
     from nemoclaw_runtime.runtimes import lockfile
 
-    target = _lock_path(path)
-    assert target is not None
-    return lockfile.write_lock(value, target)
+    target = checks.check_output_file(path, "--output")
+    try:
+        return lockfile.write_lock(value, target)
+    except OSError as exc:  # a folder that cannot be created or written
+        raise InvalidInput(f"Cannot write {target}: {exc.strerror or exc}",
+                           remedy="pass -o FILE in a folder you can write") from None
 
 
 def pull(runtime: str, *, model: str | None = None, image: str | None = None, settings: Settings | None = None,

@@ -25,7 +25,8 @@ from nemoclaw_runtime.kernel.text import has_unsafe, shown
 
 __all__ = [
     "CONTAINER_NAME_PATTERN", "MAX_CONTEXT_LENGTH", "MAX_LOG_TAIL", "MAX_SECONDS", "check_container_name",
-    "check_context_length", "check_directory", "check_docker_host", "check_host_address", "check_http_url",
+    "check_context_length", "check_directory", "check_docker_host", "check_file_path", "check_host_address",
+    "check_http_url", "check_output_file",
     "check_image_reference", "check_int", "check_number", "check_plain_text",
     "check_port", "check_regular_file", "check_seconds", "invalid", "read_regular_file",
 ]
@@ -342,6 +343,40 @@ def check_regular_file(value: str | os.PathLike[str], what: str, *, variable: st
         raise invalid(what, f"Invalid {_label(what, variable)} {shown(path)}: not a regular file (a directory, "
                       "device, FIFO or socket)", f"point {_label(what, variable)} at a regular file, or unset it",
                       variable=variable)
+    return path
+
+
+def check_file_path(value: object, what: str) -> Path:
+    """A file path given as an option (``--lock``): text that is a plain path; whether the file exists is the
+    step's to say."""
+    try:
+        text = os.fspath(value)  # type: ignore[call-overload]
+    except TypeError:
+        raise invalid(what, f"Invalid {what} {shown(repr(value))}: expected a file path",
+                      f"pass {what} PATH") from None
+    if not isinstance(text, str) or not text.strip():
+        raise invalid(what, f"Invalid {what} {shown(str(text))}: expected a file path", f"pass {what} PATH")
+    return _path_text(text, what, None)
+
+
+def check_output_file(value: object, what: str) -> Path:
+    """Where an option may write a file (``-o``): a new path (its folder is created when missing), or an existing
+    regular file (replaced). A directory, a device or a FIFO is refused before anything is written (replacing
+    ``/dev/null`` by a rename would be a disaster), and so is a folder that is a file."""
+    path = check_file_path(value, what)
+    try:
+        mode: int | None = path.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise invalid(what, f"Invalid {what} {shown(str(path))}: {exc.strerror or 'cannot be used'}",
+                      f"pass {what} FILE in a folder you can write") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise invalid(what, f"Invalid {what} {shown(str(path))}: it is a directory, device or FIFO, not a file",
+                      f"pass {what} FILE, a new or a regular file")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise invalid(what, f"Invalid {what} {shown(str(path))}: {shown(str(path.parent))} is not a folder",
+                      f"pass {what} FILE in a folder")
     return path
 
 

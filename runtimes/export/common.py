@@ -15,6 +15,7 @@ from typing import Any
 
 from nemoclaw_runtime.kernel.errors import InvalidInput
 from nemoclaw_runtime.kernel.text import shown
+from nemoclaw_runtime.runtimes.docker.spec import image_repository
 
 #: The port every server we export listens on in its container (vLLM and NIM alike), and the Service's port.
 SERVER_PORT = 8000
@@ -143,12 +144,10 @@ class ImageRef:
 
     @classmethod
     def parse(cls, text: str) -> ImageRef:
-        name, _, digest = text.partition("@")
-        slash = name.rfind("/")
-        colon = name.rfind(":")
-        if colon > slash:  # a colon after the last slash is the tag; before it, a registry port
-            return cls(name[:colon], name[colon + 1:], digest or None)
-        return cls(name, None, digest or None)
+        """Split as the engine layer splits references (a registry port survives; tag and digest both kept)."""
+        repository = image_repository(text)
+        tag, _, digest = text[len(repository):].partition("@")
+        return cls(repository, tag.removeprefix(":") or None, digest or None)
 
     def pinned(self, digest: str | None) -> ImageRef:
         """This reference with ``digest`` when it carries none of its own."""
@@ -164,8 +163,6 @@ class ImageRef:
     @property
     def tagged(self) -> str:
         return f"{self.repository}:{self.tag or 'latest'}"
-
-
 
 
 def one_replica_documents(runtime: str, name: str, namespace: str, pod: dict[str, Any], cache: str,
@@ -185,8 +182,7 @@ def one_replica_documents(runtime: str, name: str, namespace: str, pod: dict[str
 
 __all__ = [
     "DERIVED_NAME_CHARS", "MANAGED_BY", "PORT_NAME", "PROBE_PERIOD_S", "SERVER_PORT", "SHM_SIZE", "ImageRef",
-    "check_name", "check_namespace", "container_port", "derive_name",
-    "one_replica_documents", "gibibytes", "http_probe", "k8s_arg", "labels",
-    "metadata", "plain_env", "pvc", "secret_env", "selector_labels", "service", "shell_line", "shm_volume",
-    "startup_probe",
+    "check_name", "check_namespace", "container_port", "derive_name", "gibibytes", "http_probe", "k8s_arg", "labels",
+    "metadata", "one_replica_documents", "plain_env", "pvc", "secret_env", "selector_labels", "service", "shell_line",
+    "shm_volume", "startup_probe",
 ]

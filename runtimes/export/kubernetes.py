@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from nemoclaw_runtime.kernel import checks
 from nemoclaw_runtime.kernel.errors import InvalidInput
 from nemoclaw_runtime.kernel.events import EventSink, Warning, discard
 from nemoclaw_runtime.kernel.names import RUNTIME_NIM, RUNTIME_VLLM
-from nemoclaw_runtime.kernel.text import has_unsafe, shown
+from nemoclaw_runtime.kernel.text import shown
 from nemoclaw_runtime.runtimes.export import nim_manifests, vllm_manifests
 from nemoclaw_runtime.runtimes.export.plan import (
     FORMAT_LEADERWORKERSET,
@@ -85,8 +85,9 @@ def export_kubernetes(runtime: str, *, model: str | None = None, gpus: int | Non
     from nemoclaw_runtime.kernel.settings import Settings
 
     settings = settings or Settings.from_env()
+    lock = checks.check_file_path(lock_path, "--lock") if lock_path is not None else None
     request = Request(runtime=runtime, model=model, gpus=gpus, nodes=nodes, namespace=namespace, name=name,
-                      format=format, image=image, lock_path=_lock_path(lock_path))
+                      format=format, image=image, lock_path=lock)
     plan = resolve(request, settings, model_source)
     for note in request.notes:
         if "not pinned" in note:
@@ -135,37 +136,9 @@ def _format_notes(plan: ExportPlan) -> tuple[str, ...]:
     return ()
 
 
-def _lock_path(value: str | os.PathLike[str] | None) -> Path | None:
-    if value is None:
-        return None
-    text = os.fspath(value)
-    if not text.strip() or "\x00" in text or has_unsafe(text):
-        raise InvalidInput(f"Invalid --lock {shown(text)}: expected a file path", remedy="pass --lock PATH")
-    return Path(text).expanduser()
-
-
 def output_path(value: str | os.PathLike[str]) -> Path:
-    """Where ``-o`` may write: a new path, or an existing regular file (replaced). A directory, device or FIFO
-    is refused before anything is written (replacing ``/dev/null`` by a rename would be a disaster)."""
-    text = os.fspath(value)
-    if not text.strip() or "\x00" in text or has_unsafe(text):
-        raise InvalidInput(f"Invalid --output {shown(text)}: expected a file path",
-                           remedy="pass -o FILE, e.g. -o manifests.yaml")
-    path = Path(text).expanduser()
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        mode = None
-    except OSError as exc:
-        raise InvalidInput(f"Invalid --output {shown(text)}: {exc.strerror or 'cannot be used'}",
-                           remedy="pass -o FILE in a folder you can write") from None
-    if mode is not None and not stat.S_ISREG(mode):
-        raise InvalidInput(f"Invalid --output {shown(text)}: it is a directory, device or FIFO, not a file",
-                           remedy="pass -o FILE, e.g. -o manifests.yaml")
-    if not path.parent.is_dir():
-        raise InvalidInput(f"Invalid --output {shown(text)}: the folder {shown(str(path.parent))} does not exist",
-                           remedy="create the folder first, or pass -o FILE in an existing one")
-    return path
+    """Where ``-o`` may write (the kernel's one check for it)."""
+    return checks.check_output_file(value, "--output")
 
 
 def _write_text(path: Path, text: str) -> Path:

@@ -94,16 +94,24 @@ def test_output_file_with_json(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     assert "CanaryNgcKey" not in target.read_text()
 
 
-@pytest.mark.parametrize("where", ["directory", "/dev/null", "missing-folder"])
+@pytest.mark.parametrize("where", ["directory", "/dev/null", "folder-is-a-file"])
 def test_output_must_be_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path, where: str) -> None:
+    (tmp_path / "afile").write_text("kept")
     path = {"directory": str(tmp_path), "/dev/null": "/dev/null",
-            "missing-folder": str(tmp_path / "nope" / "x.yaml")}[where]
+            "folder-is-a-file": str(tmp_path / "afile" / "x.yaml")}[where]
     code, out, err = cli(capsys, "vllm", "--model", "qwen3.6-27b", "-o", path)
     assert code == 2 and out == ""
     assert len([line for line in err.splitlines() if line.startswith("Error: ")]) == 1
     assert any(line.startswith("  fix: ") for line in err.splitlines())
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"] and (tmp_path / "afile").read_text() == "kept"
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_output_into_a_new_folder_creates_it(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    target = tmp_path / "new" / "x.yaml"
+    code, _, err = cli(capsys, "vllm", "--model", "qwen3.6-27b", "-o", str(target))
+    assert code == 0, err
+    assert "kind: Deployment" in target.read_text()
 
 
 BAD = [

@@ -308,3 +308,21 @@ def test_the_image_store_resolves_the_digest_without_pulling(tmp_path: Path) -> 
     assert store.resolve_digest(IMAGE, events=lambda event: None) == DIGEST and asked == [IMAGE]
     assert not [c for c in docker.calls if c[0] in ("pull_stream", "tag_image")]
     assert docker.image_inspect(IMAGE) is None
+
+
+def test_lock_output_refuses_a_device_or_a_directory_before_writing(tmp_path: Path) -> None:
+    """``lock -o`` and ``write_lock`` share the kernel's output check: /dev/null is never replaced by a rename."""
+    import os
+    import stat
+
+    import nemoclaw_runtime as nr
+    from nemoclaw_runtime.kernel.errors import InvalidInput
+    from nemoclaw_runtime.runtimes.lockfile import make_lock
+
+    value = make_lock(runtime="vllm", model="m", image="img:1", image_digest=None, weights_revision=None,
+                      argv=("vllm", "serve", "m"), registry_entry_version="x")
+    for where in ("/dev/null", str(tmp_path)):
+        with pytest.raises(InvalidInput) as caught:
+            nr.write_lock(value, where)
+        assert caught.value.exit_code == 2 and "not a file" in caught.value.message
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode) and list(tmp_path.iterdir()) == []
