@@ -96,13 +96,10 @@ def _interface(group: Sequence[Node], nic: str | None, interfaces: Interfaces | 
 
 
 def default_layout(options: ServeOptions, gpus_per_node: int, nodes: int) -> Layout:
-    """The split without a fit: the flags' sizes when given; else one GPU per node (DGX Spark) → tensor parallel
-    across the nodes, several → tensor parallel within each node and pipeline parallel across them."""
-    if options.tensor_parallel_size or options.pipeline_parallel_size > 1:
-        return Layout(options.tensor_parallel_size or 1, options.pipeline_parallel_size)
-    if gpus_per_node <= 1:
-        return Layout(nodes, 1)
-    return Layout(gpus_per_node, nodes)
+    """The split without a fit: the group fit's own rule (``fit.choose_layout``) with the model's heads unknown."""
+    from nemoclaw_runtime.runtimes.fit import choose_layout
+
+    return Layout(*choose_layout(options, nodes, gpus_per_node))
 
 
 def _split(base: Plan, request: UpRequest, inventory: GpuInventory, nodes: int, source: ModelSource,

@@ -39,7 +39,7 @@ from nemoclaw_runtime.runtimes.fit.facts import (
     StaticModelSource,
     weights_from_document,
 )
-from nemoclaw_runtime.runtimes.fit.group import GroupFit, group_refusal, hosts_needed, plan_group_fit
+from nemoclaw_runtime.runtimes.fit.group import GroupFit, choose_layout, group_refusal, hosts_needed, plan_group_fit
 from nemoclaw_runtime.runtimes.fit.hub import HubModelSource
 from nemoclaw_runtime.runtimes.fit.options import ServeOptions
 from nemoclaw_runtime.runtimes.fit.safetensors import DTYPE_BITS, WeightsFacts, parse_header, stored_bytes
@@ -66,6 +66,7 @@ __all__ = [
     "ServeOptions",
     "StaticModelSource",
     "WeightsFacts",
+    "choose_layout",
     "estimate_overhead",
     "gpu_budgets",
     "group_refusal",

@@ -110,6 +110,14 @@ def hosts_needed(facts: ModelFacts, node: GpuInventory, options: ServeOptions | 
     return _fewest(facts, node, options or ServeOptions(), min_compute_capability, 2, most)
 
 
+def choose_layout(options: ServeOptions, nodes: int, gpus_per_node: int) -> tuple[int, int]:
+    """``(T, P)`` by the rule above without the model's facts (its heads unknown, nothing judged): what ``up
+    --nodes`` runs when there is no fit to ask (``--gpus none``, facts unreadable with ``--no-fit-check``).
+    Layout flags are checked against the group as :func:`plan_group_fit` checks them."""
+    tp, pp, _ = _layout("the model", None, options, nodes, max(1, gpus_per_node), gpus_per_node <= 1, [])
+    return tp, pp
+
+
 def group_refusal(fit: GroupFit) -> PreflightRefused | None:
     """The typed refusal (exit 3) for a group fit that cannot run as asked; ``None`` when it fits or is unknown."""
     if fit.fits or fit.decision == DECISION_UNKNOWN:
@@ -292,4 +300,4 @@ def _more_hosts(facts: ModelFacts, node: GpuInventory, nodes: int, plain: ServeO
             f"{format_bytes(fit.budget_bytes_per_gpu)} per GPU"), n
 
 
-__all__ = ["DEFAULT_MOST_HOSTS", "GroupFit", "group_refusal", "hosts_needed", "plan_group_fit"]
+__all__ = ["DEFAULT_MOST_HOSTS", "GroupFit", "choose_layout", "group_refusal", "hosts_needed", "plan_group_fit"]

@@ -255,3 +255,18 @@ def test_to_dict_is_json() -> None:
     assert json.loads(json.dumps(doc)) == doc
     assert doc["tensor_parallel_size"] == 1 and doc["pipeline_parallel_size"] == 2 and doc["hosts_needed"] == 3
     assert isinstance(doc["reasons"], list) and doc["decision"] == DECISION_DOES_NOT_FIT
+
+
+def test_the_layout_without_facts_follows_the_same_rule() -> None:
+    """``up --nodes --gpus none`` (nothing to judge) splits as the group fit would with the heads unknown."""
+    from nemoclaw_runtime.kernel.errors import InvalidInput
+    from nemoclaw_runtime.runtimes.fit import ServeOptions, choose_layout
+
+    assert choose_layout(ServeOptions(), 2, 1) == (2, 1)  # one GPU a host: tensor across the hosts
+    assert choose_layout(ServeOptions(), 2, 8) == (8, 2)  # several: tensor within, pipeline across
+    assert choose_layout(ServeOptions(), 3, 6) == (4, 3)  # a power of two of one host's GPUs
+    assert choose_layout(ServeOptions.from_argv(("vllm", "serve", "m", "--pipeline-parallel-size", "2")), 2, 1) \
+        == (1, 2)
+    with pytest.raises(InvalidInput, match="needs 16 GPUs"):
+        choose_layout(ServeOptions.from_argv(("vllm", "serve", "m", "--tensor-parallel-size", "8",
+                                              "--pipeline-parallel-size", "2")), 2, 1)
