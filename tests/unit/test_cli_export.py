@@ -23,11 +23,7 @@ NGC_CANARY = "nvapi-CanaryNgcKey0123456789abcdef"
 
 
 @pytest.fixture(autouse=True)
-def registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The command and the api wrapper, whether or not cli/main.py and core/api.py list them yet."""
-    monkeypatch.setitem(cli_main.COMMANDS, "export", "nemoclaw_runtime.cli.export:export")
-    if not hasattr(api, "export_kubernetes"):
-        monkeypatch.setattr(api, "export_kubernetes", export_kubernetes, raising=False)
+def canaries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", HF_CANARY)
     monkeypatch.setenv("NGC_API_KEY", NGC_CANARY)
 
@@ -158,3 +154,10 @@ def test_export_alone_names_the_missing_command(capsys: pytest.CaptureFixture[st
     code = cli_main.run(["export"])
     err = capsys.readouterr().err
     assert code == 2 and err.splitlines()[0] == "Error: Missing command."
+
+
+def test_the_command_and_the_api_are_wired() -> None:
+    """What every test above runs through is the real registration, not a stand-in."""
+    assert cli_main.COMMANDS["export"] == "nemoclaw_runtime.cli.export:export"
+    assert api.export_kubernetes.__module__ == "nemoclaw_runtime.api"
+    assert export_kubernetes.__module__ == "nemoclaw_runtime.runtimes.export.kubernetes"

@@ -90,23 +90,29 @@ def validate(document: dict[str, Any]) -> None:
     schema = crd_schema(document["apiVersion"], document["kind"])
     jsonschema.Draft7Validator(schema).validate(document)
     assert unknown_fields(document, schema) == [], document["kind"]
+    # a CRD's top-level metadata is opaque to its schema (the API server's ObjectMeta): its keys are checked here
+    assert set(document["metadata"]) <= {"name", "namespace", "labels", "annotations"}, document["metadata"]
 
 
-ALL_FORMATS = [
-    ("vllm", {"model": "qwen3.6-27b"}),
-    ("vllm", {"model": "deepseek-r1-distill-70b", "gpus": 4, "format": "deployment"}),
-    ("vllm", {"model": "deepseek-v4-flash", "gpus": 8, "nodes": 2}),
-    ("vllm", {"model": "hf:Qwen/Qwen3-8B", "gpus": 1, "nodes": 3, "format": "leaderworkerset"}),
-    ("nim", {"model": "nvidia/nemotron-3-nano-30b-a3b"}),
-    ("nim", {"model": "nvidia/nemotron-3-super-120b-a12b", "gpus": 8, "nodes": 2, "format": "nim-operator"}),
-    ("nim", {"model": "meta/llama-3.1-8b-instruct", "format": "deployment"}),
+ALL_FORMATS = [  # (runtime, options, the kinds it must produce, in order)
+    ("vllm", {"model": "qwen3.6-27b"}, ["PersistentVolumeClaim", "Deployment", "Service"]),
+    ("vllm", {"model": "deepseek-r1-distill-70b", "gpus": 4, "format": "deployment"},
+     ["PersistentVolumeClaim", "Deployment", "Service"]),
+    ("vllm", {"model": "deepseek-v4-flash", "gpus": 8, "nodes": 2}, ["LeaderWorkerSet", "Service"]),
+    ("vllm", {"model": "hf:Qwen/Qwen3-8B", "gpus": 1, "nodes": 3, "format": "leaderworkerset"},
+     ["LeaderWorkerSet", "Service"]),
+    ("nim", {"model": "nvidia/nemotron-3-nano-30b-a3b"}, ["NIMCache", "NIMService"]),
+    ("nim", {"model": "nvidia/nemotron-3-super-120b-a12b", "gpus": 8, "nodes": 2, "format": "nim-operator"},
+     ["NIMCache", "NIMService"]),
+    ("nim", {"model": "meta/llama-3.1-8b-instruct", "format": "deployment"},
+     ["PersistentVolumeClaim", "Deployment", "Service"]),
 ]
 
 
-@pytest.mark.parametrize(("runtime", "options"), ALL_FORMATS)
-def test_every_format_validates_against_its_schemas(runtime: str, options: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("runtime", "options", "kinds"), ALL_FORMATS)
+def test_every_format_validates_against_its_schemas(runtime: str, options: dict[str, Any], kinds: list[str]) -> None:
     result = export(runtime, namespace="llm", **options)
-    assert result.documents
+    assert [document["kind"] for document in result.documents] == kinds
     for document in result.documents:
         validate(document)
         assert document["metadata"]["namespace"] == "llm"
@@ -120,6 +126,8 @@ def test_the_validators_catch_a_wrong_manifest() -> None:
     result = export("nim", model="meta/llama-3.1-8b-instruct")
     service = json.loads(json.dumps(by_kind(result)["NIMService"]))
     service["spec"]["storage"]["sharedMemSizeLimit"] = "16Gi"
+    assert unknown_fields(service, crd_schema(service["apiVersion"], "NIMService")) == [
+        ".spec.storage.sharedMemSizeLimit"]
     with pytest.raises(AssertionError):
         validate(service)
     service = json.loads(json.dumps(by_kind(result)["NIMService"]))
@@ -132,7 +140,7 @@ def test_the_validators_catch_a_wrong_manifest() -> None:
         validate(deployment)
 
 
-@pytest.mark.parametrize(("runtime", "options"), ALL_FORMATS)
+@pytest.mark.parametrize(("runtime", "options"), [(runtime, options) for runtime, options, _ in ALL_FORMATS])
 def test_no_secret_value_anywhere(runtime: str, options: dict[str, Any]) -> None:
     result = export(runtime, **options)
     for text in (result.to_yaml(), result.to_json(), json.dumps(result.to_dict())):
