@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import docker
 
     from nemoclaw_runtime.runtimes.docker.adapter import DockerEngine
+    from tests.helpers.registry import LocalRegistry
 
 FAKE_VLLM_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "images" / "fake-vllm"
 VLLM_PATH = "/usr/local/bin/vllm"
@@ -65,6 +66,19 @@ def build_fake_vllm_image(client: docker.DockerClient, tag: str, env: Mapping[st
         env={"PATH": "/usr/local/bin:/usr/bin:/bin", **(env or {})},
         cmd=["vllm", "serve", "fake/model", "--port", str(CONTAINER_PORT), "--max-model-len", "4096"],
     )
+
+
+def push_fake_vllm_variants(client: docker.DockerClient, registry: LocalRegistry,
+                            variants: Mapping[str, Mapping[str, str]], *, prefix: str, session: str) -> dict[str, str]:
+    """One fake vLLM image per behaviour (its switches baked in), pushed to ``registry`` as
+    ``<prefix>-<variant>:1``; the references by variant (what ``--image`` points at)."""
+    refs = {}
+    for variant, env in variants.items():
+        tag = f"nemoclaw-test/{prefix}-{variant}:{session[:12]}"
+        build_fake_vllm_image(client, tag, env)
+        registry.push(client, tag, f"fake/{prefix}-{variant}", "1")
+        refs[variant] = registry.ref(f"fake/{prefix}-{variant}", "1")
+    return refs
 
 
 @pytest.fixture(scope="session")

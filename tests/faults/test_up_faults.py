@@ -27,7 +27,7 @@ import pytest
 from nemoclaw_runtime.cli.main import run
 from nemoclaw_runtime.runtimes.docker.locks import name_lock
 from tests.fake_servers.fake_hf import FakeHub, fake_hf, fake_hf_server, tiny_model_files  # noqa: F401  (fixtures)
-from tests.fake_servers.fake_vllm import build_fake_vllm_image
+from tests.fake_servers.fake_vllm import push_fake_vllm_variants
 from tests.faults.conftest import record
 from tests.faults.test_faults import SECRET, SECRET_VARIABLES, assert_clean_output
 from tests.helpers.docker_env import removed_after, serve_environment
@@ -61,13 +61,7 @@ def up_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegis
 @pytest.fixture(scope="module")
 def vllm_images(docker_client: docker.DockerClient, up_registry: LocalRegistry,
                 test_session_id: str) -> dict[str, str]:
-    refs = {}
-    for variant, env in VARIANTS.items():
-        tag = f"nemoclaw-test/fault-vllm-{variant}:{test_session_id[:12]}"
-        build_fake_vllm_image(docker_client, tag, env)
-        up_registry.push(docker_client, tag, f"fault/vllm-{variant}", "1")
-        refs[variant] = up_registry.ref(f"fault/vllm-{variant}", "1")
-    return refs
+    return push_fake_vllm_variants(docker_client, up_registry, VARIANTS, prefix="fault-vllm", session=test_session_id)
 
 
 @pytest.fixture

@@ -31,9 +31,9 @@ from nemoclaw_runtime.kernel.clock import CancelToken
 from nemoclaw_runtime.kernel.errors import Cancelled
 from nemoclaw_runtime.kernel.events import Event, Info, PhaseChanged
 from tests.fake_servers.fake_hf import FakeHub, tiny_model_files
-from tests.fake_servers.fake_vllm import build_fake_vllm_image
+from tests.fake_servers.fake_vllm import push_fake_vllm_variants
 from tests.helpers.docker_env import free_port, serve_environment, unique_name
-from tests.helpers.registry import LocalRegistry, running_registry
+from tests.helpers.registry import running_registry
 from tests.helpers.second_engine import SecondEngine, SecondEngineUnavailable, dockerd_path
 
 pytestmark = pytest.mark.docker
@@ -77,17 +77,7 @@ def images(docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPath
            test_session_id: str) -> Iterator[dict[str, str]]:
     """The fake vLLM image (with its fake Ray) per behaviour, in a local registry both engines pull from."""
     with running_registry(tmp_path_factory.mktemp("nodes-registry")) as registry:
-        yield _push_variants(docker_client, registry, test_session_id)
-
-
-def _push_variants(client: docker.DockerClient, registry: LocalRegistry, session: str) -> dict[str, str]:
-    refs = {}
-    for variant, env in VARIANTS.items():
-        tag = f"nemoclaw-test/fake-vllm-nodes-{variant}:{session[:12]}"
-        build_fake_vllm_image(client, tag, env)
-        registry.push(client, tag, f"fake/vllm-nodes-{variant}", "1")
-        refs[variant] = registry.ref(f"fake/vllm-nodes-{variant}", "1")
-    return refs
+        yield push_fake_vllm_variants(docker_client, registry, VARIANTS, prefix="vllm-nodes", session=test_session_id)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from nemoclaw_runtime.kernel.events import Event, PhaseChanged
 from nemoclaw_runtime.kernel.settings import Settings
 from nemoclaw_runtime.runtimes import pipeline
 from tests.fake_servers.fake_hf import FakeHub, tiny_model_files
-from tests.fake_servers.fake_vllm import build_fake_vllm_image, start_fake_vllm
+from tests.fake_servers.fake_vllm import push_fake_vllm_variants, start_fake_vllm
 from tests.helpers.docker_env import removed_after, serve_environment, unique_name
 from tests.helpers.registry import LocalRegistry, running_registry
 
@@ -51,14 +51,7 @@ def module_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalR
 def vllm_images(docker_client: docker.DockerClient, module_registry: LocalRegistry,
                 test_session_id: str) -> dict[str, str]:
     """One fake vLLM image per behaviour, pushed to the local registry (what `--image` points at)."""
-    local_registry = module_registry
-    refs = {}
-    for variant, env in VARIANTS.items():
-        tag = f"nemoclaw-test/fake-vllm-{variant}:{test_session_id[:12]}"
-        build_fake_vllm_image(docker_client, tag, env)
-        local_registry.push(docker_client, tag, f"fake/vllm-{variant}", "1")
-        refs[variant] = local_registry.ref(f"fake/vllm-{variant}", "1")
-    return refs
+    return push_fake_vllm_variants(docker_client, module_registry, VARIANTS, prefix="vllm", session=test_session_id)
 
 
 @pytest.fixture
